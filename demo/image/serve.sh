@@ -1,0 +1,26 @@
+#!/bin/sh
+# A configurable stand-in for a web service, for the demo and the tests.
+# Everything it does is set by environment variables, so one image can play a
+# healthy service, a broken one (HEALTH_STATUS=503), a slow one (HEALTH_DELAY)
+# or a late starter (START_DELAY):
+#   PORT           listen port (default 8080)
+#   HEALTH_STATUS  status of /cgi-bin/health (default 200)
+#   HEALTH_BODY    body of /cgi-bin/health (default ok; no quotes)
+#   HEALTH_DELAY   seconds /cgi-bin/health sleeps before answering (default 0)
+#   VERSION        reported by /cgi-bin/status as JSON
+#   START_DELAY    seconds to wait before listening at all (default 0)
+set -eu
+mkdir -p /www/cgi-bin
+cat > /www/cgi-bin/health <<EOF
+#!/bin/sh
+sleep ${HEALTH_DELAY:-0}
+printf 'Status: ${HEALTH_STATUS:-200} Set\r\nContent-Type: text/plain\r\n\r\n${HEALTH_BODY:-ok}\n'
+EOF
+cat > /www/cgi-bin/status <<EOF
+#!/bin/sh
+printf 'Content-Type: application/json\r\n\r\n{"status": "ok", "version": "${VERSION:-unknown}"}\n'
+EOF
+chmod +x /www/cgi-bin/health /www/cgi-bin/status
+echo "<h1>deployproof demo ${VERSION:-}</h1>" > /www/index.html
+sleep "${START_DELAY:-0}"
+exec httpd -f -p "${PORT:-8080}" -h /www

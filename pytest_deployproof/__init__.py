@@ -1,0 +1,1 @@
+"""pytest-deployproof: prove a deployment is sound with ordinary pytest tests."""

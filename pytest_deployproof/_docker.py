@@ -1,0 +1,56 @@
+"""Docker engine clients, one per inventory host and thread.
+
+docker-py does not document its client as thread-safe, and the probes run
+in threads, so clients are cached per (host, thread).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import Inconclusive
+from .model import Host
+
+__all__ = ["client_for", "docker_url"]
+
+_local = threading.local()
+API_TIMEOUT_S = 30
+
+
+def docker_url(host: Host) -> str | None:
+    """The engine URL of ``host``; ``None`` means the local environment's engine."""
+    if host.docker_url:
+        return host.docker_url
+    scheme = host.spec.partition("://")[0]
+    if scheme == "local":
+        return None
+    if scheme in ("ssh", "paramiko"):
+        parts = urlsplit(host.spec)
+        user = f"{parts.username}@" if parts.username else ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"ssh://{user}{parts.hostname}{port}"
+    raise Inconclusive(
+        f"host {host.name!r} ({host.spec}) has no Docker engine URL: set hosts.{host.name}.docker_url"
+    )
+
+
+def client_for(host: Host) -> Any:
+    """A Docker client for ``host``, created on first use in this thread."""
+    import docker  # noqa: PLC0415 - optional until a check needs Docker
+
+    cache: dict[str, Any] = _local.__dict__.setdefault("clients", {})
+    url = docker_url(host)
+    key = url or "env"
+    if key not in cache:
+        try:
+            if url is None:
+                cache[key] = docker.from_env(timeout=API_TIMEOUT_S)
+            else:
+                cache[key] = docker.DockerClient(
+                    base_url=url, timeout=API_TIMEOUT_S, use_ssh_client=url.startswith("ssh://")
+                )
+        except docker.errors.DockerException as exc:
+            raise Inconclusive(f"cannot reach Docker on host {host.name!r}: {exc}") from None
+    return cache[key]

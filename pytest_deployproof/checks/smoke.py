@@ -1,0 +1,44 @@
+"""Smoke assertions (SMK-1, SMK-2): is every service up, does every endpoint answer.
+
+They fail with what was seen, never with a traceback: a failed smoke check is
+a fact about the deployment, and the operator needs the container, its state
+and the HTTP exchange, not the plugin's stack frames.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ..containers import ServiceState
+from ..model import Service, Stack
+from ..probes import ProbeResult
+
+__all__ = ["expect_endpoint_answers", "expect_service_running"]
+
+
+def expect_service_running(stack: Stack, service: Service, state: ServiceState) -> None:
+    """Every container of ``service`` runs, and is healthy where it has a healthcheck."""
+    __tracebackhide__ = True
+    where = f"stack {stack.name} (project {state.project}), service {service.name}"
+    if not state.containers:
+        pytest.fail(f"{where}: no container exists (is the stack up?)", pytrace=False)
+    wrong: list[str] = []
+    for container in state.containers:
+        if container.state != "running":
+            wrong.append(f"{container.describe()}: not running")
+        elif container.health == "unhealthy" or (
+            service.healthcheck and container.health != "healthy"
+        ):
+            wrong.append(f"{container.describe()}: not healthy")
+        elif container.health == "starting":
+            wrong.append(f"{container.describe()}: still starting")
+    if wrong:
+        waited = f"after {state.attempts} observations in {state.elapsed_s:.1f} s"
+        pytest.fail(f"{where}: " + "; ".join(wrong) + f" ({waited})", pytrace=False)
+
+
+def expect_endpoint_answers(stack: Stack, result: ProbeResult) -> None:
+    """The endpoint answered as declared within its tries and deadline."""
+    __tracebackhide__ = True
+    if not result.passed:
+        pytest.fail(f"stack {stack.name}: {result.describe()}", pytrace=False)

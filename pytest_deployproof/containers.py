@@ -1,0 +1,140 @@
+"""What a host's Docker engine says about the stacks it runs (SMK-1).
+
+One list call per host returns every Compose container on it; stacks are
+found by their ``com.docker.compose.project`` label. docker-py's high-level
+``containers.list()`` inspects each container separately, so the low-level
+API is used with its summary fields; health comes from the summary's status
+text (``Up 3 minutes (healthy)``), which Docker writes for exactly this use.
+
+A stack whose containers are still starting is polled again until they
+settle or the probe deadline passes (SMK-5), and how long that took is kept.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ._docker import client_for
+from .errors import Inconclusive
+from .model import Host, ProbeSettings, Stack
+
+__all__ = ["ContainerState", "HostContainers", "ServiceState"]
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+_HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+TRANSITIONAL_STATES = frozenset({"created", "restarting"})
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """One container as the engine lists it."""
+
+    id: str
+    name: str
+    project: str
+    service: str
+    image: str
+    state: str  # running, exited, created, restarting, paused, dead
+    status: str  # Docker's human text, e.g. "Exited (1) 2 minutes ago"
+    health: str | None  # healthy, unhealthy, starting, or None without a healthcheck
+    labels: dict[str, str]
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any]) -> ContainerState:
+        labels = summary.get("Labels") or {}
+        status = summary.get("Status", "")
+        found = _HEALTH.search(status)
+        health = found.group(1).replace("health: ", "") if found else None
+        names = summary.get("Names") or ["/" + summary["Id"][:12]]
+        return cls(
+            id=summary["Id"],
+            name=names[0].lstrip("/"),
+            project=labels.get(PROJECT_LABEL, ""),
+            service=labels.get(SERVICE_LABEL, ""),
+            image=summary.get("Image", ""),
+            state=summary.get("State", "unknown"),
+            status=status,
+            health=health,
+            labels=labels,
+        )
+
+    @property
+    def settled(self) -> bool:
+        return self.state not in TRANSITIONAL_STATES and self.health != "starting"
+
+    def describe(self) -> str:
+        health = f", health {self.health}" if self.health else ""
+        return f"{self.name}: {self.state}{health} ({self.status})"
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """The containers of one declared service, observed until settled."""
+
+    stack: str
+    project: str
+    service: str
+    containers: tuple[ContainerState, ...]
+    attempts: int
+    elapsed_s: float
+
+
+class HostContainers:
+    """The Compose containers of one host, listed once and cached until refreshed.
+
+    Thread-safe: concurrent checks of one host share one listing.
+    """
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.api_calls = 0
+        self._lock = threading.Lock()
+        self._by_project: dict[str, list[ContainerState]] | None = None
+
+    def refresh(self) -> None:
+        with self._lock:
+            self._by_project = None
+
+    def projects(self) -> dict[str, list[ContainerState]]:
+        with self._lock:
+            if self._by_project is None:
+                self._by_project = self._list()
+            return self._by_project
+
+    def _list(self) -> dict[str, list[ContainerState]]:
+        import docker  # noqa: PLC0415
+
+        client = client_for(self.host)
+        try:
+            summaries = client.api.containers(all=True, filters={"label": PROJECT_LABEL})
+        except docker.errors.DockerException as exc:
+            raise Inconclusive(f"cannot list containers on host {self.host.name!r}: {exc}") from None
+        self.api_calls += 1
+        grouped: dict[str, list[ContainerState]] = {}
+        for summary in summaries:
+            state = ContainerState.from_summary(summary)
+            grouped.setdefault(state.project, []).append(state)
+        for states in grouped.values():
+            states.sort(key=lambda c: (c.service, c.name))
+        return grouped
+
+    def service(self, stack: Stack, service: str, probes: ProbeSettings) -> ServiceState:
+        """The service's containers once settled, polling until the deadline."""
+        started = time.monotonic()
+        attempts = 0
+        while True:
+            attempts += 1
+            found = tuple(
+                c for c in self.projects().get(stack.project_name, []) if c.service == service
+            )
+            waited = time.monotonic() - started
+            settled = bool(found) and all(c.settled for c in found)
+            if settled or waited + probes.interval_s > probes.deadline_s:
+                return ServiceState(stack.name, stack.project_name, service, found, attempts, waited)
+            time.sleep(probes.interval_s)
+            self.refresh()

@@ -1,0 +1,330 @@
+"""The inventory of one environment: hosts, layers, stacks and what they declare.
+
+These models are the single source of truth for what an inventory file may
+say (the JSON Schema published for editors is generated from them). They are
+frozen: an inventory is read once and shared by every test, worker and
+report, so nothing may change it after loading.
+
+Entities are hashed by their identity (name), not by their contents. pytest
+groups tests of a session-scoped parameter by the parameter's value, so a
+hashable ``Stack`` is what lets every test of one stack run together, which is
+where a per-stack deploy fixture sets up and tears down.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ._glob import validate_glob
+
+__all__ = [
+    "DEFAULT_LAYERS",
+    "Backup",
+    "Database",
+    "Endpoint",
+    "Host",
+    "Inventory",
+    "Layer",
+    "ProbeSettings",
+    "Service",
+    "Stack",
+]
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# Compose's own rule for project names (`docker compose -p`).
+PROJECT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+ENV_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+HOST_SCHEMES = ("local", "ssh", "paramiko", "docker", "podman", "ansible", "kubectl")
+ENGINES = ("compose", "terraform", "terragrunt", "tofu", "ansible", "command")
+
+Name = str
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class _Named(_Model):
+    """An entity keyed by name in its parent mapping; hashed by that name."""
+
+    name: Name = Field(pattern=NAME_PATTERN)
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.name))
+
+
+def _name_entries(data: Any, *fields: str) -> Any:
+    """Copy each mapping key of ``fields`` into its entry's ``name`` (``web: {}``
+    becomes ``{"name": "web"}``) so models know their own names."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    for field in fields:
+        entries = data.get(field)
+        if not isinstance(entries, dict):
+            continue
+        named: dict[Any, Any] = {}
+        for key, value in entries.items():
+            if value is None:
+                value = {}
+            if isinstance(value, dict) and "name" not in value:
+                value = {"name": key, **value}
+            named[key] = value
+        data[field] = named
+    return data
+
+
+def _validate_globs(cls: type[BaseModel], patterns: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(validate_glob(pattern) for pattern in patterns)
+
+
+class ProbeSettings(_Model):
+    """How patiently probes wait (SMK-5): a slow start is not a failure, but a
+    real failure is reported within a bounded time."""
+
+    tries: int = Field(default=3, ge=1, le=100)
+    interval_s: float = Field(default=0.5, ge=0, le=60)
+    timeout_s: float = Field(default=5.0, gt=0, le=300)
+    deadline_s: float = Field(default=30.0, gt=0, le=3600)
+    concurrency: int = Field(default=50, ge=1, le=1000)
+
+
+class Host(_Named):
+    """A machine that carries stacks, reached the way testinfra reaches hosts."""
+
+    spec: str = Field(description="testinfra host spec: local://, ssh://user@host:port, ...")
+    data_path: str = Field(default="/", description="Filesystem whose free space gates deploys.")
+    docker_url: str | None = Field(
+        default=None,
+        description="Docker engine URL; default: the environment's engine for local://, "
+        "ssh://user@host for ssh hosts.",
+    )
+
+    @field_validator("spec")
+    @classmethod
+    def _check_spec(cls, spec: str) -> str:
+        scheme, sep, rest = spec.partition("://")
+        if not sep:
+            raise ValueError(
+                f"{spec!r} is not a host spec; write scheme://target, e.g. local:// or "
+                "ssh://deploy@vps1:22"
+            )
+        if scheme not in HOST_SCHEMES:
+            raise ValueError(
+                f"unknown host scheme {scheme!r}; expected one of {', '.join(HOST_SCHEMES)}"
+            )
+        if scheme == "local":
+            if rest:
+                raise ValueError("local:// takes no target")
+            return spec
+        parts = urlsplit(spec)
+        if not parts.hostname:
+            raise ValueError(f"{spec!r} names no host after {scheme}://")
+        try:
+            parts.port  # noqa: B018 - urlsplit validates the port lazily
+        except ValueError:
+            raise ValueError(f"{spec!r} has a port that is not a number in 1-65535") from None
+        return spec
+
+
+class Layer(_Named):
+    """A step of the layered infrastructure, applied in ``order``."""
+
+    order: int = Field(ge=1, description="Layers apply (and block each other) in this order.")
+    engine: Literal["compose", "terraform", "terragrunt", "tofu", "ansible", "command"]
+    path: str | None = Field(default=None, description="Where the layer's code lives.")
+    command: str | None = Field(default=None, description="Plan command for engine: command.")
+    paths: tuple[str, ...] = Field(
+        default=(), description="Repository globs whose change affects every stack of the layer."
+    )
+
+    _check_paths = field_validator("paths")(_validate_globs)
+
+    @model_validator(mode="after")
+    def _command_engine_needs_command(self) -> Layer:
+        if self.engine == "command" and not self.command:
+            raise ValueError("engine 'command' needs a 'command' to run in plan mode")
+        return self
+
+
+DEFAULT_LAYERS: dict[str, dict[str, Any]] = {
+    "bootstrap": {"order": 1, "engine": "terraform", "path": "bootstrap"},
+    "platform": {"order": 2, "engine": "compose", "path": "platform"},
+    "data-staging": {"order": 3, "engine": "compose", "path": "data-staging"},
+    "data-prod": {"order": 4, "engine": "compose", "path": "data-prod"},
+}
+
+
+class Service(_Named):
+    """One Compose service of a stack."""
+
+    image: str | None = Field(default=None, description="Declared image, e.g. ghcr.io/o/www.")
+    critical: bool = Field(default=False, description="A critical service gates the deploy.")
+    healthcheck: bool | None = Field(
+        default=None,
+        description="Whether the service must report healthy; default: when it has a healthcheck.",
+    )
+
+
+class Endpoint(_Model):
+    """A URL that must answer as expected (SMK-2, SMK-3)."""
+
+    name: Name = Field(
+        default="root", pattern=NAME_PATTERN, description="Default: the URL path's last segment."
+    )
+    url: str
+    status: int = Field(default=200, ge=100, le=599)
+    body: str | None = Field(default=None, description="A substring the body must contain.")
+    json_fields: dict[str, Any] | None = Field(
+        default=None,
+        alias="json",
+        description="Dotted JSON paths and their expected values, e.g. {status: ok}.",
+    )
+    latency_ms: float | None = Field(default=None, gt=0, description="Latency budget.")
+    service: Name | None = Field(default=None, description="The service that answers.")
+    tries: int | None = Field(default=None, ge=1, le=100)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an http(s) URL with a host")
+        return url
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("name") and isinstance(data.get("url"), str):
+            segments = [s for s in urlsplit(data["url"]).path.split("/") if s]
+            derived = re.sub(r"[^A-Za-z0-9_.-]", "-", segments[-1]) if segments else "root"
+            data = {**data, "name": derived}
+        return data
+
+    def __hash__(self) -> int:
+        return hash(("Endpoint", self.name, self.url))
+
+
+class Database(_Named):
+    """A database that belongs to a stack, reached as the stack's own user."""
+
+    kind: Literal["postgresql", "redis"] = "postgresql"
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=1, le=65535)
+    dbname: str | None = None
+    user: str | None = None
+    password_key: str | None = Field(
+        default=None,
+        pattern=ENV_KEY_PATTERN,
+        description="Key in the stack's env file that holds the password (never the value).",
+    )
+    service: Name | None = None
+
+
+class Backup(_Model):
+    """Where and how many backups a deploy keeps (DEP-3)."""
+
+    path: str | None = Field(default=None, description="Default: <run_dir>/../backups.")
+    keep: int = Field(default=10, ge=1, le=1000)
+
+
+class Stack(_Named):
+    """A Docker Compose stack: where it runs, what it must look like, how to probe it."""
+
+    layer: Name
+    host: Name
+    run_dir: Path = Field(description="Where compose runs; relative to the inventory file.")
+    source_dir: Path | None = Field(default=None, description="Where its source lives.")
+    compose: str = "compose.yaml"
+    env_file: str = ".env"
+    project: str | None = Field(default=None, description="Compose project; default: the name.")
+    image_tag_var: str | None = Field(default=None, pattern=ENV_KEY_PATTERN)
+    networks: tuple[str, ...] = Field(default=(), description="External networks it needs.")
+    required_env: tuple[str, ...] = Field(default=(), description="Keys the env file must set.")
+    services: dict[Name, Service] = Field(min_length=1)
+    endpoints: tuple[Endpoint, ...] = ()
+    databases: dict[Name, Database] = Field(default_factory=dict)
+    backup: Backup = Field(default_factory=Backup)
+    migration: str | None = Field(default=None, description="One-off command run before serving.")
+    paths: tuple[str, ...] = Field(default=(), description="Repository globs that affect it.")
+
+    _check_paths = field_validator("paths")(_validate_globs)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_children(cls, data: Any) -> Any:
+        return _name_entries(data, "services", "databases")
+
+    @field_validator("required_env")
+    @classmethod
+    def _check_keys(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        for key in keys:
+            if not re.match(ENV_KEY_PATTERN, key):
+                raise ValueError(f"{key!r} is not an environment variable name")
+        return keys
+
+    @property
+    def project_name(self) -> str:
+        """The Compose project name: what labels its containers."""
+        return self.project or self.name.lower()
+
+    @property
+    def compose_path(self) -> Path:
+        return self.run_dir / self.compose
+
+    @property
+    def env_path(self) -> Path:
+        return self.run_dir / self.env_file
+
+    def service_named(self, name: str) -> Service:
+        return self.services[name]
+
+
+class Inventory(_Model):
+    """One environment: everything ``--env NAME`` can select."""
+
+    environment: Name = Field(pattern=NAME_PATTERN)
+    description: str | None = None
+    secrets_prefix: str | None = Field(
+        default=None,
+        pattern=ENV_KEY_PATTERN,
+        description="Only process environment variables with this prefix are read as secrets.",
+    )
+    repo: Path | None = Field(
+        default=None, description="Git repository for --changed-since; default: the one holding "
+        "the inventory file.",
+    )
+    probes: ProbeSettings = Field(default_factory=ProbeSettings)
+    hosts: dict[Name, Host] = Field(min_length=1)
+    layers: dict[Name, Layer] = Field(default_factory=lambda: dict(_default_layers()))
+    stacks: dict[Name, Stack] = Field(default_factory=dict)
+    skip_paths: dict[str, str] = Field(
+        default_factory=dict,
+        description="Repository globs whose changes map to no stack, with the reason "
+        "(e.g. 'bootstrap/**': applied manually).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_children(cls, data: Any) -> Any:
+        return _name_entries(data, "hosts", "layers", "stacks")
+
+    @field_validator("skip_paths")
+    @classmethod
+    def _check_skip_paths(cls, paths: dict[str, str]) -> dict[str, str]:
+        for pattern in paths:
+            validate_glob(pattern)
+        return paths
+
+    def layers_in_order(self) -> list[Layer]:
+        return sorted(self.layers.values(), key=lambda layer: (layer.order, layer.name))
+
+
+def _default_layers() -> dict[str, Layer]:
+    return {name: Layer(name=name, **spec) for name, spec in DEFAULT_LAYERS.items()}

@@ -1,0 +1,130 @@
+"""Parametrising tests over a selection (SEL-2, SEL-3).
+
+A test that takes ``stack``, ``service``, ``endpoint``, ``database``,
+``layer`` or ``host`` runs once per matching thing in the selection, with a
+readable id such as ``staging/platform/web`` or
+``staging/platform/web/health``. Rows are built from the inventory alone, in
+a sorted, stable order, so every xdist worker collects the same tests.
+
+Every row carries a :class:`Target`, attached to the test item as the
+``deployproof_target`` mark: it is how fixtures, xdist grouping and reporters
+learn which environment, layer, host and stack a test is about without
+parsing node ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from .model import Database, Endpoint, Service, Stack
+from .selection import Selection
+
+__all__ = ["CHILD_KINDS", "PARAM_NAMES", "Row", "Target", "build_rows", "target_of"]
+
+CHILD_KINDS = ("service", "endpoint", "database")
+PARAM_NAMES = ("stack", *CHILD_KINDS, "layer", "host")
+TARGET_MARK = "deployproof_target"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one parametrised test is about. ``stack`` is ``None`` for layer/host tests."""
+
+    environment: str
+    layer: str | None
+    host: str | None
+    stack: str | None
+    kind: str  # stack, service, endpoint, database, layer or host
+    name: str | None  # the service/endpoint/database name for child kinds
+
+    @property
+    def id(self) -> str:
+        parts = [self.environment, self.layer, self.stack, self.name]
+        if self.kind == "host":
+            parts = [self.environment, self.host]
+        return "/".join(part for part in parts if part)
+
+    @property
+    def group(self) -> str:
+        """The xdist group: a stack's tests stay together (one deploy per stack)."""
+        if self.stack:
+            return f"stack:{self.environment}/{self.stack}"
+        return f"host:{self.environment}/{self.host}" if self.host else f"layer:{self.id}"
+
+
+@dataclass(frozen=True)
+class Row:
+    values: dict[str, Any]
+    target: Target
+
+
+def target_of(item: pytest.Item) -> Target | None:
+    """The :class:`Target` of a collected test, or ``None`` if deployproof did not parametrise it."""
+    mark = item.get_closest_marker(TARGET_MARK)
+    return mark.args[0] if mark else None
+
+
+def build_rows(
+    selection: Selection, argnames: set[str], host_object: Callable[[str], Any]
+) -> list[Row]:
+    """Rows for a test asking for ``argnames`` (a subset of :data:`PARAM_NAMES`).
+
+    ``host_object`` turns an inventory host name into the value a test gets
+    as ``host`` (a testinfra host), so this module stays free of I/O.
+    """
+    children = [kind for kind in CHILD_KINDS if kind in argnames]
+    if len(children) > 1:
+        raise pytest.UsageError(
+            f"a test may take only one of {', '.join(CHILD_KINDS)}; it asks for "
+            f"{' and '.join(children)} (take the stack and iterate instead)"
+        )
+    env = selection.environment
+    layers = selection.inventory.layers
+    rows: list[Row] = []
+
+    def row(stack: Stack, kind: str, child: Service | Endpoint | Database | None) -> Row:
+        values: dict[str, Any] = {}
+        if "stack" in argnames:
+            values["stack"] = stack
+        if child is not None:
+            values[kind] = child
+        if "layer" in argnames:
+            values["layer"] = layers[stack.layer]
+        if "host" in argnames:
+            values["host"] = host_object(stack.host)
+        name = child.name if child is not None else None
+        return Row(values, Target(env, stack.layer, stack.host, stack.name, kind, name))
+
+    if children or "stack" in argnames:
+        kind = children[0] if children else "stack"
+        for stack in selection.stacks:
+            if kind == "stack":
+                rows.append(row(stack, kind, None))
+            elif kind == "service":
+                rows += [row(stack, kind, stack.services[n]) for n in sorted(stack.services)]
+            elif kind == "endpoint":
+                rows += [row(stack, kind, e) for e in stack.endpoints]
+            else:
+                rows += [row(stack, kind, stack.databases[n]) for n in sorted(stack.databases)]
+        return rows
+
+    if "layer" in argnames and "host" in argnames:
+        pairs = sorted({(s.layer, s.host) for s in selection.stacks})
+        order = {layer.name: layer.order for layer in selection.layers}
+        for layer_name, host_name in sorted(pairs, key=lambda p: (order.get(p[0], 0), p)):
+            values = {"layer": layers[layer_name], "host": host_object(host_name)}
+            rows.append(Row(values, Target(env, layer_name, host_name, None, "layer", host_name)))
+        return rows
+    if "layer" in argnames:
+        return [
+            Row({"layer": layer}, Target(env, layer.name, None, None, "layer", None))
+            for layer in selection.layers
+        ]
+    return [
+        Row({"host": host_object(host.name)}, Target(env, None, host.name, None, "host", None))
+        for host in selection.hosts
+    ]

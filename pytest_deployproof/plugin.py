@@ -1,0 +1,151 @@
+"""The pytest plugin: hooks only. Each hook hands its work to the module that owns it.
+
+Nothing happens until an environment is chosen (``--env``, ``DEPLOYPROOF_ENV``
+or the ``deployproof_env`` ini key): installing the plugin into a project
+without an inventory changes nothing there, and testinfra's own ``host``
+parametrisation is left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from . import fixtures
+from .changes import ChangeError, changed_files, impact_of, repository_root
+from .errors import Inconclusive
+from .inventory import InventoryError, discover, load_environment
+from .params import PARAM_NAMES, TARGET_MARK, build_rows
+from .run import Run
+from .selection import SelectionError, select
+from .settings import Settings, add_options, resolve
+from .stash import RUN_KEY, SETTINGS_KEY
+
+MARKERS = {
+    "preflight": "gate checked before anything is deployed (PRE)",
+    "smoke": "a deployed stack runs and answers (SMK)",
+    "health": "service health endpoints answer within budget (SMK-3)",
+    "e2e": "end-to-end user journeys against a deployed stack (E2E)",
+    "drift": "running state matches what the repository declares (DRF)",
+    "deploy": "needs --deploy: exercises the deploy fixture (DEP)",
+    TARGET_MARK: "deployproof_target(target): set by deployproof on the tests it parametrises",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, description in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
+    config.pluginmanager.register(fixtures, "deployproof-fixtures")
+    settings = resolve(config)
+    config.stash[SETTINGS_KEY] = settings
+    if settings.active:
+        config.stash[RUN_KEY] = _start_run(config, settings)
+
+
+def _start_run(config: pytest.Config, settings: Settings) -> Run:
+    assert settings.env.value is not None
+    try:
+        inventory = load_environment(settings.inventory.value, settings.env.value)
+        impact = None
+        if settings.changed_since.value:
+            file = discover(settings.inventory.value)[settings.env.value]
+            repo = inventory.repo or repository_root(file.parent)
+            impact = impact_of(inventory, changed_files(repo, settings.changed_since.value))
+        selection = select(
+            inventory,
+            stacks=settings.stacks.value,
+            layers=settings.layers.value,
+            hosts=settings.hosts.value,
+            impact=impact,
+        )
+    except (InventoryError, SelectionError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+    except ChangeError as exc:
+        raise pytest.UsageError(f"--changed-since: {exc}") from None
+    return Run(settings, selection, worker=hasattr(config, "workerinput"))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.pluginmanager.is_registered(fixtures):
+        config.pluginmanager.unregister(fixtures)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    settings = config.stash.get(SETTINGS_KEY, None)
+    run = config.stash.get(RUN_KEY, None)
+    if settings is None or run is None:
+        return []
+    selection = run.selection
+    lines = [
+        f"deployproof: env {settings.env}, inventory {settings.inventory}",
+        f"deployproof: {len(selection.stacks)} of {len(run.inventory.stacks)} stacks, "
+        f"{len(selection.layers)} layers, {len(selection.hosts)} hosts selected",
+    ]
+    for name in ("stacks", "layers", "hosts", "changed_since"):
+        setting = getattr(settings, name)
+        if setting.value:
+            shown = ",".join(setting.value) if isinstance(setting.value, tuple) else setting.value
+            lines.append(f"deployproof: {name.replace('_', '-')} {shown} (from {setting.source})")
+    if selection.impact is not None:
+        lines.append(f"deployproof: change set: {selection.impact.describe()}")
+    return lines
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    wanted = {name for name in PARAM_NAMES if name in metafunc.fixturenames}
+    run = metafunc.config.stash.get(RUN_KEY, None)
+    if not wanted or run is None:
+        return
+    if "host" in wanted and "_testinfra_host" in metafunc.fixturenames:
+        # We give `host` its value (the stack's testinfra host): testinfra must
+        # not parametrise its own `_testinfra_host` behind it as well.
+        metafunc.fixturenames.remove("_testinfra_host")
+    argnames = sorted(wanted)
+    rows = build_rows(run.selection, wanted, _testinfra_host(run))
+    grouped = metafunc.config.pluginmanager.hasplugin("xdist")
+    params: list[Any] = []
+    for row in rows:
+        marks = [getattr(pytest.mark, TARGET_MARK)(row.target)]
+        if grouped:
+            marks.append(pytest.mark.xdist_group(row.target.group))
+        values = [row.values[name] for name in argnames]
+        params.append(pytest.param(*values, id=row.target.id, marks=marks))
+    if not params:
+        skip = pytest.mark.skip(reason=run.selection.empty_reason())
+        params = [pytest.param(*[None] * len(argnames), id="none-selected", marks=skip)]
+    metafunc.parametrize(argnames, params, scope="session")
+
+
+def _testinfra_host(run: Run) -> Any:
+    hosts = run.inventory.hosts
+
+    def host_object(name: str) -> Any:
+        import testinfra  # noqa: PLC0415 - only when a test asks for `host`
+
+        return testinfra.get_host(hosts[name].spec)
+
+    return host_object
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    run = config.stash.get(RUN_KEY, None)
+    if run is not None:
+        run.plan(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(Inconclusive):
+        # An infrastructure fact, not a bug in the plugin: no traceback.
+        report.longrepr = f"INCONCLUSIVE: {call.excinfo.value}"
+    return report

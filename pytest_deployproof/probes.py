@@ -1,0 +1,161 @@
+"""HTTP probes of declared endpoints, many at once (SMK-2, SMK-3, SMK-5, BYD-3).
+
+Probing is I/O-bound and the report wants one test per endpoint, so
+endpoints are observed together (one shared ``httpx.AsyncClient``, in-flight
+requests capped by a semaphore no larger than the connection pool: an
+unbounded burst ends in ``PoolTimeout``) and each test then judges its own
+result. Every result keeps every attempt, so a probe that only passed on its
+third try says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from .model import Endpoint, ProbeSettings
+
+__all__ = ["Attempt", "ProbeResult", "judge", "probe_all"]
+
+BODY_EXCERPT = 200
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One request: what came back, or why nothing did."""
+
+    status: int | None
+    latency_ms: float
+    body: str = ""
+    error: str | None = None
+    problems: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        seen = f"HTTP {self.status}" if self.status is not None else f"no answer ({self.error})"
+        return f"{seen} in {self.latency_ms:.0f} ms"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The outcome of probing one endpoint, with every attempt."""
+
+    url: str
+    expected_status: int
+    attempts: tuple[Attempt, ...]
+    elapsed_s: float
+    passed: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "passed", bool(self.attempts) and not self.last.problems)
+
+    @property
+    def last(self) -> Attempt:
+        return self.attempts[-1]
+
+    @property
+    def time_to_green_s(self) -> float | None:
+        return self.elapsed_s if self.passed else None
+
+    def describe(self) -> str:
+        """What was seen, for a failure message: problems, status, body, latency, attempts."""
+        last = self.last
+        lines = [f"GET {self.url}: " + "; ".join(last.problems or ("ok",))]
+        lines.append(
+            f"seen: {last.describe()}, expected HTTP {self.expected_status}; "
+            f"{len(self.attempts)} attempts in {self.elapsed_s:.2f} s"
+        )
+        if last.body:
+            excerpt = last.body[:BODY_EXCERPT].replace("\r", "")
+            more = "..." if len(last.body) > BODY_EXCERPT else ""
+            lines.append(f"body: {excerpt!r}{more}")
+        if len(self.attempts) > 1:
+            lines.append("attempts: " + ", ".join(a.describe() for a in self.attempts))
+        return "\n".join(lines)
+
+
+def judge(endpoint: Endpoint, status: int, body: str, latency_ms: float) -> tuple[str, ...]:
+    """Everything wrong with one answer, as readable phrases (empty: it passes)."""
+    problems: list[str] = []
+    if status != endpoint.status:
+        problems.append(f"status {status}, expected {endpoint.status}")
+    if endpoint.body is not None and endpoint.body not in body:
+        problems.append(f"body does not contain {endpoint.body!r}")
+    if endpoint.json_fields:
+        problems += _judge_json(endpoint.json_fields, body)
+    if endpoint.latency_ms is not None and latency_ms > endpoint.latency_ms:
+        problems.append(f"latency {latency_ms:.0f} ms over the {endpoint.latency_ms:.0f} ms budget")
+    return tuple(problems)
+
+
+def _judge_json(expected: dict[str, Any], body: str) -> list[str]:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return ["body is not JSON"]
+    problems = []
+    for path, want in expected.items():
+        value: Any = document
+        for step in path.split("."):
+            value = value.get(step, _MISSING) if isinstance(value, dict) else _MISSING
+        if value is _MISSING:
+            problems.append(f"JSON has no {path!r}")
+        elif value != want:
+            problems.append(f"JSON {path} is {value!r}, expected {want!r}")
+    return problems
+
+
+async def _probe(
+    client: httpx.AsyncClient, gate: asyncio.Semaphore, endpoint: Endpoint, probes: ProbeSettings
+) -> ProbeResult:
+    tries = endpoint.tries or probes.tries
+    started = time.monotonic()
+    attempts: list[Attempt] = []
+    for attempt in range(tries):
+        if attempt:
+            remaining = probes.deadline_s - (time.monotonic() - started)
+            if remaining <= probes.interval_s:
+                break
+            await asyncio.sleep(probes.interval_s)
+        sent = time.monotonic()
+        try:
+            async with gate:
+                sent = time.monotonic()
+                response = await client.get(endpoint.url)
+            latency = (time.monotonic() - sent) * 1000
+            body = response.text
+            problems = judge(endpoint, response.status_code, body, latency)
+            attempts.append(Attempt(response.status_code, latency, body, None, problems))
+        except httpx.HTTPError as exc:
+            latency = (time.monotonic() - sent) * 1000
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            attempts.append(Attempt(None, latency, "", reason, (f"no answer: {reason}",)))
+        if not attempts[-1].problems:
+            break
+    return ProbeResult(endpoint.url, endpoint.status, tuple(attempts), time.monotonic() - started)
+
+
+async def _probe_many(
+    targets: dict[str, Endpoint], probes: ProbeSettings
+) -> dict[str, ProbeResult]:
+    limits = httpx.Limits(max_connections=probes.concurrency, max_keepalive_connections=20)
+    timeout = httpx.Timeout(probes.timeout_s, pool=probes.deadline_s)
+    gate = asyncio.Semaphore(probes.concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False) as client:
+        keys = list(targets)
+        results = await asyncio.gather(*(_probe(client, gate, targets[k], probes) for k in keys))
+    return dict(zip(keys, results, strict=True))
+
+
+def probe_all(targets: Iterable[tuple[str, Endpoint]], probes: ProbeSettings) -> dict[str, ProbeResult]:
+    """Probe every ``(key, endpoint)`` concurrently; results by key."""
+    wanted = dict(targets)
+    if not wanted:
+        return {}
+    return asyncio.run(_probe_many(wanted, probes))

@@ -1,0 +1,162 @@
+"""Command-line options, ini keys and environment variables, resolved once.
+
+Precedence is CLI > environment variable > ini > default, and every value
+remembers where it came from so the report header can say why a run selected
+what it selected (pytest-django shows its settings source the same way).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import pytest
+
+__all__ = ["Setting", "Settings", "add_options", "resolve"]
+
+T = TypeVar("T")
+
+GROUP = "deployproof"
+DEFAULT_INVENTORY = "inventories"
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """A resolved value and the place it came from (``--env``, ``DEPLOYPROOF_ENV``, ini, ...)."""
+
+    value: T
+    source: str
+
+    def __str__(self) -> str:
+        return f"{self.value} (from {self.source})"
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: Setting[str | None]
+    inventory: Setting[Path]
+    stacks: Setting[tuple[str, ...]]
+    layers: Setting[tuple[str, ...]]
+    hosts: Setting[tuple[str, ...]]
+    changed_since: Setting[str | None]
+
+    @property
+    def active(self) -> bool:
+        """The plugin acts only when an environment is chosen."""
+        return self.env.value is not None
+
+    @property
+    def narrowed(self) -> bool:
+        return bool(
+            self.stacks.value or self.layers.value or self.hosts.value or self.changed_since.value
+        )
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup(GROUP, "deployproof: prove a deployment is sound")
+    group.addoption(
+        "--env",
+        dest="deployproof_env",
+        metavar="NAME",
+        help="Environment to check (a file inventories/NAME.yml). Env: DEPLOYPROOF_ENV.",
+    )
+    group.addoption(
+        "--inventory",
+        dest="deployproof_inventory",
+        metavar="PATH",
+        help=f"Inventory file or directory (default: {DEFAULT_INVENTORY}/ under the rootdir).",
+    )
+    group.addoption(
+        "--stack",
+        dest="deployproof_stacks",
+        action="append",
+        metavar="GLOB",
+        help="Only stacks whose name matches (repeatable, comma-separated, globs).",
+    )
+    group.addoption(
+        "--layer",
+        dest="deployproof_layers",
+        action="append",
+        metavar="NAME",
+        help="Only stacks of these layers (repeatable, comma-separated).",
+    )
+    group.addoption(
+        "--host",
+        dest="deployproof_hosts",
+        action="append",
+        metavar="NAME",
+        help="Only stacks on these inventory hosts (repeatable, comma-separated).",
+    )
+    group.addoption(
+        "--changed-since",
+        dest="deployproof_changed_since",
+        metavar="REV",
+        help="Only stacks whose paths changed since git revision REV (merge base to work tree).",
+    )
+    parser.addini("deployproof_env", "Default environment (like --env).", type="string")
+    parser.addini(
+        "deployproof_inventory", "Inventory file or directory, relative to the ini file.",
+        type="string",
+    )
+    parser.addini("deployproof_stacks", "Stack name globs (like --stack).", type="linelist")
+    parser.addini("deployproof_layers", "Layer names (like --layer).", type="linelist")
+    parser.addini("deployproof_hosts", "Inventory host names (like --host).", type="linelist")
+    parser.addini(
+        "deployproof_changed_since", "Git revision (like --changed-since).", type="string"
+    )
+
+
+def _split(values: list[str] | None) -> tuple[str, ...]:
+    return tuple(part.strip() for value in values or () for part in value.split(",") if part.strip())
+
+
+def _pick_text(config: pytest.Config, name: str, flag: str) -> Setting[str | None]:
+    cli = config.getoption(f"deployproof_{name}")
+    if cli:
+        return Setting(cli, flag)
+    variable = f"DEPLOYPROOF_{name.upper()}"
+    if os.environ.get(variable):
+        return Setting(os.environ[variable], variable)
+    ini = config.getini(f"deployproof_{name}")
+    if ini:
+        return Setting(str(ini), f"ini deployproof_{name}")
+    return Setting(None, "default")
+
+
+def _pick_list(config: pytest.Config, name: str, flag: str) -> Setting[tuple[str, ...]]:
+    cli = _split(config.getoption(f"deployproof_{name}"))
+    if cli:
+        return Setting(cli, flag)
+    variable = f"DEPLOYPROOF_{name.upper()}"
+    if os.environ.get(variable):
+        return Setting(_split([os.environ[variable]]), variable)
+    ini = _split(list(config.getini(f"deployproof_{name}")))
+    if ini:
+        return Setting(ini, f"ini deployproof_{name}")
+    return Setting((), "default")
+
+
+def _inventory(config: pytest.Config) -> Setting[Path]:
+    picked = _pick_text(config, "inventory", "--inventory")
+    invoked = config.invocation_params.dir
+    if picked.value is None:
+        return Setting(config.rootpath / DEFAULT_INVENTORY, "default")
+    path = Path(picked.value).expanduser()
+    if picked.source.startswith("ini") and config.inipath is not None:
+        base = config.inipath.parent
+    else:
+        base = invoked
+    return Setting(path if path.is_absolute() else base / path, picked.source)
+
+
+def resolve(config: pytest.Config) -> Settings:
+    return Settings(
+        env=_pick_text(config, "env", "--env"),
+        inventory=_inventory(config),
+        stacks=_pick_list(config, "stacks", "--stack"),
+        layers=_pick_list(config, "layers", "--layer"),
+        hosts=_pick_list(config, "hosts", "--host"),
+        changed_since=_pick_text(config, "changed_since", "--changed-since"),
+    )
