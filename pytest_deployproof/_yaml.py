@@ -66,9 +66,9 @@ def load_yaml(text: str) -> Any:
         problem = exc.problem or "invalid YAML"
         if exc.context:
             problem = f"{problem} ({exc.context})"
-        raise YamlError(problem, mark.line + 1 if mark else None) from None
+        raise YamlError(f"invalid YAML: {problem}", mark.line + 1 if mark else None) from None
     except yaml.YAMLError as exc:
-        raise YamlError(str(exc), None) from None
+        raise YamlError(f"invalid YAML: {exc}", None) from None
 
 
 def line_of(text: str, location: Sequence[str | int]) -> int | None:

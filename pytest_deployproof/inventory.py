@@ -118,7 +118,7 @@ def load_file(path: Path) -> Inventory:
     try:
         data = load_yaml(text)
     except YamlError as exc:
-        raise InventoryError([Problem(path, exc.line, (), f"invalid YAML: {exc}")]) from None
+        raise InventoryError([Problem(path, exc.line, (), str(exc))]) from None
     if not isinstance(data, dict):
         got = "an empty file" if data is None else f"a {type(data).__name__}"
         message = f"an inventory is a mapping with hosts, layers and stacks; got {got}"

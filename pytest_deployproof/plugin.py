@@ -17,7 +17,7 @@ from . import fixtures
 from .changes import ChangeError, changed_files, impact_of, repository_root
 from .errors import Inconclusive
 from .inventory import InventoryError, discover, load_environment
-from .params import PARAM_NAMES, TARGET_MARK, build_rows
+from .params import CHILD_KINDS, PARAM_NAMES, TARGET_MARK, build_rows
 from .run import Run
 from .selection import SelectionError, select
 from .settings import Settings, add_options, resolve
@@ -103,6 +103,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     run = metafunc.config.stash.get(RUN_KEY, None)
     if not wanted or run is None:
         return
+    if wanted & set(CHILD_KINDS) and "stack" not in wanted:
+        # A service/endpoint/database test is also a test of its stack: making
+        # `stack` a parameter of it too keeps all of a stack's tests together,
+        # where a per-stack fixture (the deploy) sets up and tears down once.
+        metafunc.fixturenames.append("stack")
+        wanted.add("stack")
     if "host" in wanted and "_testinfra_host" in metafunc.fixturenames:
         # We give `host` its value (the stack's testinfra host): testinfra must
         # not parametrise its own `_testinfra_host` behind it as well.

