@@ -32,7 +32,8 @@ def docker_url(host: Host) -> str | None:
         port = f":{parts.port}" if parts.port else ""
         return f"ssh://{user}{parts.hostname}{port}"
     raise Inconclusive(
-        f"host {host.name!r} ({host.spec}) has no Docker engine URL: set hosts.{host.name}.docker_url"
+        f"host {host.name!r} ({host.spec}) has no Docker engine URL: "
+        f"set hosts.{host.name}.docker_url"
     )
 
 

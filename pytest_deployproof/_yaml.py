@@ -38,7 +38,7 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
     loader.flatten_mapping(node)
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=True)
         try:
             first = seen.setdefault(key, key_node.start_mark.line + 1)
         except TypeError:  # unhashable key: the constructor below reports it
@@ -96,8 +96,11 @@ def _child(node: yaml.Node, step: str | int) -> tuple[yaml.Node | None, int | No
             if key_node.value == str(step):
                 # Point at the key: that is where the reader looks for a field.
                 return value_node, key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
-        if 0 <= step < len(node.value):
-            item = node.value[step]
-            return item, item.start_mark.line + 1
+    elif (
+        isinstance(node, yaml.SequenceNode)
+        and isinstance(step, int)
+        and 0 <= step < len(node.value)
+    ):
+        item = node.value[step]
+        return item, item.start_mark.line + 1
     return None, None

@@ -81,7 +81,9 @@ def changed_files(repo: Path, since: str) -> tuple[str, ...]:
 
 def impact_of(inventory: Inventory, files: Iterable[str]) -> Impact:
     """Map changed repository paths to the stacks they affect."""
-    skip_rules = [(compile_glob(pattern), reason) for pattern, reason in inventory.skip_paths.items()]
+    skip_rules = [
+        (compile_glob(pattern), reason) for pattern, reason in inventory.skip_paths.items()
+    ]
     stack_rules = [
         (compile_glob(pattern), frozenset({stack.name}))
         for stack in inventory.stacks.values()

@@ -113,7 +113,9 @@ class HostContainers:
         try:
             summaries = client.api.containers(all=True, filters={"label": PROJECT_LABEL})
         except docker.errors.DockerException as exc:
-            raise Inconclusive(f"cannot list containers on host {self.host.name!r}: {exc}") from None
+            raise Inconclusive(
+                f"cannot list containers on host {self.host.name!r}: {exc}"
+            ) from None
         self.api_calls += 1
         grouped: dict[str, list[ContainerState]] = {}
         for summary in summaries:
@@ -135,6 +137,8 @@ class HostContainers:
             waited = time.monotonic() - started
             settled = bool(found) and all(c.settled for c in found)
             if settled or waited + probes.interval_s > probes.deadline_s:
-                return ServiceState(stack.name, stack.project_name, service, found, attempts, waited)
+                return ServiceState(
+                    stack.name, stack.project_name, service, found, attempts, waited
+                )
             time.sleep(probes.interval_s)
             self.refresh()

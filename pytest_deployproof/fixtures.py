@@ -36,7 +36,7 @@ def _needs_environment(request: pytest.FixtureRequest) -> None:
         from .inventory import discover  # noqa: PLC0415
 
         known = ", ".join(discover(settings.inventory.value)) or "(none)"
-    except Exception:  # noqa: BLE001 - only used to enrich the hint below
+    except Exception:
         known = "(no inventory found)"
     pytest.fail(
         f"{request.node.nodeid} checks a deployment, so it needs an environment: "

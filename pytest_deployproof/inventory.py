@@ -183,12 +183,12 @@ def _cross_reference_problems(inventory: Inventory, stem: str) -> list[tuple[Loc
     projects: dict[tuple[str, str], str] = {}
     for stack in inventory.stacks.values():
         here: Location = ("stacks", stack.name)
-        problems += _unknown(here + ("layer",), "layer", stack.layer, inventory.layers)
-        problems += _unknown(here + ("host",), "host", stack.host, inventory.hosts)
+        problems += _unknown((*here, "layer"), "layer", stack.layer, inventory.layers)
+        problems += _unknown((*here, "host"), "host", stack.host, inventory.hosts)
         if not PROJECT_PATTERN.match(stack.project_name):
             problems.append(
                 (
-                    here + ("project",),
+                    (*here, "project"),
                     f"Compose project name {stack.project_name!r} must be lowercase letters, "
                     "digits, '-' and '_' (set 'project' to such a name)",
                 )
@@ -197,14 +197,14 @@ def _cross_reference_problems(inventory: Inventory, stem: str) -> list[tuple[Loc
         if owner != stack.name:
             problems.append(
                 (
-                    here + ("project",),
+                    (*here, "project"),
                     f"Compose project {stack.project_name!r} on host {stack.host!r} is already "
                     f"stack {owner!r}; two stacks would manage the same containers",
                 )
             )
         seen: set[str] = set()
         for index, endpoint in enumerate(stack.endpoints):
-            at = here + ("endpoints", index)
+            at = (*here, "endpoints", index)
             if endpoint.name in seen:
                 problems.append(
                     (
@@ -215,10 +215,10 @@ def _cross_reference_problems(inventory: Inventory, stem: str) -> list[tuple[Loc
                 )
             seen.add(endpoint.name)
             if endpoint.service:
-                problems += _unknown(at + ("service",), "service", endpoint.service, stack.services)
+                problems += _unknown((*at, "service"), "service", endpoint.service, stack.services)
         for database in stack.databases.values():
             if database.service:
-                at = here + ("databases", database.name, "service")
+                at = (*here, "databases", database.name, "service")
                 problems += _unknown(at, "service", database.service, stack.services)
     return problems
 
@@ -253,7 +253,6 @@ def _from_pydantic(path: Path, text: str, error: Any) -> Problem:
     last = str(location[-1]) if location else ""
     if kind == "missing":
         message = f"missing required field {last!r}"
-        location = location[:-1] + (last,)
         line = line_of(text, location[:-1])
     elif kind == "extra_forbidden":
         message = f"unknown field {last!r}"

@@ -71,11 +71,10 @@ def _name_entries(data: Any, *fields: str) -> Any:
             continue
         named: dict[Any, Any] = {}
         for key, value in entries.items():
-            if value is None:
-                value = {}
-            if isinstance(value, dict) and "name" not in value:
-                value = {"name": key, **value}
-            named[key] = value
+            entry = {} if value is None else value
+            named[key] = (
+                {"name": key, **entry} if isinstance(entry, dict) and "name" not in entry else entry
+            )
         data[field] = named
     return data
 
@@ -297,7 +296,8 @@ class Inventory(_Model):
         description="Only process environment variables with this prefix are read as secrets.",
     )
     repo: Path | None = Field(
-        default=None, description="Git repository for --changed-since; default: the one holding "
+        default=None,
+        description="Git repository for --changed-since; default: the one holding "
         "the inventory file.",
     )
     probes: ProbeSettings = Field(default_factory=ProbeSettings)

@@ -63,7 +63,7 @@ class Row:
 
 
 def target_of(item: pytest.Item) -> Target | None:
-    """The :class:`Target` of a collected test, or ``None`` if deployproof did not parametrise it."""
+    """The :class:`Target` of a collected test; ``None`` if deployproof did not parametrise it."""
     mark = item.get_closest_marker(TARGET_MARK)
     return mark.args[0] if mark else None
 

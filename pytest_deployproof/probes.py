@@ -153,7 +153,9 @@ async def _probe_many(
     return dict(zip(keys, results, strict=True))
 
 
-def probe_all(targets: Iterable[tuple[str, Endpoint]], probes: ProbeSettings) -> dict[str, ProbeResult]:
+def probe_all(
+    targets: Iterable[tuple[str, Endpoint]], probes: ProbeSettings
+) -> dict[str, ProbeResult]:
     """Probe every ``(key, endpoint)`` concurrently; results by key."""
     wanted = dict(targets)
     if not wanted:

@@ -58,11 +58,10 @@ class Run:
             return self._hosts[host]
 
     def service_state(self, target: Target) -> ServiceState:
-        assert target.stack and target.name
+        assert target.stack
+        assert target.name
         stack = self.stack(target.stack)
-        return self.containers(stack.host).service(
-            stack, target.name, self.inventory.probes
-        )
+        return self.containers(stack.host).service(stack, target.name, self.inventory.probes)
 
     def probe(self, target: Target) -> ProbeResult:
         assert target.stack

@@ -97,7 +97,8 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("deployproof_env", "Default environment (like --env).", type="string")
     parser.addini(
-        "deployproof_inventory", "Inventory file or directory, relative to the ini file.",
+        "deployproof_inventory",
+        "Inventory file or directory, relative to the ini file.",
         type="string",
     )
     parser.addini("deployproof_stacks", "Stack name globs (like --stack).", type="linelist")
@@ -109,7 +110,9 @@ def add_options(parser: pytest.Parser) -> None:
 
 
 def _split(values: list[str] | None) -> tuple[str, ...]:
-    return tuple(part.strip() for value in values or () for part in value.split(",") if part.strip())
+    return tuple(
+        part.strip() for value in values or () for part in value.split(",") if part.strip()
+    )
 
 
 def _pick_text(config: pytest.Config, name: str, flag: str) -> Setting[str | None]:

@@ -123,9 +123,7 @@ SERVICE = """\
 
 
 @pytest.fixture
-def compose_stack(
-    demo_image: str, tmp_path: Path
-) -> Iterator[Callable[..., ComposeStack]]:
+def compose_stack(demo_image: str, tmp_path: Path) -> Iterator[Callable[..., ComposeStack]]:
     """Make a Compose stack of busybox services: ``make("app", web={"HEALTH_STATUS": 503})``."""
     made: list[ComposeStack] = []
 
@@ -183,6 +181,4 @@ def inventory_yaml(stacks: list[ComposeStack], **endpoint_options: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-SMOKE_SUITE = textwrap.dedent(
-    (REPO / "suites" / "test_smoke.py").read_text()
-)
+SMOKE_SUITE = textwrap.dedent((REPO / "suites" / "test_smoke.py").read_text())

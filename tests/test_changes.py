@@ -27,8 +27,15 @@ def repo(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.mkdir("inventories")
     (path / "inventories" / "staging.yml").write_text(INVENTORY)
     pytester.makepyfile(test_checks="def test_stack(stack): pass")
-    for name in ("web/app.py", "libs/common.py", "bootstrap/main.tf", "platform/01.postgres/x.sql",
-                 "data/etl/job.py", "finance/ledger.py", "README.md"):
+    for name in (
+        "web/app.py",
+        "libs/common.py",
+        "bootstrap/main.tf",
+        "platform/01.postgres/x.sql",
+        "data/etl/job.py",
+        "finance/ledger.py",
+        "README.md",
+    ):
         (path / name).parent.mkdir(parents=True, exist_ok=True)
         (path / name).write_text("v1\n")
     git(path, "add", "-A")

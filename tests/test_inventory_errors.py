@@ -23,39 +23,117 @@ stacks:
 
 # (id, a replacement applied to GOOD, line expected, field expected, words expected)
 MISTAKES = [
-    ("missing-field", ("    layer: platform\n", ""), 6, "stacks.web.layer", "missing required field"),
+    (
+        "missing-field",
+        ("    layer: platform\n", ""),
+        6,
+        "stacks.web.layer",
+        "missing required field",
+    ),
     ("wrong-type", ("status: 200", "status: abc"), 12, "stacks.web.endpoints[0].status", "integer"),
-    ("unknown-layer", ("layer: platform", "layer: platfrom"), 7, "stacks.web.layer",
-     "unknown layer 'platfrom'; known are platform (did you mean 'platform'?)"),
+    (
+        "unknown-layer",
+        ("layer: platform", "layer: platfrom"),
+        7,
+        "stacks.web.layer",
+        "unknown layer 'platfrom'; known are platform (did you mean 'platform'?)",
+    ),
     ("unknown-host", ("host: here", "host: there"), 8, "stacks.web.host", "unknown host 'there'"),
-    ("duplicate-stack", ("stacks:\n", "stacks:\n  web:\n    layer: platform\n"), 8, "(document)",
-     "key 'web' is given twice in one mapping (first on line 6)"),
-    ("bad-host-spec", ('spec: "local://"', 'spec: "ftp://here"'), 2, "hosts.here.spec",
-     "unknown host scheme 'ftp'"),
-    ("ssh-without-host", ('spec: "local://"', 'spec: "ssh://"'), 2, "hosts.here.spec",
-     "names no host"),
-    ("bad-glob", ("    endpoints:", "    paths: ['web/[abc']\n    endpoints:"), 11,
-     "stacks.web.paths", "unclosed '['"),
-    ("yaml-syntax", ("services: {web: {critical: true}}", "services: {web: {critical: true}"),
-     11, "(document)", "invalid YAML"),
-    ("unknown-field", ("run_dir:", "rundir:"), 9, "stacks.web.rundir",
-     "unknown field 'rundir' (did you mean 'run_dir'?)"),
-    ("bad-url", ("http://127.0.0.1:8080/health", "ftp://127.0.0.1/health"), 12,
-     "stacks.web.endpoints[0].url", "is not an http(s) URL"),
-    ("duplicate-layer-order", ("  platform: {order: 2, engine: compose}",
-     "  platform: {order: 2, engine: compose}\n  apps: {order: 2, engine: compose}"), 5,
-     "layers.apps.order", "order 2 is already used by layer 'platform'"),
-    ("unknown-engine", ("engine: compose", "engine: helm"), 4, "layers.platform.engine",
-     "Input should be"),
-    ("no-services", ("services: {web: {critical: true}}", "services: {}"), 10,
-     "stacks.web.services", "at least 1 item"),
-    ("bad-stack-name", ("  web:\n    layer", "  web/x:\n    layer"), 6, "stacks.web/x.name",
-     "should match pattern"),
-    ("environment-mismatch", ("hosts:", "environment: production\nhosts:"), 1, "environment",
-     "differs from the file name 'staging'"),
+    (
+        "duplicate-stack",
+        ("stacks:\n", "stacks:\n  web:\n    layer: platform\n"),
+        8,
+        "(document)",
+        "key 'web' is given twice in one mapping (first on line 6)",
+    ),
+    (
+        "bad-host-spec",
+        ('spec: "local://"', 'spec: "ftp://here"'),
+        2,
+        "hosts.here.spec",
+        "unknown host scheme 'ftp'",
+    ),
+    (
+        "ssh-without-host",
+        ('spec: "local://"', 'spec: "ssh://"'),
+        2,
+        "hosts.here.spec",
+        "names no host",
+    ),
+    (
+        "bad-glob",
+        ("    endpoints:", "    paths: ['web/[abc']\n    endpoints:"),
+        11,
+        "stacks.web.paths",
+        "unclosed '['",
+    ),
+    (
+        "yaml-syntax",
+        ("services: {web: {critical: true}}", "services: {web: {critical: true}"),
+        11,
+        "(document)",
+        "invalid YAML",
+    ),
+    (
+        "unknown-field",
+        ("run_dir:", "rundir:"),
+        9,
+        "stacks.web.rundir",
+        "unknown field 'rundir' (did you mean 'run_dir'?)",
+    ),
+    (
+        "bad-url",
+        ("http://127.0.0.1:8080/health", "ftp://127.0.0.1/health"),
+        12,
+        "stacks.web.endpoints[0].url",
+        "is not an http(s) URL",
+    ),
+    (
+        "duplicate-layer-order",
+        (
+            "  platform: {order: 2, engine: compose}",
+            "  platform: {order: 2, engine: compose}\n  apps: {order: 2, engine: compose}",
+        ),
+        5,
+        "layers.apps.order",
+        "order 2 is already used by layer 'platform'",
+    ),
+    (
+        "unknown-engine",
+        ("engine: compose", "engine: helm"),
+        4,
+        "layers.platform.engine",
+        "Input should be",
+    ),
+    (
+        "no-services",
+        ("services: {web: {critical: true}}", "services: {}"),
+        10,
+        "stacks.web.services",
+        "at least 1 item",
+    ),
+    (
+        "bad-stack-name",
+        ("  web:\n    layer", "  web/x:\n    layer"),
+        6,
+        "stacks.web/x.name",
+        "should match pattern",
+    ),
+    (
+        "environment-mismatch",
+        ("hosts:", "environment: production\nhosts:"),
+        1,
+        "environment",
+        "differs from the file name 'staging'",
+    ),
     ("not-a-mapping", (GOOD, "- just\n- a list\n"), 1, "(document)", "got a list"),
-    ("unknown-endpoint-service", ('status: 200}', 'status: 200, service: api}'), 12,
-     "stacks.web.endpoints[0].service", "unknown service 'api'"),
+    (
+        "unknown-endpoint-service",
+        ("status: 200}", "status: 200, service: api}"),
+        12,
+        "stacks.web.endpoints[0].service",
+        "unknown service 'api'",
+    ),
 ]
 
 
@@ -104,8 +182,10 @@ def test_unknown_env_lists_the_known_ones(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--env", "stagin")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["*--env 'stagin' is not in *inventories: known are production, staging"
-         " (did you mean 'staging'?)*"]
+        [
+            "*--env 'stagin' is not in *inventories: known are production, staging"
+            " (did you mean 'staging'?)*"
+        ]
     )
 
 

@@ -138,10 +138,15 @@ def test_layer_filter_selects_layers_and_narrowed_hosts(project: pytest.Pytester
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--stack", "wbe*"), "--stack 'wbe*' is not in this environment: known are etl, "
-         "postgres, web-seisei"),
-        (("--layer", "platfrom"), "--layer 'platfrom' is not in this environment: known are "
-         "bootstrap, data-staging, platform (did you mean 'platform'?)"),
+        (
+            ("--stack", "wbe*"),
+            "--stack 'wbe*' is not in this environment: known are etl, postgres, web-seisei",
+        ),
+        (
+            ("--layer", "platfrom"),
+            "--layer 'platfrom' is not in this environment: known are "
+            "bootstrap, data-staging, platform (did you mean 'platform'?)",
+        ),
         (("--host", "vps3"), "--host 'vps3' is not in this environment: known are vps1, vps2"),
     ],
 )
@@ -241,8 +246,10 @@ def test_without_an_environment_nothing_changes_but_checks_say_what_they_need(
     result = pytester.runpytest()
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
-        ["*test_stack checks a deployment, so it needs an environment: pass --env NAME "
-         "(known in *inventories: staging)"]
+        [
+            "*test_stack checks a deployment, so it needs an environment: pass --env NAME "
+            "(known in *inventories: staging)"
+        ]
     )
 
 

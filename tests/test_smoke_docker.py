@@ -1,4 +1,4 @@
-"""The smoke suite against real Compose stacks on the real Docker engine, faults injected one at a time."""
+"""The smoke suite against real Compose stacks on a real Docker engine, one fault at a time."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ def run_suite(pytester: pytest.Pytester, stacks: list[ComposeStack]) -> pytest.R
     pytester.mkdir("inventories")
     (pytester.path / "inventories" / "test.yml").write_text(inventory_yaml(stacks))
     pytester.makepyfile(test_smoke=SMOKE_SUITE)
-    return pytester.runpytest_subprocess("--env", "test", "-m", "smoke", "-v", "-p", "no:cacheprovider")
+    return pytester.runpytest_subprocess(
+        "--env", "test", "-m", "smoke", "-v", "-p", "no:cacheprovider"
+    )
 
 
 def outcomes_by_stack(result: pytest.RunResult) -> dict[str, set[str]]:
@@ -51,8 +53,9 @@ def test_a_stopped_container_fails_exactly_its_stack(
     broken = compose_stack("broken", web={}, worker={})
     good.up()
     broken.up()
-    subprocess.run(["docker", "stop", "-t", "1", broken.container("worker")], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["docker", "stop", "-t", "1", broken.container("worker")], check=True, capture_output=True
+    )
 
     result = run_suite(pytester, [good, broken])
 
@@ -116,5 +119,7 @@ def test_an_unreachable_engine_is_an_error_not_a_failure(
     )
     result = pytester.runpytest_subprocess("--env", "test")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["INCONCLUSIVE: cannot reach Docker on host 'here': *Connection refused*"])
+    result.stdout.fnmatch_lines(
+        ["INCONCLUSIVE: cannot reach Docker on host 'here': *Connection refused*"]
+    )
     assert "Traceback" not in result.stdout.str()

@@ -1,0 +1,101 @@
+"""Loading an inventory: defaults, names, relative paths, the published schema, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from pytest_deployproof.cli import main
+from pytest_deployproof.inventory import InventoryError, load_environment, load_file
+from pytest_deployproof.schema import schema_text
+from tests.test_inventory_errors import GOOD
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str, name: str = "staging.yml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_names_defaults_and_relative_paths(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("/srv/stacks/web", "../stacks/web"))
+    inventory = load_file(path)
+    stack = inventory.stacks["web"]
+    assert inventory.environment == "staging"
+    assert stack.name == "web"
+    assert stack.services["web"].name == "web"
+    assert stack.services["web"].critical is True
+    assert stack.endpoints[0].name == "health"  # from the URL's last segment
+    assert stack.run_dir == (tmp_path.parent / "stacks" / "web").resolve()
+    assert stack.compose_path == stack.run_dir / "compose.yaml"
+    assert stack.env_path == stack.run_dir / ".env"
+    assert stack.project_name == "web"
+    assert inventory.probes.tries == 3
+
+
+def test_default_layers_follow_the_seed_order(tmp_path: Path) -> None:
+    text = GOOD.replace("layers:\n  platform: {order: 2, engine: compose}\n", "")
+    inventory = load_file(write(tmp_path, text))
+    assert [(layer.name, layer.order) for layer in inventory.layers_in_order()] == [
+        ("bootstrap", 1),
+        ("platform", 2),
+        ("data-staging", 3),
+        ("data-prod", 4),
+    ]
+
+
+def test_models_are_frozen_and_hash_by_name(tmp_path: Path) -> None:
+    inventory = load_file(write(tmp_path, GOOD))
+    stack = inventory.stacks["web"]
+    with pytest.raises(ValueError, match="frozen"):
+        stack.layer = "other"
+    assert hash(stack) == hash(stack.model_copy())
+    assert {stack, stack.model_copy()} == {stack}
+
+
+def test_the_bundled_local_inventory_loads() -> None:
+    inventory = load_environment(REPO / "inventories", "local")
+    assert sorted(inventory.stacks) == ["api", "web"]
+
+
+def test_published_schema_is_current_and_validates_the_bundled_inventory() -> None:
+    published = (REPO / "inventory.schema.json").read_text()
+    assert published == schema_text(), "run: deployproof schema > inventory.schema.json"
+    document = yaml.safe_load((REPO / "inventories" / "local.yml").read_text())
+    jsonschema.validate(document, json.loads(published))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**document, "stacks": {"x": {"layer": 1}}}, json.loads(published))
+
+
+def test_cli_check_reports_each_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path, GOOD)
+    write(tmp_path, GOOD.replace("layer: platform", "layer: nope"), "production.yml")
+    assert main(["check", "--inventory", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert f"ok: staging: 1 stacks, 1 hosts ({tmp_path / 'staging.yml'})" in out
+    assert f"{tmp_path / 'production.yml'}:7: stacks.web.layer: unknown layer 'nope'" in err
+    assert main(["check", "--inventory", str(tmp_path), "--env", "staging"]) == 0
+    assert main(["check", "--inventory", str(tmp_path), "--env", "qa"]) == 2
+    assert main(["check", "--inventory", str(tmp_path / "missing")]) == 2
+
+
+def test_cli_schema_prints_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    assert json.loads(capsys.readouterr().out)["title"] == "Inventory"
+
+
+def test_unreadable_and_non_utf8_files(tmp_path: Path) -> None:
+    path = tmp_path / "staging.yml"
+    path.write_bytes(b"hosts: \xff\xfe\n")
+    with pytest.raises(InventoryError, match="not UTF-8"):
+        load_file(path)
+    with pytest.raises(InventoryError, match="cannot read"):
+        load_file(tmp_path / "absent.yml")
