@@ -19,7 +19,20 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# A daemon left over from an earlier session may still be shutting down, and
+# one that was killed leaves pid files that make a new one refuse to start.
+if ! docker info >/dev/null 2>&1 && pgrep -x dockerd >/dev/null; then
+  say "waiting for a dockerd that is not answering to answer or exit"
+  for _ in $(seq 30); do
+    docker info >/dev/null 2>&1 && break
+    pgrep -x dockerd >/dev/null || break
+    sleep 1
+  done
+fi
 if ! docker info >/dev/null 2>&1; then
+  for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+    if [[ -f $pidfile ]] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then rm -f "$pidfile"; fi
+  done
   say "starting dockerd (vfs storage driver)"
   log=/var/log/deployproof-dockerd.log
   nohup dockerd --storage-driver=vfs >"$log" 2>&1 &
