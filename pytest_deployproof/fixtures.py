@@ -11,21 +11,32 @@ from __future__ import annotations
 import pytest
 
 from .containers import ServiceState
+from .databases import DatabaseResult
+from .engine import HostEngine
+from .hosts import DiskUsage
+from .model import Host, Stack
 from .params import Target, target_of
 from .probes import ProbeResult
 from .run import Run
+from .stackfiles import StackFiles
 from .stash import RUN_KEY, SETTINGS_KEY
 
 __all__ = [
+    "compose_config",
     "database",
+    "database_probe",
     "deployproof_run",
     "deployproof_target",
+    "disk_usage",
     "endpoint",
     "endpoint_probe",
+    "host_engine",
+    "inventory_host",
     "layer",
     "service",
     "service_state",
     "stack",
+    "stack_files",
 ]
 
 
@@ -74,10 +85,93 @@ def service_state(deployproof_run: Run, deployproof_target: Target) -> ServiceSt
     return deployproof_run.service_state(deployproof_target)
 
 
+def _services_behind(stack: Stack, declared: str | None) -> list[str]:
+    """The services an endpoint or database needs up: the one it names, else the critical
+    ones, else all."""
+    if declared:
+        return [declared]
+    critical = [name for name, service in stack.services.items() if service.critical]
+    return critical or sorted(stack.services)
+
+
+def _skip_if_blocked(reason: str | None) -> None:
+    __tracebackhide__ = True
+    if reason:
+        pytest.skip(reason)
+
+
+def _record_attempts(request: pytest.FixtureRequest, attempts: int, elapsed_s: float) -> None:
+    """Visible retries (BYD-3): every probe's attempts and time reach the reports, passes too."""
+    request.node.user_properties.append(("deployproof_attempts", attempts))
+    request.node.user_properties.append(("deployproof_elapsed_s", round(elapsed_s, 3)))
+
+
 @pytest.fixture
-def endpoint_probe(deployproof_run: Run, deployproof_target: Target) -> ProbeResult:
-    """This test's endpoint, probed with retries (batched with the other endpoints)."""
-    return deployproof_run.probe(deployproof_target)
+def endpoint_probe(
+    request: pytest.FixtureRequest, deployproof_run: Run, deployproof_target: Target
+) -> ProbeResult:
+    """This test's endpoint, probed with retries (batched with the other endpoints).
+
+    Skipped as "blocked by" the container check when the service behind it is down.
+    """
+    run, target = deployproof_run, deployproof_target
+    stack = run.stack(target.stack or "")
+    endpoint = next(e for e in stack.endpoints if e.name == target.name)
+    _skip_if_blocked(run.blocked_by_containers(stack, _services_behind(stack, endpoint.service)))
+    result = run.probe(target)
+    _record_attempts(request, len(result.attempts), result.elapsed_s)
+    return result
+
+
+@pytest.fixture
+def database_probe(
+    request: pytest.FixtureRequest, deployproof_run: Run, deployproof_target: Target
+) -> DatabaseResult:
+    """This test's database, connected to as the stack's own user, with retries."""
+    run, target = deployproof_run, deployproof_target
+    stack = run.stack(target.stack or "")
+    database = stack.databases[target.name or ""]
+    _skip_if_blocked(run.blocked_by_containers(stack, _services_behind(stack, database.service)))
+    result = run.database(target)
+    _record_attempts(request, result.attempts, result.elapsed_s)
+    return result
+
+
+@pytest.fixture
+def stack_files(deployproof_run: Run, deployproof_target: Target) -> StackFiles:
+    """The stack's compose file, env file and ``docker compose config``, read on its host."""
+    return deployproof_run.stack_files(deployproof_target.stack or "")
+
+
+@pytest.fixture
+def compose_config(deployproof_run: Run, deployproof_target: Target) -> StackFiles:
+    """Like ``stack_files``, for checks that need Compose to accept the files: skipped as
+    blocked by the compose check when it does not, or failing with Compose's reason."""
+    run = deployproof_run
+    stack = run.stack(deployproof_target.stack or "")
+    _skip_if_blocked(run.blocked_by_compose(stack))
+    files = run.stack_files(stack.name)
+    if files.config is None:
+        pytest.fail(f"stack {stack.name}: {files.problem}", pytrace=False)
+    return files
+
+
+@pytest.fixture
+def host_engine(deployproof_run: Run, deployproof_target: Target) -> HostEngine:
+    """The Docker engine facts (networks, images) of this test's host."""
+    return deployproof_run.engine(deployproof_target.host or "")
+
+
+@pytest.fixture
+def disk_usage(deployproof_run: Run, deployproof_target: Target) -> DiskUsage:
+    """Free space of this test's host on its ``data_path`` (``df`` through testinfra)."""
+    return deployproof_run.disk_usage(deployproof_target.host or "")
+
+
+@pytest.fixture
+def inventory_host(deployproof_run: Run, deployproof_target: Target) -> Host:
+    """The inventory's model of this test's host (``host`` is the testinfra host)."""
+    return deployproof_run.inventory.hosts[deployproof_target.host or ""]
 
 
 # Stand-ins for the parameters. With --env, deployproof parametrises these

@@ -40,6 +40,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 PROJECT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 ENV_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
+IMAGE_TAG_PATTERN = r"^(sha-[0-9a-f]{7,40}|v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?)$"
 HOST_SCHEMES = ("local", "ssh", "paramiko", "docker", "podman", "ansible", "kubectl")
 ENGINES = ("compose", "terraform", "terragrunt", "tofu", "ansible", "command")
 
@@ -99,6 +100,14 @@ class Host(_Named):
 
     spec: str = Field(description="testinfra host spec: local://, ssh://user@host:port, ...")
     data_path: str = Field(default="/", description="Filesystem whose free space gates deploys.")
+    min_free_percent: float = Field(
+        default=20, ge=0, le=100, description="Preflight fails below this free space on data_path."
+    )
+    compose: str | None = Field(
+        default=None,
+        description="Compose v2 command on this host; default: docker-compose beside the running "
+        "Python or on PATH for local hosts, `docker compose` elsewhere.",
+    )
     docker_url: str | None = Field(
         default=None,
         description="Docker engine URL; default: the environment's engine for local://, "
@@ -186,6 +195,10 @@ class Endpoint(_Model):
         description="Dotted JSON paths and their expected values, e.g. {status: ok}.",
     )
     latency_ms: float | None = Field(default=None, gt=0, description="Latency budget.")
+    health: bool = Field(
+        default=False,
+        description="A service health endpoint (SMK-3): checked by the health suite, not smoke.",
+    )
     service: Name | None = Field(default=None, description="The service that answers.")
     tries: int | None = Field(default=None, ge=1, le=100)
 
@@ -193,9 +206,20 @@ class Endpoint(_Model):
     @classmethod
     def _check_url(cls, url: str) -> str:
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{url!r} is not an http(s) URL with a host")
+        if parts.scheme not in ("http", "https", "tcp") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an http(s):// or tcp:// URL with a host")
+        if parts.scheme == "tcp":
+            try:
+                port = parts.port
+            except ValueError:
+                port = None
+            if port is None:
+                raise ValueError(f"{url!r} needs a port: tcp://host:port")
         return url
+
+    @property
+    def is_tcp(self) -> bool:
+        return self.url.startswith("tcp://")
 
     @model_validator(mode="before")
     @classmethod
@@ -301,6 +325,11 @@ class Inventory(_Model):
         "the inventory file.",
     )
     probes: ProbeSettings = Field(default_factory=ProbeSettings)
+    image_tag_pattern: str = Field(
+        default=IMAGE_TAG_PATTERN,
+        description="Tags critical services may deploy: registry tags (sha-<commit> or semver), "
+        "never latest or a local pin tag (PRE-2).",
+    )
     hosts: dict[Name, Host] = Field(min_length=1)
     layers: dict[Name, Layer] = Field(default_factory=lambda: dict(_default_layers()))
     stacks: dict[Name, Stack] = Field(default_factory=dict)
@@ -314,6 +343,15 @@ class Inventory(_Model):
     @classmethod
     def _name_children(cls, data: Any) -> Any:
         return _name_entries(data, "hosts", "layers", "stacks")
+
+    @field_validator("image_tag_pattern")
+    @classmethod
+    def _check_pattern(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return pattern
 
     @field_validator("skip_paths")
     @classmethod

@@ -28,6 +28,8 @@ __all__ = ["CHILD_KINDS", "PARAM_NAMES", "Row", "Target", "build_rows", "target_
 CHILD_KINDS = ("service", "endpoint", "database")
 PARAM_NAMES = ("stack", *CHILD_KINDS, "layer", "host")
 TARGET_MARK = "deployproof_target"
+ONLY_MARK = "deployproof_only"  # deployproof_only(health=True): parametrise over matching items
+BLOCKS_MARK = "deployproof_blocks"  # deployproof_blocks("containers"): this test reports that
 
 
 @dataclass(frozen=True)
@@ -69,13 +71,38 @@ def target_of(item: pytest.Item) -> Target | None:
 
 
 def build_rows(
-    selection: Selection, argnames: set[str], host_object: Callable[[str], Any]
+    selection: Selection,
+    argnames: set[str],
+    host_object: Callable[[str], Any],
+    only: dict[str, Any] | None = None,
 ) -> list[Row]:
     """Rows for a test asking for ``argnames`` (a subset of :data:`PARAM_NAMES`).
 
     ``host_object`` turns an inventory host name into the value a test gets
     as ``host`` (a testinfra host), so this module stays free of I/O.
+    ``only`` keeps the rows whose item (the child, else the stack, layer or
+    host model) has those attribute values: ``{"health": True}``.
     """
+    rows = _rows(selection, argnames, host_object)
+    if not only:
+        return rows
+    for name in only:
+        if rows and not any(hasattr(v, name) for row in rows for v in row.values.values()):
+            raise pytest.UsageError(
+                f"{ONLY_MARK}({name}=...) names no attribute of the parametrised items"
+            )
+    return [row for row in rows if _matches(row, only)]
+
+
+def _matches(row: Row, only: dict[str, Any]) -> bool:
+    kind = row.target.kind
+    subject = row.values.get(kind) if kind in row.values else None
+    if subject is None:
+        subject = next(iter(row.values.values()))
+    return all(getattr(subject, name, None) == value for name, value in only.items())
+
+
+def _rows(selection: Selection, argnames: set[str], host_object: Callable[[str], Any]) -> list[Row]:
     children = [kind for kind in CHILD_KINDS if kind in argnames]
     if len(children) > 1:
         raise pytest.UsageError(

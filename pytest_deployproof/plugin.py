@@ -17,7 +17,7 @@ from . import fixtures
 from .changes import ChangeError, changed_files, impact_of, repository_root
 from .errors import Inconclusive
 from .inventory import InventoryError, discover, load_environment
-from .params import CHILD_KINDS, PARAM_NAMES, TARGET_MARK, build_rows
+from .params import BLOCKS_MARK, CHILD_KINDS, ONLY_MARK, PARAM_NAMES, TARGET_MARK, build_rows
 from .run import Run
 from .selection import SelectionError, select
 from .settings import Settings, add_options, resolve
@@ -31,6 +31,10 @@ MARKERS = {
     "drift": "running state matches what the repository declares (DRF)",
     "deploy": "needs --deploy: exercises the deploy fixture (DEP)",
     TARGET_MARK: "deployproof_target(target): set by deployproof on the tests it parametrises",
+    ONLY_MARK: "deployproof_only(**attributes): parametrise only over items with these values, "
+    "e.g. deployproof_only(health=True)",
+    BLOCKS_MARK: "deployproof_blocks(observation): this check reports 'containers' or 'compose'; "
+    "checks that need it are skipped as blocked by it when it fails",
 }
 
 
@@ -114,7 +118,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         # not parametrise its own `_testinfra_host` behind it as well.
         metafunc.fixturenames.remove("_testinfra_host")
     argnames = sorted(wanted)
-    rows = build_rows(run.selection, wanted, _testinfra_host(run))
+    only: dict[str, Any] = {}
+    for mark in metafunc.definition.iter_markers(ONLY_MARK):
+        only.update(mark.kwargs)
+    rows = build_rows(run.selection, wanted, _testinfra_host(run), only)
     grouped = metafunc.config.pluginmanager.hasplugin("xdist")
     params: list[Any] = []
     for row in rows:
@@ -124,7 +131,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         values = [row.values[name] for name in argnames]
         params.append(pytest.param(*values, id=row.target.id, marks=marks))
     if not params:
-        skip = pytest.mark.skip(reason=run.selection.empty_reason())
+        reason = run.selection.empty_reason()
+        children = sorted(wanted & set(CHILD_KINDS))
+        if run.selection.stacks and children:
+            reason = f"the selected stacks declare no {children[0]}"
+            reason += f" with {only}" if only else ""
+        skip = pytest.mark.skip(reason=reason)
         params = [pytest.param(*[None] * len(argnames), id="none-selected", marks=skip)]
     metafunc.parametrize(argnames, params, scope="session")
 
@@ -140,10 +152,11 @@ def _testinfra_host(run: Run) -> Any:
     return host_object
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    run = config.stash.get(RUN_KEY, None)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # After -k/-m deselection: a check that will not run blocks nothing.
+    run = session.config.stash.get(RUN_KEY, None)
     if run is not None:
-        run.plan(items)
+        run.plan(session.items)
 
 
 @pytest.hookimpl(wrapper=True)

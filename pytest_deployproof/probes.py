@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -38,7 +39,12 @@ class Attempt:
     problems: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        seen = f"HTTP {self.status}" if self.status is not None else f"no answer ({self.error})"
+        if self.status is not None:
+            seen = f"HTTP {self.status}"
+        elif self.error is None:
+            seen = "connected"
+        else:
+            seen = f"no answer ({self.error})"
         return f"{seen} in {self.latency_ms:.0f} ms"
 
 
@@ -66,9 +72,13 @@ class ProbeResult:
     def describe(self) -> str:
         """What was seen, for a failure message: problems, status, body, latency, attempts."""
         last = self.last
-        lines = [f"GET {self.url}: " + "; ".join(last.problems or ("ok",))]
+        tcp = self.url.startswith("tcp://")
+        verb, expected = (
+            ("CONNECT", "a connection") if tcp else ("GET", f"HTTP {self.expected_status}")
+        )
+        lines = [f"{verb} {self.url}: " + "; ".join(last.problems or ("ok",))]
         lines.append(
-            f"seen: {last.describe()}, expected HTTP {self.expected_status}; "
+            f"seen: {last.describe()}, expected {expected}; "
             f"{len(self.attempts)} attempts in {self.elapsed_s:.2f} s"
         )
         if last.body:
@@ -80,10 +90,13 @@ class ProbeResult:
         return "\n".join(lines)
 
 
-def judge(endpoint: Endpoint, status: int, body: str, latency_ms: float) -> tuple[str, ...]:
-    """Everything wrong with one answer, as readable phrases (empty: it passes)."""
+def judge(endpoint: Endpoint, status: int | None, body: str, latency_ms: float) -> tuple[str, ...]:
+    """Everything wrong with one answer, as readable phrases (empty: it passes).
+
+    ``status`` is ``None`` for a TCP endpoint that accepted the connection.
+    """
     problems: list[str] = []
-    if status != endpoint.status:
+    if status is not None and status != endpoint.status:
         problems.append(f"status {status}, expected {endpoint.status}")
     if endpoint.body is not None and endpoint.body not in body:
         problems.append(f"body does not contain {endpoint.body!r}")
@@ -127,18 +140,31 @@ async def _probe(
         try:
             async with gate:
                 sent = time.monotonic()
-                response = await client.get(endpoint.url)
+                if endpoint.is_tcp:
+                    await _connect(endpoint.url, probes.timeout_s)
+                    status, body = None, ""
+                else:
+                    response = await client.get(endpoint.url)
+                    status, body = response.status_code, response.text
             latency = (time.monotonic() - sent) * 1000
-            body = response.text
-            problems = judge(endpoint, response.status_code, body, latency)
-            attempts.append(Attempt(response.status_code, latency, body, None, problems))
-        except httpx.HTTPError as exc:
+            problems = judge(endpoint, status, body, latency)
+            attempts.append(Attempt(status, latency, body, None, problems))
+        except (httpx.HTTPError, OSError, TimeoutError) as exc:
             latency = (time.monotonic() - sent) * 1000
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             attempts.append(Attempt(None, latency, "", reason, (f"no answer: {reason}",)))
         if not attempts[-1].problems:
             break
     return ProbeResult(endpoint.url, endpoint.status, tuple(attempts), time.monotonic() - started)
+
+
+async def _connect(url: str, timeout_s: float) -> None:
+    parts = urlsplit(url)
+    _, writer = await asyncio.wait_for(
+        asyncio.open_connection(parts.hostname, parts.port), timeout=timeout_s
+    )
+    writer.close()
+    await writer.wait_closed()
 
 
 async def _probe_many(

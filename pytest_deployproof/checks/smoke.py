@@ -13,15 +13,13 @@ from ..containers import ServiceState
 from ..model import Service, Stack
 from ..probes import ProbeResult
 
-__all__ = ["expect_endpoint_answers", "expect_service_running"]
+__all__ = ["expect_endpoint_answers", "expect_service_running", "service_problems"]
 
 
-def expect_service_running(stack: Stack, service: Service, state: ServiceState) -> None:
-    """Every container of ``service`` runs, and is healthy where it has a healthcheck."""
-    __tracebackhide__ = True
-    where = f"stack {stack.name} (project {state.project}), service {service.name}"
+def service_problems(service: Service, state: ServiceState) -> list[str]:
+    """Why the service is not up, one phrase per container (empty: it is up)."""
     if not state.containers:
-        pytest.fail(f"{where}: no container exists (is the stack up?)", pytrace=False)
+        return [f"service {service.name} has no container (is the stack up?)"]
     wrong: list[str] = []
     for container in state.containers:
         if container.state != "running":
@@ -32,7 +30,15 @@ def expect_service_running(stack: Stack, service: Service, state: ServiceState) 
             wrong.append(f"{container.describe()}: not healthy")
         elif container.health == "starting":
             wrong.append(f"{container.describe()}: still starting")
+    return wrong
+
+
+def expect_service_running(stack: Stack, service: Service, state: ServiceState) -> None:
+    """Every container of ``service`` runs, and is healthy where it has a healthcheck."""
+    __tracebackhide__ = True
+    wrong = service_problems(service, state)
     if wrong:
+        where = f"stack {stack.name} (project {state.project}), service {service.name}"
         waited = f"after {state.attempts} observations in {state.elapsed_s:.1f} s"
         pytest.fail(f"{where}: " + "; ".join(wrong) + f" ({waited})", pytrace=False)
 

@@ -1,0 +1,1 @@
+"""Assertions that judge observations: one module per kind of check."""

@@ -1,0 +1,184 @@
+"""Preflight gates (PRE-1..8, seed 002 preflight.sh): what must hold before anything is touched.
+
+Each gate reads an observation (the stack's files on its host, the host's
+engine, its disk) and fails with the stack, the gate and what was seen. None
+of them prints a value from the env file: keys only.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from ..engine import HostEngine
+from ..hosts import DiskUsage
+from ..model import Host, Stack
+from ..secrets import is_secret_key
+from ..stackfiles import StackFiles
+
+__all__ = [
+    "expect_compose_parses",
+    "expect_disk_free",
+    "expect_env_complete",
+    "expect_images_available",
+    "expect_images_pinned",
+    "expect_limits_declared",
+    "expect_networks_exist",
+    "expect_no_build",
+    "expect_no_literal_secrets",
+]
+
+
+def _fail(stack: Stack, gate: str, problems: list[str]) -> None:
+    __tracebackhide__ = True
+    if problems:
+        pytest.fail(f"stack {stack.name}: {gate}: " + "; ".join(problems), pytrace=False)
+
+
+def expect_compose_parses(stack: Stack, files: StackFiles) -> None:
+    """PRE-3: Compose accepts the compose file with the env file."""
+    __tracebackhide__ = True
+    _fail(stack, "compose config", [files.problem] if files.problem else [])
+
+
+def expect_no_build(stack: Stack, files: StackFiles) -> None:
+    """PRE-4: no service builds on the server; images come from a registry."""
+    __tracebackhide__ = True
+    building = sorted(name for name, service in files.services.items() if "build" in service)
+    _fail(stack, "build directive", [f"service {name} has build:" for name in building])
+
+
+def _tag_of(image: str) -> str | None:
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else None
+
+
+def expect_images_pinned(stack: Stack, files: StackFiles, pattern: str) -> None:
+    """PRE-2: critical services run registry tags (sha-<commit> or semver), not latest or pins."""
+    __tracebackhide__ = True
+    allowed = re.compile(pattern)
+    problems = []
+    for name in sorted(files.services):
+        declared = stack.services.get(name)
+        if declared is None or not declared.critical:
+            continue
+        image = str(files.services[name].get("image") or "")
+        tag = _tag_of(image)
+        if not image:
+            problems.append(f"critical service {name} names no image")
+        elif "@sha256:" in image:
+            continue  # a digest pins exactly
+        elif tag is None:
+            problems.append(f"critical service {name} uses untagged image {image} (means latest)")
+        elif tag == "latest":
+            problems.append(f"critical service {name} uses {image}")
+        elif not allowed.match(tag):
+            problems.append(
+                f"critical service {name} uses {image}: tag {tag!r} is not a registry tag "
+                f"matching {pattern} (a local pin tag?)"
+            )
+    _fail(stack, "image tags", problems)
+
+
+def expect_limits_declared(stack: Stack, files: StackFiles) -> None:
+    """PRE-6: every service declares a cpu and a memory limit (seed 003 §5.1)."""
+    __tracebackhide__ = True
+    problems = []
+    for name, service in sorted(files.services.items()):
+        limits: dict[str, Any] = ((service.get("deploy") or {}).get("resources") or {}).get(
+            "limits"
+        ) or {}
+        missing = [
+            what
+            for what, present in (
+                ("cpus", limits.get("cpus") or service.get("cpus")),
+                ("memory", limits.get("memory") or service.get("mem_limit")),
+            )
+            if not present
+        ]
+        if missing:
+            problems.append(f"service {name} has no {' or '.join(missing)} limit")
+    _fail(stack, "resource limits", problems)
+
+
+def expect_env_complete(stack: Stack, files: StackFiles) -> None:
+    """PRE-8: the env file exists and sets every required key (values never shown)."""
+    __tracebackhide__ = True
+    if files.env is None:
+        _fail(stack, "env file", [f"{stack.env_path} does not exist on host {stack.host}"])
+        return
+    required = [*stack.required_env]
+    if stack.image_tag_var:
+        required.append(stack.image_tag_var)
+    required += [db.password_key for db in stack.databases.values() if db.password_key]
+    missing = sorted({key for key in required if not files.env.get(key)})
+    _fail(
+        stack,
+        "env file",
+        [f"{stack.env_path} does not set {', '.join(missing)}"] if missing else [],
+    )
+
+
+def _environment(service: dict[str, Any]) -> dict[str, Any]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
+    return dict(env) if isinstance(env, dict) else {}
+
+
+def expect_no_literal_secrets(stack: Stack, files: StackFiles) -> None:
+    """PRE-8: the compose file holds no secret values, only ${VARIABLES} from the env file."""
+    __tracebackhide__ = True
+    problems = []
+    services = (files.compose_raw or {}).get("services") or {}
+    for name, service in sorted(services.items()):
+        for key, value in sorted(_environment(service or {}).items()):
+            if is_secret_key(key) and value not in (None, "") and "$" not in str(value):
+                problems.append(f"service {name} sets {key} to a literal value in {stack.compose}")
+    _fail(stack, "secrets in compose file", problems)
+
+
+def expect_networks_exist(stack: Stack, files: StackFiles, engine: HostEngine) -> None:
+    """PRE-1: every external network the stack joins exists on its host."""
+    __tracebackhide__ = True
+    declared = files.config.get("networks", {}) if files.config else {}
+    wanted = set(stack.networks) | {
+        str(network.get("name") or key)
+        for key, network in declared.items()
+        if isinstance(network, dict) and network.get("external")
+    }
+    missing = sorted(wanted - engine.networks())
+    _fail(
+        stack,
+        "external networks",
+        [f"network {name} does not exist on host {stack.host}" for name in missing],
+    )
+
+
+def expect_images_available(stack: Stack, files: StackFiles, engine: HostEngine) -> None:
+    """PRE-7: every image the stack will run exists on its host or in its registry."""
+    __tracebackhide__ = True
+    problems = []
+    for name, service in sorted(files.services.items()):
+        image = service.get("image")
+        if not image:
+            continue
+        lookup = engine.image(str(image))
+        if not lookup.found:
+            problems.append(f"service {name}: image {image} is {lookup.where}")
+    _fail(stack, "images", problems)
+
+
+def expect_disk_free(host: Host, usage: DiskUsage) -> None:
+    """PRE-5: the host's data path has at least ``min_free_percent`` free."""
+    __tracebackhide__ = True
+    if usage.free_percent < host.min_free_percent:
+        pytest.fail(
+            f"host {host.name}: {usage.path} (on {usage.mount}) has {usage.free_percent:.1f}% "
+            f"free ({usage.available_kib // 1024} MiB), below the {host.min_free_percent:g}% "
+            "threshold",
+            pytrace=False,
+        )

@@ -1,0 +1,113 @@
+"""Connecting to a stack's databases as the stack's own user (SMK-4).
+
+The password never comes from the inventory: ``password_key`` names a key in
+the stack's env file (or, with the environment's ``secrets_prefix``, in the
+process environment), and every message is masked before it leaves here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from .model import Database, ProbeSettings
+from .secrets import Masker
+
+__all__ = ["DatabaseResult", "probe_database"]
+
+
+@dataclass(frozen=True)
+class DatabaseResult:
+    where: str
+    ok: bool
+    attempts: int
+    elapsed_s: float
+    error: str | None = None
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"{self.where}: ok after {self.attempts} attempts in {self.elapsed_s:.2f} s"
+        return f"{self.where}: {self.error} ({self.attempts} attempts in {self.elapsed_s:.2f} s)"
+
+
+def password_for(
+    database: Database, env: dict[str, str | None] | None, prefix: str | None
+) -> str | None:
+    key = database.password_key
+    if key is None:
+        return None
+    value = (env or {}).get(key)
+    if value is None and prefix:
+        value = os.environ.get(prefix + key)
+    return value
+
+
+def _where(database: Database) -> str:
+    port = database.port or (5432 if database.kind == "postgresql" else 6379)
+    user = f"{database.user}@" if database.user else ""
+    name = f"/{database.dbname}" if database.dbname else ""
+    return f"{database.kind} {user}{database.host}:{port}{name}"
+
+
+def _connect_once(database: Database, password: str | None, timeout_s: float) -> None:
+    if database.kind == "postgresql":
+        import psycopg  # noqa: PLC0415
+
+        with psycopg.connect(
+            host=database.host,
+            port=database.port or 5432,
+            dbname=database.dbname or database.user or "postgres",
+            user=database.user,
+            password=password,
+            connect_timeout=max(1, int(timeout_s)),
+        ) as connection:
+            connection.execute("SELECT 1").fetchone()
+        return
+    import redis  # noqa: PLC0415
+
+    client = redis.Redis(
+        host=database.host,
+        port=database.port or 6379,
+        username=database.user,
+        password=password,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+    )
+    try:
+        if not client.ping():
+            raise ConnectionError("PING was not answered with PONG")
+    finally:
+        client.close()
+
+
+def probe_database(
+    database: Database,
+    env: dict[str, str | None] | None,
+    probes: ProbeSettings,
+    masker: Masker,
+    secrets_prefix: str | None = None,
+) -> DatabaseResult:
+    where = _where(database)
+    password = password_for(database, env, secrets_prefix)
+    if database.password_key and password is None:
+        return DatabaseResult(
+            where, False, 0, 0.0, f"password key {database.password_key} is not set in the env file"
+        )
+    masker = masker.plus(password) if password else masker
+    started = time.monotonic()
+    error = "not tried"
+    attempts = 0
+    while attempts < probes.tries:
+        if attempts:
+            if time.monotonic() - started + probes.interval_s > probes.deadline_s:
+                break
+            time.sleep(probes.interval_s)
+        attempts += 1
+        try:
+            _connect_once(database, password, probes.timeout_s)
+        except Exception as exc:  # every driver error is a failed connection
+            error = masker(" ".join(str(exc).split()) or type(exc).__name__)
+            continue
+        return DatabaseResult(where, True, attempts, time.monotonic() - started)
+    return DatabaseResult(where, False, attempts, time.monotonic() - started, error)

@@ -1,0 +1,93 @@
+"""What a host's Docker engine has: networks and images (PRE-1, PRE-7).
+
+Networks are listed once per host. An image is looked for on the host first;
+if it is missing and its name says which registry holds it
+(``ghcr.io/o/www:sha-...``, ``127.0.0.1:5000/app:v1``), the registry is asked
+through the engine (``docker manifest``-style distribution inspect), which is
+what a pull would use. A name without a registry host would mean Docker Hub;
+it is never looked up implicitly: write ``docker.io/...`` to opt in.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from ._docker import client_for
+from .errors import Inconclusive
+from .model import Host
+
+__all__ = ["HostEngine", "ImageLookup", "registry_of"]
+
+
+@dataclass(frozen=True)
+class ImageLookup:
+    image: str
+    found: bool
+    where: str  # "host", "registry 127.0.0.1:5000", or why it was not found
+
+
+def registry_of(image: str) -> str | None:
+    """The registry host an image name names explicitly, or ``None`` (implicit Docker Hub)."""
+    first, sep, _ = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return None
+
+
+class HostEngine:
+    """Cached engine facts of one host."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._lock = threading.Lock()
+        self._networks: set[str] | None = None
+        self._images: dict[str, ImageLookup] = {}
+
+    def networks(self) -> set[str]:
+        import docker  # noqa: PLC0415
+
+        with self._lock:
+            if self._networks is None:
+                try:
+                    listed = client_for(self.host).api.networks()
+                except docker.errors.DockerException as exc:
+                    raise Inconclusive(
+                        f"cannot list networks on host {self.host.name!r}: {exc}"
+                    ) from None
+                self._networks = {network["Name"] for network in listed}
+            return self._networks
+
+    def image(self, image: str) -> ImageLookup:
+        with self._lock:
+            if image not in self._images:
+                self._images[image] = self._lookup(image)
+            return self._images[image]
+
+    def _lookup(self, image: str) -> ImageLookup:
+        import docker  # noqa: PLC0415
+
+        api = client_for(self.host).api
+        try:
+            api.inspect_image(image)
+            return ImageLookup(image, True, f"host {self.host.name}")
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.DockerException as exc:
+            raise Inconclusive(f"cannot inspect images on host {self.host.name!r}: {exc}") from None
+        registry = registry_of(image)
+        if registry is None:
+            return ImageLookup(
+                image,
+                False,
+                f"not on host {self.host.name} (a name without a registry host is not looked up "
+                "in Docker Hub; write docker.io/... to allow it)",
+            )
+        try:
+            api.inspect_distribution(image)
+            return ImageLookup(image, True, f"registry {registry}")
+        except docker.errors.APIError as exc:
+            reason = exc.explanation or str(exc)
+            return ImageLookup(
+                image, False, f"not on host {self.host.name}, nor in registry {registry}: {reason}"
+            )

@@ -1,0 +1,98 @@
+"""Running commands and reading files on a stack's host, through testinfra.
+
+Every check that needs the host (compose files, ``docker compose config``,
+disk space) goes through a testinfra host, so a local host and an ssh host
+are checked by the same code. A host that cannot be reached is an
+infrastructure fact: :class:`~pytest_deployproof.errors.Inconclusive`.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import Inconclusive
+from .model import Host
+
+__all__ = ["CommandResult", "DiskUsage", "HostAccess"]
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    rc: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    path: str
+    mount: str
+    size_kib: int
+    available_kib: int
+
+    @property
+    def free_percent(self) -> float:
+        return 100.0 * self.available_kib / self.size_kib if self.size_kib else 0.0
+
+
+class HostAccess:
+    """One inventory host, reached through testinfra (connections are cached by testinfra)."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._testinfra: Any = None
+
+    @property
+    def testinfra(self) -> Any:
+        if self._testinfra is None:
+            import testinfra  # noqa: PLC0415 - optional until a check needs the host
+
+            self._testinfra = testinfra.get_host(self.host.spec)
+        return self._testinfra
+
+    def run(self, *argv: str, cwd: Path | None = None) -> CommandResult:
+        command = shlex.join(argv)
+        if cwd is not None:
+            command = f"cd {shlex.quote(str(cwd))} && {command}"
+        try:
+            result = self.testinfra.run(command)
+        except Exception as exc:  # testinfra raises RuntimeError and others for transport errors
+            raise Inconclusive(f"cannot run commands on host {self.host.name!r}: {exc}") from None
+        if result.rc == 255 and self.host.spec.startswith(("ssh://", "paramiko://")):
+            raise Inconclusive(f"host {self.host.name!r} is unreachable: {result.stderr.strip()}")
+        return CommandResult(result.rc, result.stdout, result.stderr)
+
+    def read(self, path: Path) -> str | None:
+        """The file's text, or ``None`` when it does not exist."""
+        done = self.run("cat", "--", str(path))
+        if done.rc != 0:
+            if "No such file" in done.stderr:
+                return None
+            raise Inconclusive(f"cannot read {path} on host {self.host.name!r}: {done.stderr}")
+        return done.stdout
+
+    def compose_command(self) -> list[str]:
+        if self.host.compose:
+            return shlex.split(self.host.compose)
+        if self.host.spec == "local://":
+            beside = Path(sys.executable).parent / "docker-compose"
+            found = str(beside) if beside.exists() else shutil.which("docker-compose")
+            if found:
+                return [found]
+        return ["docker", "compose"]
+
+    def disk_usage(self, path: str) -> DiskUsage:
+        done = self.run("df", "-Pk", path)
+        lines = done.stdout.strip().splitlines()
+        if done.rc != 0 or len(lines) < 2:
+            raise Inconclusive(
+                f"df {path} failed on host {self.host.name!r}: {done.stderr.strip()}"
+            )
+        fields = lines[-1].split()
+        used, available = int(fields[2]), int(fields[3])
+        return DiskUsage(path, fields[5], used + available, available)

@@ -1,0 +1,74 @@
+"""A stack's compose file and env file as they are on its host (PRE-3, PRE-8).
+
+Three readings of the same files are kept apart, because each answers a
+different question: the raw compose YAML (is a secret written into it?), the
+env file (are the required keys set?), and ``docker compose config`` (does
+Compose accept the pair, and what will it run?). The resolved config holds
+secret values, so it is parsed and never printed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from dotenv import dotenv_values
+
+from .hosts import HostAccess
+from .model import Stack
+from .secrets import Masker
+
+__all__ = ["StackFiles", "observe_stack_files"]
+
+
+@dataclass(frozen=True)
+class StackFiles:
+    stack: str
+    compose_raw: dict[str, Any] | None  # the YAML as written; None when missing or unparseable
+    env: dict[str, str | None] | None  # None when the env file does not exist
+    config: dict[str, Any] | None  # `docker compose config`; None when Compose refused
+    problem: str | None  # why the compose file could not be used, secrets masked
+    masker: Masker
+
+    @property
+    def services(self) -> dict[str, Any]:
+        return dict((self.config or {}).get("services") or {})
+
+
+def observe_stack_files(stack: Stack, access: HostAccess, masker: Masker) -> StackFiles:
+    env_text = access.read(stack.env_path)
+    env = None
+    if env_text is not None:
+        env = dict(dotenv_values(stream=io.StringIO(env_text), interpolate=False))
+    masker = masker.with_env(env or {})
+
+    def refused(problem: str, raw: object = None) -> StackFiles:
+        return StackFiles(
+            stack.name, raw if isinstance(raw, dict) else None, env, None, problem, masker
+        )
+
+    compose_text = access.read(stack.compose_path)
+    if compose_text is None:
+        return refused(f"compose file {stack.compose_path} does not exist on host {stack.host!r}")
+    try:
+        raw = yaml.safe_load(compose_text)
+    except yaml.YAMLError as exc:
+        return refused(f"{stack.compose_path} is not valid YAML: {masker(str(exc))}")
+    argv = [*access.compose_command(), "-p", stack.project_name, "-f", str(stack.compose_path)]
+    if env is not None:
+        argv += ["--env-file", str(stack.env_path)]
+    done = access.run(*argv, "config", "--format", "json", cwd=stack.run_dir)
+    # Compose 2.40 exits 0 when schema validation fails, printing nothing on
+    # stdout: a refusal is a non-zero exit *or* no JSON document.
+    try:
+        config = json.loads(done.stdout) if done.rc == 0 else None
+    except ValueError:
+        config = None
+    if not isinstance(config, dict):
+        lines = done.stderr.strip().splitlines()
+        reason = masker(lines[-1] if lines else f"exit code {done.rc}, no output")
+        return refused(f"docker compose config rejects {stack.compose_path}: {reason}", raw)
+    return StackFiles(stack.name, raw if isinstance(raw, dict) else None, env, config, None, masker)
