@@ -11,9 +11,10 @@ third try says so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -167,16 +168,38 @@ async def _connect(url: str, timeout_s: float) -> None:
     await writer.wait_closed()
 
 
+# httpcore scans every connection of a pool for each request it assigns, so one large
+# pool costs CPU per request in proportion to its size. Measured on this project's
+# machines (600 probes, 100 ms loopback server, 50 in flight): one pool with 50
+# keep-alive connections 11.3 s, one pool keeping 20 alive 2.05 s, five pools of 10
+# 1.77 s. Hence pools of at most POOL_SIZE connections, requests dealt round-robin.
+POOL_SIZE = 10
+
+
 async def _probe_many(
-    targets: dict[str, Endpoint], probes: ProbeSettings
-) -> dict[str, ProbeResult]:
-    limits = httpx.Limits(max_connections=probes.concurrency, max_keepalive_connections=20)
+    targets: dict[str, Endpoint],
+    probes: ProbeSettings,
+    done: Callable[[str, ProbeResult], None],
+) -> None:
+    pools = -(-probes.concurrency // POOL_SIZE)  # ceiling division
+    per_pool = -(-probes.concurrency // pools)
+    limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
     timeout = httpx.Timeout(probes.timeout_s, pool=probes.deadline_s)
     gate = asyncio.Semaphore(probes.concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False) as client:
-        keys = list(targets)
-        results = await asyncio.gather(*(_probe(client, gate, targets[k], probes) for k in keys))
-    return dict(zip(keys, results, strict=True))
+
+    async def one(client: httpx.AsyncClient, key: str) -> None:
+        done(key, await _probe(client, gate, targets[key], probes))
+
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
+            )
+            for _ in range(pools)
+        ]
+        await asyncio.gather(
+            *(one(clients[index % pools], key) for index, key in enumerate(targets))
+        )
 
 
 def probe_all(
@@ -184,6 +207,7 @@ def probe_all(
 ) -> dict[str, ProbeResult]:
     """Probe every ``(key, endpoint)`` concurrently; results by key."""
     wanted = dict(targets)
-    if not wanted:
-        return {}
-    return asyncio.run(_probe_many(wanted, probes))
+    results: dict[str, ProbeResult] = {}
+    if wanted:
+        asyncio.run(_probe_many(wanted, probes, results.__setitem__))
+    return results

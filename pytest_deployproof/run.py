@@ -116,6 +116,13 @@ class Run:
             return self._disks[host]
 
     def probe(self, target: Target) -> ProbeResult:
+        """This endpoint's result. The first call probes every planned endpoint not yet
+        probed (under xdist: of this stack) concurrently; later calls read the cache.
+
+        Probing is CPU-bound in httpx, so it is done in one batch on this thread:
+        streaming results from a background thread was measured slower (GIL contention
+        with pytest's own per-test work).
+        """
         assert target.stack
         with self._lock:
             if target.id not in self._probed:

@@ -1,0 +1,194 @@
+"""Endpoint probing at scale: deployproof vs a naive pytest file vs a bare asyncio script.
+
+An inventory of STACKS stacks x 2 endpoints, all served by one loopback HTTP server that
+answers every request after DELAY_MS. Three wall times, measured in the same run, each in
+its own process (the server runs here, in threads):
+
+  (a) deployproof: `pytest --env bench -m smoke -k test_endpoint_answers` over the bundled
+      smoke suite (its container checks are deselected: these stacks have no containers,
+      and a deselected check blocks nothing);
+  (b) naive: one parametrised pytest test doing a sequential `httpx.get` per endpoint;
+  (c) floor: one asyncio + httpx script probing every endpoint with a semaphore of 50;
+and, to show what pytest itself costs, a bare pytest file with as many trivial tests.
+
+Usage: python benchmarks/smoke_probe.py [--stacks 300] [--delay-ms 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class SlowServer:
+    """An asyncio HTTP/1.1 server (keep-alive) answering every request after ``delay_s``.
+
+    Python's ThreadingHTTPServer was tried first and stalled keep-alive connections for
+    seconds under 50 concurrent clients, which measured the server, not the probes.
+    """
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        ready = threading.Event()
+        threading.Thread(target=self._serve, args=(ready,), daemon=True).start()
+        ready.wait()
+
+    def _serve(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(
+            asyncio.start_server(self._client, "127.0.0.1", 0, backlog=1024)
+        )
+        self.port = server.sockets[0].getsockname()[1]
+        ready.set()
+        self.loop.run_forever()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readline():  # the request line; empty at EOF
+                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    pass  # headers
+                await asyncio.sleep(self.delay_s)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+
+def write_inventory(directory: Path, stacks: int, base: str) -> list[str]:
+    lines = [
+        "hosts: {here: {spec: 'local://'}}",
+        "layers: {platform: {order: 2, engine: compose}}",
+        "probes: {tries: 3, interval_s: 0.5, timeout_s: 10, deadline_s: 60, concurrency: 50}",
+        "stacks:",
+    ]
+    urls = []
+    for i in range(stacks):
+        health, ready = f"{base}/s{i}/health", f"{base}/s{i}/ready"
+        urls += [health, ready]
+        lines += [
+            f"  s{i:04d}:",
+            "    layer: platform",
+            "    host: here",
+            f"    run_dir: /srv/stacks/s{i:04d}",
+            "    services: {web: {critical: true}}",
+            f"    endpoints: [{{name: health, url: '{health}'}}, {{name: ready, url: '{ready}'}}]",
+        ]
+    (directory / "inventories").mkdir()
+    (directory / "inventories" / "bench.yml").write_text("\n".join(lines) + "\n")
+    return urls
+
+
+NAIVE = """\
+import httpx
+import pytest
+
+URLS = {urls!r}
+
+@pytest.mark.parametrize("url", URLS)
+def test_endpoint(url):
+    assert httpx.get(url, timeout=10).status_code == 200
+"""
+
+BARE = """\
+import pytest
+
+@pytest.mark.parametrize("i", range({n}))
+def test_nothing(i):
+    pass
+"""
+
+FLOOR = """\
+import asyncio, httpx, sys
+
+URLS = {urls!r}
+
+async def main():
+    gate = asyncio.Semaphore(50)
+    # Tuned: a keep-alive pool as large as max_connections makes httpx 4x slower here.
+    limits = httpx.Limits(max_connections=50, max_keepalive_connections=20)
+    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+        async def probe(url):
+            async with gate:
+                return (await client.get(url)).status_code
+        codes = await asyncio.gather(*(probe(u) for u in URLS))
+    assert all(code == 200 for code in codes), codes
+    print(len(codes), "probes ok")
+
+asyncio.run(main())
+"""
+
+
+def timed(argv: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stacks", type=int, default=300)
+    parser.add_argument("--delay-ms", type=int, default=100)
+    parser.add_argument("--skip-naive", action="store_true", help="(b) takes N x delay seconds")
+    args = parser.parse_args()
+    server = SlowServer(args.delay_ms / 1000)
+    base = f"http://127.0.0.1:{server.port}"
+
+    with tempfile.TemporaryDirectory(prefix="deployproof-bench-") as tmp:
+        work = Path(tmp)
+        urls = write_inventory(work, args.stacks, base)
+        (work / "test_smoke.py").write_text((REPO / "suites" / "test_smoke.py").read_text())
+        (work / "naive").mkdir()
+        (work / "naive" / "test_naive.py").write_text(NAIVE.format(urls=urls))
+        (work / "floor.py").write_text(FLOOR.format(urls=urls))
+        pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+
+        deployproof = timed(
+            [
+                *pytest,
+                "--env",
+                "bench",
+                "-m",
+                "smoke",
+                "-k",
+                "test_endpoint_answers",
+                "test_smoke.py",
+            ],
+            work,
+        )
+        naive = 0.0 if args.skip_naive else timed([*pytest, "naive/test_naive.py"], work)
+        (work / "bare").mkdir()
+        (work / "bare" / "test_bare.py").write_text(BARE.format(n=len(urls)))
+        bare = timed([*pytest, "bare/test_bare.py"], work)
+        floor = timed([sys.executable, "floor.py"], work)
+
+    n = len(urls)
+    print(f"{args.stacks} stacks x 2 endpoints = {n} probes, server latency {args.delay_ms} ms")
+    print(f"(a) deployproof  pytest -m smoke      {deployproof:7.2f} s")
+    print(f"(b) naive        sequential pytest    {naive:7.2f} s")
+    print(f"(c) floor        asyncio + httpx      {floor:7.2f} s")
+    print(f"    bare pytest, {n} trivial tests       {bare:7.2f} s  (pytest's own cost)")
+    print(f"(a)/(c) = {deployproof / floor:.2f}  (target <= 1.5)")
+    print(
+        f"((a) - bare pytest)/(c) = {(deployproof - bare) / floor:.2f}  (deployproof's own share)"
+    )
+    if naive:
+        print(f"(b)/(a) = {naive / deployproof:.1f}  (target >= 20)")
+
+
+if __name__ == "__main__":
+    main()
