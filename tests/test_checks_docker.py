@@ -35,7 +35,7 @@ class Outcome:
 
 
 def run_suites(pytester: pytest.Pytester, inventory: str, *args: str) -> dict[str, Outcome]:
-    pytester.mkdir("inventories")
+    (pytester.path / "inventories").mkdir(exist_ok=True)
     (pytester.path / "inventories" / "test.yml").write_text(inventory)
     pytester.makepyfile(**SUITES)
     report = pytester.path / "report.xml"
@@ -514,3 +514,28 @@ def test_a_late_start_passes_after_retries_and_says_so(
     assert outcome.status == "passed", outcome.message
     assert int(outcome.properties["deployproof_attempts"]) > 1
     assert float(outcome.properties["deployproof_elapsed_s"]) >= 1.0
+
+
+def test_the_suites_give_the_same_verdicts_under_xdist(
+    pytester: pytest.Pytester, compose_stack: MakeStack, database_env: dict[str, Any]
+) -> None:
+    app = compose_stack("app", env_file=env_file(database_env), web={}, worker={})
+    other = compose_stack("other", env_file=env_file(database_env), web={}, worker={})
+    app.up()
+    other.up()
+    subprocess.run(
+        ["docker", "stop", "-t", "1", other.container("worker")], check=True, capture_output=True
+    )
+    document = yaml.safe_load(inventory_for(app, database_env))
+    document["stacks"].update(yaml.safe_load(inventory_for(other, database_env))["stacks"])
+    text = yaml.safe_dump(document, sort_keys=False)
+
+    serial = run_suites(pytester, text)
+    parallel = run_suites(pytester, text, "-n", "2", "--dist", "loadgroup")
+
+    verdicts = {name: o.status for name, o in serial.items() if name != "__output__"}
+    assert verdicts == {name: o.status for name, o in parallel.items() if name != "__output__"}
+    assert {name for name, status in verdicts.items() if status == "failed"} == {
+        "test_service_running[test/platform/other/worker]"
+    }
+    assert len(verdicts) > 20

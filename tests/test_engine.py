@@ -1,0 +1,78 @@
+"""Engine facts against the real Docker engine and a real registry on loopback (PRE-1, PRE-7)."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+
+import pytest
+
+from pytest_deployproof.engine import HostEngine, registry_of
+from pytest_deployproof.errors import Inconclusive
+from pytest_deployproof.model import Host
+
+LOCAL = Host(name="here", spec="local://")
+
+
+def docker(*args: str) -> None:
+    subprocess.run(["docker", *args], check=True, capture_output=True)
+
+
+def test_an_image_pushed_to_its_registry_is_found_there_not_locally(
+    demo_image: str, registry: str
+) -> None:
+    name = f"{registry}/app-{uuid.uuid4().hex[:8]}"
+    docker("tag", f"{demo_image}:v1.0.0", f"{name}:v1.0.0")
+    docker("push", f"{name}:v1.0.0")
+    docker("rmi", f"{name}:v1.0.0")  # only the registry has it now
+
+    engine = HostEngine(LOCAL)
+    found = engine.image(f"{name}:v1.0.0")
+    assert found.found
+    assert found.where == f"registry {registry}"
+
+    missing = engine.image(f"{name}:v9.9.9")
+    assert not missing.found
+    assert missing.where.startswith(f"not on host here, nor in registry {registry}: ")
+
+
+def test_a_local_image_is_found_on_the_host(demo_image: str) -> None:
+    assert HostEngine(LOCAL).image(f"{demo_image}:v1.0.0").where == "host here"
+
+
+def test_an_implicit_docker_hub_name_is_never_looked_up(demo_image: str) -> None:
+    lookup = HostEngine(LOCAL).image("deployproof-demo/never-built:v1")
+    assert not lookup.found
+    assert "not looked up in Docker Hub" in lookup.where
+
+
+@pytest.mark.parametrize(
+    ("image", "registry"),
+    [
+        ("ghcr.io/seisei/www:sha-d75f3637", "ghcr.io"),
+        ("127.0.0.1:5000/app:v1", "127.0.0.1:5000"),
+        ("localhost/app", "localhost"),
+        ("docker.io/library/busybox:1.36", "docker.io"),
+        ("busybox:1.36", None),
+        ("seisei/www:pin-1", None),
+    ],
+)
+def test_registry_of(image: str, registry: str | None) -> None:
+    assert registry_of(image) == registry
+
+
+def test_networks_are_listed_once_per_host(docker_engine: object) -> None:
+    name = f"dp-net-{uuid.uuid4().hex[:8]}"
+    docker("network", "create", name)
+    try:
+        engine = HostEngine(LOCAL)
+        assert name in engine.networks()
+        assert name in engine.networks()  # cached: the same listing
+    finally:
+        docker("network", "rm", name)
+
+
+def test_an_unreachable_engine_is_inconclusive() -> None:
+    engine = HostEngine(Host(name="gone", spec="local://", docker_url="tcp://127.0.0.1:9"))
+    with pytest.raises(Inconclusive, match="cannot reach Docker on host 'gone'"):
+        engine.networks()
