@@ -1,0 +1,156 @@
+"""The deploy history: an append-only log, one line per action (DEP-4, seed 002 §E).
+
+The format is the seed's, so the operators' existing ``grep`` queries keep working::
+
+    2026-01-30 10:00:00 | odoo18-prod | prod | deploy | sha-19b9b98 | success |
+    2026-01-30 10:15:00 | odoo18-prod | prod | rollback | sha-4b1ce21 | success | smoke failed
+
+Timestamps are UTC. A field never contains ``|`` or a line break (they are
+replaced), so every action stays one line. Writers take a file lock and write
+each line with one ``write`` on a file opened for appending, so concurrent
+deploys (xdist workers, two operators) never interleave or lose a line.
+Lines that do not parse (a hand edit) are reported with their number, never
+silently dropped from a query's answer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from filelock import FileLock
+
+from .secrets import Masker
+
+__all__ = ["Entry", "History", "HistoryError"]
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+SEPARATOR = " | "
+FIELDS = 7
+# Actions whose success means "this version is now what runs".
+RUNNING_ACTIONS = frozenset({"deploy", "rollback", "restore"})
+
+
+class HistoryError(Exception):
+    """The history file holds a line that is not a history entry."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    timestamp: datetime
+    stack: str
+    env: str
+    action: str  # deploy, rollback, restore, promote, ...
+    version: str
+    status: str  # success, fail, inconclusive, skipped, ...
+    notes: str = ""
+
+    def line(self) -> str:
+        fields = [
+            self.timestamp.astimezone(UTC).strftime(TIME_FORMAT),
+            self.stack,
+            self.env,
+            self.action,
+            self.version,
+            self.status,
+            self.notes,
+        ]
+        return SEPARATOR.join(_clean(field) for field in fields).rstrip() + "\n"
+
+    @classmethod
+    def parse(cls, line: str) -> Entry:
+        parts = [part.strip() for part in line.rstrip("\n").split("|")]
+        if len(parts) != FIELDS:
+            raise ValueError(f"expected {FIELDS} fields separated by '|', found {len(parts)}")
+        when = datetime.strptime(parts[0], TIME_FORMAT).replace(tzinfo=UTC)
+        return cls(when, *parts[1:])
+
+
+def _clean(field: str) -> str:
+    return " ".join(field.replace("|", "/").split())
+
+
+class History:
+    """One history file; every method re-reads it, so other writers' lines are seen."""
+
+    def __init__(self, path: Path, masker: Masker | None = None) -> None:
+        self.path = path
+        self.masker = masker or Masker()
+        self._lock = FileLock(str(path) + ".lock")
+
+    def record(
+        self,
+        stack: str,
+        env: str,
+        action: str,
+        version: str,
+        status: str,
+        *,
+        notes: str = "",
+        when: datetime | None = None,
+    ) -> Entry:
+        """Append one action; secrets in the notes are masked before they are written."""
+        entry = Entry(
+            when or datetime.now(UTC), stack, env, action, version, status, self.masker(notes)
+        )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = entry.line().encode()
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return entry
+
+    def _read(self) -> Iterator[Entry]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield Entry.parse(line)
+            except ValueError as exc:
+                raise HistoryError(f"{self.path}:{number}: not a history line ({exc})") from None
+
+    def entries(
+        self,
+        stack: str | None = None,
+        env: str | None = None,
+        *,
+        action: str | None = None,
+        status: str | None = None,
+    ) -> list[Entry]:
+        """Entries in the order they were written, filtered by what is given."""
+        return [
+            entry
+            for entry in self._read()
+            if (stack is None or entry.stack == stack)
+            and (env is None or entry.env == env)
+            and (action is None or entry.action == action)
+            and (status is None or entry.status == status)
+        ]
+
+    def last_good(self, stack: str, env: str) -> Entry | None:
+        """The last version that was put in place and verified: what a rollback returns to."""
+        good = [
+            entry
+            for entry in self.entries(stack, env, status="success")
+            if entry.action in RUNNING_ACTIONS
+        ]
+        return good[-1] if good else None
+
+    def good_versions(self, stack: str, env: str) -> list[str]:
+        """Versions that ran successfully, newest first, each once: the rollback targets."""
+        seen: dict[str, None] = {}
+        for entry in reversed(self.entries(stack, env, status="success")):
+            if entry.action in RUNNING_ACTIONS:
+                seen.setdefault(entry.version, None)
+        return list(seen)

@@ -1,0 +1,252 @@
+"""Deploy history (DEP-4) and the stack lease (DEP-9, BYD-7) with real processes and signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pytest_deployproof.history import Entry, History, HistoryError
+from pytest_deployproof.locks import Lease, LockHeldError, LockLostError, StackLock
+from pytest_deployproof.secrets import Masker
+
+
+def at(minute: int) -> datetime:
+    return datetime(2026, 1, 30, 10, minute, tzinfo=UTC)
+
+
+def test_history_lines_have_the_seed_format_and_parse_back(tmp_path: Path) -> None:
+    history = History(tmp_path / "deploy-history.log")
+    history.record("odoo18-prod", "prod", "deploy", "sha-19b9b98", "success", when=at(0))
+    history.record(
+        "odoo18-prod",
+        "prod",
+        "rollback",
+        "sha-4b1ce21",
+        "success",
+        notes="smoke failed",
+        when=at(15),
+    )
+    assert (tmp_path / "deploy-history.log").read_text() == (
+        "2026-01-30 10:00:00 | odoo18-prod | prod | deploy | sha-19b9b98 | success |\n"
+        "2026-01-30 10:15:00 | odoo18-prod | prod | rollback | sha-4b1ce21 | success"
+        " | smoke failed\n"
+    )
+    assert history.entries()[1] == Entry(
+        at(15), "odoo18-prod", "prod", "rollback", "sha-4b1ce21", "success", "smoke failed"
+    )
+
+
+def test_notes_stay_on_one_line_and_secrets_are_masked(tmp_path: Path) -> None:
+    history = History(tmp_path / "h.log", Masker(["hunter2-secret"]))
+    history.record(
+        "web", "staging", "deploy", "v2", "fail", notes="a|b\nlogin hunter2-secret failed"
+    )
+    text = (tmp_path / "h.log").read_text()
+    assert text.count("\n") == 1
+    assert "hunter2-secret" not in text
+    assert history.entries()[0].notes == "a/b login ******** failed"
+
+
+def test_queries_last_good_and_rollback_targets(tmp_path: Path) -> None:
+    history = History(tmp_path / "h.log")
+    for minute, (stack, action, version, status) in enumerate(
+        [
+            ("web", "deploy", "v1", "success"),
+            ("api", "deploy", "a1", "success"),
+            ("web", "deploy", "v2", "success"),
+            ("web", "deploy", "v3", "fail"),
+            ("web", "rollback", "v2", "success"),
+            ("web", "deploy", "v4", "inconclusive"),
+            ("web", "promote", "v9", "success"),
+        ]
+    ):
+        history.record(stack, "staging", action, version, status, when=at(minute))
+    last = history.last_good("web", "staging")
+    assert last is not None
+    assert (last.action, last.version) == ("rollback", "v2")
+    assert history.good_versions("web", "staging") == ["v2", "v1"]
+    assert [e.version for e in history.entries("web", status="fail")] == ["v3"]
+    assert history.last_good("web", "production") is None
+    assert History(tmp_path / "absent.log").entries() == []
+
+
+def test_a_hand_edited_broken_line_is_reported_with_its_number(tmp_path: Path) -> None:
+    path = tmp_path / "h.log"
+    History(path).record("web", "staging", "deploy", "v1", "success")
+    with path.open("a") as handle:
+        handle.write("garbage without fields\n")
+    with pytest.raises(HistoryError, match=r"h.log:2: not a history line"):
+        History(path).entries()
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from pytest_deployproof.history import History
+history = History(Path(sys.argv[1]))
+for i in range(int(sys.argv[3])):
+    history.record("web", "staging", "deploy", f"{sys.argv[2]}-{i}", "success", notes="x" * 300)
+"""
+
+
+def test_concurrent_writers_never_interleave_or_lose_a_line(tmp_path: Path) -> None:
+    path = tmp_path / "h.log"
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), f"w{n}", "60"]) for n in range(6)
+    ]
+    assert [writer.wait(timeout=60) for writer in writers] == [0] * 6
+    entries = History(path).entries()
+    assert len(entries) == 360
+    assert {e.version for e in entries} == {f"w{n}-{i}" for n in range(6) for i in range(60)}
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from pytest_deployproof.locks import StackLock
+lock = StackLock(Path(sys.argv[1]), "web", run_id=sys.argv[2])
+lock.acquire()
+print("held", flush=True)
+time.sleep(float(sys.argv[3]))
+lock.release()
+"""
+
+
+@pytest.fixture
+def hold(tmp_path: Path) -> Iterator[Callable[[str, float], subprocess.Popen[str]]]:
+    """Start a process that holds the `web` lease in tmp_path for some seconds."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(run_id: str, seconds: float) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(tmp_path), run_id, str(seconds)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "held"
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def test_acquire_and_release(tmp_path: Path) -> None:
+    lock = StackLock(tmp_path, "web", run_id="run-1")
+    assert lock.acquire() is None
+    lease = json.loads((tmp_path / "web.lease").read_text())
+    assert (lease["pid"], lease["run_id"], lease["stack"]) == (os.getpid(), "run-1", "web")
+    lock.release()
+    assert not (tmp_path / "web.lease").exists()
+
+
+def test_a_live_holder_makes_others_wait_then_refuses_naming_it(
+    tmp_path: Path, hold: Callable[[str, float], subprocess.Popen[str]]
+) -> None:
+    holder = hold("run-holder", 30)
+    started = time.monotonic()
+    with pytest.raises(LockHeldError) as refused:
+        StackLock(tmp_path, "web").acquire(timeout_s=1.0)
+    assert 0.9 <= time.monotonic() - started < 5
+    message = str(refused.value)
+    assert f"(pid {holder.pid}, run run-holder)" in message
+    assert message.startswith("stack web is being deployed by ")
+
+
+def test_a_waiter_gets_the_lock_when_the_holder_releases(
+    tmp_path: Path, hold: Callable[[str, float], subprocess.Popen[str]]
+) -> None:
+    holder = hold("run-holder", 1.0)
+    waiter = StackLock(tmp_path, "web", run_id="run-waiter")
+    assert waiter.acquire(timeout_s=20) is None
+    assert holder.wait(timeout=20) == 0
+    current = waiter.holder()
+    assert current is not None
+    assert current.run_id == "run-waiter"
+    waiter.release()
+
+
+def test_a_killed_holder_is_reclaimed_and_the_next_run_says_so(
+    tmp_path: Path, hold: Callable[[str, float], subprocess.Popen[str]]
+) -> None:
+    holder = hold("run-crashed", 60)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    note = StackLock(tmp_path, "web", run_id="run-next").acquire(timeout_s=0)
+    assert note is not None
+    assert f"(pid {holder.pid}, run run-crashed)" in note
+    assert note.endswith(f"its process {holder.pid} is gone")
+
+
+def test_an_expired_lease_of_another_host_is_reclaimed_a_live_one_is_not(tmp_path: Path) -> None:
+    def foreign(expires_at: float) -> None:
+        lease = Lease("web", "ops@elsewhere", "elsewhere", 1, "run-far", time.time(), expires_at)
+        (tmp_path / "web.lease").write_text(json.dumps(lease.__dict__))
+
+    foreign(time.time() + 600)
+    with pytest.raises(LockHeldError, match="ops@elsewhere"):
+        StackLock(tmp_path, "web").acquire(timeout_s=0)
+    foreign(time.time() - 1)
+    note = StackLock(tmp_path, "web").acquire(timeout_s=0)
+    assert note is not None
+    assert note.endswith("it expired without being renewed")
+
+
+RACER = """
+import sys
+from pathlib import Path
+from pytest_deployproof.locks import StackLock, LockHeldError
+lock = StackLock(Path(sys.argv[1]), "web")
+try:
+    lock.acquire(timeout_s=0)
+except LockHeldError:
+    sys.exit(3)
+import time; time.sleep(3)
+"""
+
+
+def test_of_many_racing_runs_exactly_one_gets_the_lock(tmp_path: Path) -> None:
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(tmp_path)]) for _ in range(8)]
+    codes = sorted(racer.wait(timeout=60) for racer in racers)
+    assert codes == [0] + [3] * 7
+
+
+def test_heartbeat_renews_and_a_broken_lease_is_noticed(tmp_path: Path) -> None:
+    lock = StackLock(tmp_path, "web", ttl_s=2)
+    lock.acquire()
+    first = lock.holder()
+    assert first is not None
+    lock.start_heartbeat(interval_s=0.1)
+    time.sleep(0.5)
+    renewed = lock.holder()
+    assert renewed is not None
+    assert renewed.expires_at > first.expires_at
+    assert renewed.acquired_at == first.acquired_at
+    broken = StackLock.break_lease(tmp_path, "web")
+    assert broken is not None
+    assert broken.run_id == lock.run_id
+    with pytest.raises(LockLostError, match="nobody"):
+        lock.renew()
+    lock.release()  # stops the heartbeat; nothing of ours left to remove
+
+
+def test_a_torn_lease_file_counts_as_stale(tmp_path: Path) -> None:
+    (tmp_path / "web.lease").write_text("{not json")
+    note = StackLock(tmp_path, "web").acquire()
+    assert note is not None
+    assert "unreadable lease" in note
