@@ -17,7 +17,11 @@ from ._docker import client_for
 from .errors import Inconclusive
 from .model import Host
 
-__all__ = ["HostEngine", "ImageLookup", "registry_of"]
+__all__ = ["HostEngine", "ImageLookup", "PullError", "registry_of"]
+
+
+class PullError(Exception):
+    """An image could not be pulled."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,24 @@ class HostEngine:
             if image not in self._images:
                 self._images[image] = self._lookup(image)
             return self._images[image]
+
+    def pull(self, image: str) -> None:
+        """Pull ``image`` unless the host has it; a failure changes nothing on the host."""
+        import docker  # noqa: PLC0415
+
+        with self._lock:
+            self._images.pop(image, None)
+        api = client_for(self.host).api
+        try:
+            api.inspect_image(image)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        name, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
+        try:
+            api.pull(name, tag=tag or None)
+        except docker.errors.DockerException as exc:
+            raise PullError(f"pulling {image} on host {self.host.name} failed: {exc}") from None
 
     def _lookup(self, image: str) -> ImageLookup:
         import docker  # noqa: PLC0415

@@ -8,10 +8,13 @@ wrong makes the test body *fail*. The two mean different things to an operator.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from .containers import ServiceState
 from .databases import DatabaseResult
+from .deploy import Deployer, DeployError, Deployment
 from .engine import HostEngine
 from .hosts import DiskUsage
 from .model import Host, Stack
@@ -25,6 +28,7 @@ __all__ = [
     "compose_config",
     "database",
     "database_probe",
+    "deployment",
     "deployproof_run",
     "deployproof_target",
     "disk_usage",
@@ -172,6 +176,46 @@ def disk_usage(deployproof_run: Run, deployproof_target: Target) -> DiskUsage:
 def inventory_host(deployproof_run: Run, deployproof_target: Target) -> Host:
     """The inventory's model of this test's host (``host`` is the testinfra host)."""
     return deployproof_run.inventory.hosts[deployproof_target.host or ""]
+
+
+@pytest.fixture(scope="session")
+def deployment(deployproof_run: Run, stack: Stack) -> Iterator[Deployment | None]:
+    """The deploy of this test's stack under ``--deploy VERSION`` (``None`` otherwise).
+
+    Session-scoped per stack: the stack is deployed once before its first test and, after
+    its last, the outcome is recorded and a failed version rolled back and verified.
+    """
+    run = deployproof_run
+    version = run.settings.deploy.value
+    if version is None:
+        yield None
+        return
+    deployer = Deployer(run, stack, version)
+    error: str | None = None
+    try:
+        deployed = deployer.deploy()
+        run.deploy_summaries += [f"{stack.name}: {note}" for note in deployed.notes]
+        yield deployed
+    except DeployError as exc:
+        error = str(exc)
+        raise
+    finally:
+        failures = list(run.failures.get(stack.name, []))
+        if run.interrupted:
+            failures.append("the run was interrupted")
+        run.deploy_summaries.append(deployer.finish(failures, deploy_error=error))
+        run.invalidate(stack)
+
+
+@pytest.fixture(autouse=True)
+def _deployproof_deploy_first(request: pytest.FixtureRequest) -> None:
+    """Under --deploy, every test of a stack runs against the deployed version."""
+    run = request.config.stash.get(RUN_KEY, None)
+    if run is None or not run.deploying:
+        return
+    target = target_of(request.node)
+    if target is not None and target.stack:
+        request.getfixturevalue("deployment")
 
 
 # Stand-ins for the parameters. With --env, deployproof parametrises these

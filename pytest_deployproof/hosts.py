@@ -8,6 +8,7 @@ infrastructure fact: :class:`~pytest_deployproof.errors.Inconclusive`.
 
 from __future__ import annotations
 
+import base64
 import shlex
 import shutil
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Inconclusive
-from .model import Host
+from .model import Host, Stack
 
 __all__ = ["CommandResult", "DiskUsage", "HostAccess"]
 
@@ -75,6 +76,24 @@ class HostAccess:
                 return None
             raise Inconclusive(f"cannot read {path} on host {self.host.name!r}: {done.stderr}")
         return done.stdout
+
+    def write(self, path: Path, text: str) -> None:
+        """Replace the file atomically (write beside it, then rename), on any host."""
+        encoded = base64.b64encode(text.encode()).decode()
+        temporary = f"{path}.deployproof.tmp"
+        script = (
+            f"printf %s {shlex.quote(encoded)} | base64 -d > {shlex.quote(temporary)} "
+            f"&& mv -f {shlex.quote(temporary)} {shlex.quote(str(path))}"
+        )
+        done = self.run("sh", "-c", script)
+        if done.rc != 0:
+            raise Inconclusive(f"cannot write {path} on host {self.host.name!r}: {done.stderr}")
+
+    def compose(self, stack: Stack, *args: str) -> CommandResult:
+        """``docker compose`` for the stack, in its run directory, with its env file."""
+        argv = [*self.compose_command(), "-p", stack.project_name, "-f", str(stack.compose_path)]
+        argv += ["--env-file", str(stack.env_path), *args]
+        return self.run(*argv, cwd=stack.run_dir)
 
     def compose_command(self) -> list[str]:
         if self.host.compose:

@@ -155,7 +155,8 @@ def _resolve_paths(inventory: Inventory, base: Path) -> Inventory:
         for name, stack in inventory.stacks.items()
     }
     repo = absolute(inventory.repo) if inventory.repo else None
-    return inventory.model_copy(update={"stacks": stacks, "repo": repo})
+    state = absolute(inventory.state_dir or Path(".deployproof") / inventory.environment)
+    return inventory.model_copy(update={"stacks": stacks, "repo": repo, "state_dir": state})
 
 
 def _cross_reference_problems(inventory: Inventory, stem: str) -> list[tuple[Location, str]]:

@@ -325,6 +325,14 @@ class Inventory(_Model):
         "the inventory file.",
     )
     probes: ProbeSettings = Field(default_factory=ProbeSettings)
+    state_dir: Path | None = Field(
+        default=None,
+        description="Where deploy history and stack locks live; default: .deployproof/<env> "
+        "beside the inventory file. Share it between everyone who deploys this environment.",
+    )
+    up_timeout_s: float = Field(
+        default=120, gt=0, description="How long `docker compose up --wait` may take."
+    )
     image_tag_pattern: str = Field(
         default=IMAGE_TAG_PATTERN,
         description="Tags critical services may deploy: registry tags (sha-<commit> or semver), "

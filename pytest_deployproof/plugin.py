@@ -15,9 +15,18 @@ import pytest
 
 from . import fixtures
 from .changes import ChangeError, changed_files, impact_of, repository_root
+from .deploy import DeployError
 from .errors import Inconclusive
 from .inventory import InventoryError, discover, load_environment
-from .params import BLOCKS_MARK, CHILD_KINDS, ONLY_MARK, PARAM_NAMES, TARGET_MARK, build_rows
+from .params import (
+    BLOCKS_MARK,
+    CHILD_KINDS,
+    ONLY_MARK,
+    PARAM_NAMES,
+    TARGET_MARK,
+    build_rows,
+    target_of,
+)
 from .run import Run
 from .selection import SelectionError, select
 from .settings import Settings, add_options, resolve
@@ -48,8 +57,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(fixtures, "deployproof-fixtures")
     settings = resolve(config)
     config.stash[SETTINGS_KEY] = settings
+    if settings.deploy.value is not None and not settings.active:
+        raise pytest.UsageError("--deploy needs --env: which environment's stacks to deploy?")
+    if settings.deploy.value is not None and _spreads_stacks(config):
+        raise pytest.UsageError(
+            "--deploy with -n needs --dist loadgroup, so each stack is deployed once, "
+            "by the one worker that runs all of its tests"
+        )
     if settings.active:
         config.stash[RUN_KEY] = _start_run(config, settings)
+
+
+def _spreads_stacks(config: pytest.Config) -> bool:
+    workers = getattr(config.option, "numprocesses", None)
+    return bool(workers) and getattr(config.option, "dist", "no") not in ("loadgroup", "no")
 
 
 def _start_run(config: pytest.Config, settings: Settings) -> Run:
@@ -164,7 +185,31 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    if call.excinfo is not None and call.excinfo.errisinstance(Inconclusive):
-        # An infrastructure fact, not a bug in the plugin: no traceback.
-        report.longrepr = f"INCONCLUSIVE: {call.excinfo.value}"
+    inconclusive = call.excinfo is not None and call.excinfo.errisinstance(Inconclusive)
+    if call.excinfo is not None and call.excinfo.errisinstance((Inconclusive, DeployError)):
+        # Facts about the infrastructure or the deploy, not bugs in the plugin: no traceback.
+        label = "INCONCLUSIVE" if inconclusive else "DEPLOY FAILED"
+        report.longrepr = f"{label}: {call.excinfo.value}"
+    run = item.config.stash.get(RUN_KEY, None)
+    target = target_of(item)
+    if report.failed and run is not None and target is not None and target.stack:
+        # The real outcome, as the deploy fixture's teardown will read it (DEP-2).
+        run.record_failure(target.stack, ("INCONCLUSIVE " if inconclusive else "") + target.id)
     return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Runs before pytest's runner tears the session fixtures down: a deploy still in
+    # progress when Ctrl-C stopped the run learns it here, and rolls back.
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is not None and exitstatus == pytest.ExitCode.INTERRUPTED:
+        run.interrupted = True
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    run = config.stash.get(RUN_KEY, None)
+    if run is not None and run.deploy_summaries:
+        terminalreporter.section("deployproof deploy")
+        for line in run.deploy_summaries:
+            terminalreporter.write_line(line)

@@ -56,6 +56,25 @@ class Run:
         self._planned: dict[str, tuple[str, Endpoint]] = {}
         self._probed: dict[str, ProbeResult] = {}
         self._reporters: dict[tuple[str, ...], str] = {}
+        self.failures: dict[str, list[str]] = {}  # stack -> failed or erroring test ids
+        self.deploy_summaries: list[str] = []
+        self.interrupted = False
+
+    @property
+    def deploying(self) -> bool:
+        return self.settings.deploy.value is not None
+
+    def record_failure(self, stack: str, test: str) -> None:
+        self.failures.setdefault(stack, []).append(test)
+
+    def invalidate(self, stack: Stack) -> None:
+        """Forget what was observed of ``stack``: it has just been changed."""
+        self.containers(stack.host).refresh()
+        with self._lock:
+            self._files.pop(stack.name, None)
+            prefix = f"{self.inventory.environment}/{stack.layer}/{stack.name}/"
+            for key in [key for key in self._probed if key.startswith(prefix)]:
+                del self._probed[key]
 
     @property
     def inventory(self) -> Inventory:
@@ -129,7 +148,10 @@ class Run:
                 batch = {
                     key: endpoint
                     for key, (stack, endpoint) in self._planned.items()
-                    if key not in self._probed and (not self.worker or stack == target.stack)
+                    if key not in self._probed
+                    # A worker does not know its other stacks; a deploy changes each stack
+                    # just before its tests: then only this stack's endpoints are current.
+                    and (not (self.worker or self.deploying) or stack == target.stack)
                 }
                 batch[target.id] = self._endpoint(target)
                 self._probed.update(probe_all(batch.items(), self.inventory.probes))

@@ -41,6 +41,8 @@ class Settings:
     layers: Setting[tuple[str, ...]]
     hosts: Setting[tuple[str, ...]]
     changed_since: Setting[str | None]
+    deploy: Setting[str | None] = Setting(None, "default")
+    lock_wait_s: float = 0.0
 
     @property
     def active(self) -> bool:
@@ -88,6 +90,20 @@ def add_options(parser: pytest.Parser) -> None:
         action="append",
         metavar="NAME",
         help="Only stacks on these inventory hosts (repeatable, comma-separated).",
+    )
+    group.addoption(
+        "--deploy",
+        dest="deployproof_deploy",
+        metavar="VERSION",
+        help="Deploy VERSION to every selected stack before its tests; roll back when any fails.",
+    )
+    group.addoption(
+        "--lock-wait",
+        dest="deployproof_lock_wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="How long a deploy waits for another run's lock on a stack (default 0: refuse).",
     )
     group.addoption(
         "--changed-since",
@@ -162,4 +178,6 @@ def resolve(config: pytest.Config) -> Settings:
         layers=_pick_list(config, "layers", "--layer"),
         hosts=_pick_list(config, "hosts", "--host"),
         changed_since=_pick_text(config, "changed_since", "--changed-since"),
+        deploy=Setting(config.getoption("deployproof_deploy"), "--deploy"),
+        lock_wait_s=float(config.getoption("deployproof_lock_wait") or 0.0),
     )

@@ -1,0 +1,266 @@
+"""Deploying one stack, and rolling it back (DEP-1, DEP-2, DEP-4, DEP-9; seed 002 deploy.sh).
+
+Phases, in order, each timed and recorded: **lock** the stack (a lease, see
+:mod:`.locks`) -> **check** that every image of the new version exists, on the
+host or in its registry -> **pull** -> write the new tag into the env file ->
+``docker compose up --wait``. Until the env file is written nothing on the host
+has changed, so a refusal before that point leaves the old version serving and
+the env file as it was.
+
+After the stack's tests, :meth:`Deployer.finish` records the outcome. Any failed
+or erroring test (or an interrupted run) means the new version does not stand:
+the stack goes back to the last version that was verified good (from the
+history; else the tag it had before), is verified with the same observations
+the smoke checks use (containers running and healthy, endpoints answering), and
+both the failed deploy and the rollback are recorded.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .checks.smoke import service_problems
+from .engine import PullError
+from .history import History
+from .locks import LockHeldError, StackLock
+from .model import Stack
+from .probes import probe_all
+
+if TYPE_CHECKING:
+    from .run import Run
+
+__all__ = ["DeployError", "Deployer", "Deployment", "set_env_value"]
+
+
+class DeployError(Exception):
+    """The deploy did not happen or did not come up; the message says which phase and why."""
+
+
+@dataclass
+class Deployment:
+    """What is being deployed: shown to tests (E2E-1) and to the report."""
+
+    stack: str
+    environment: str
+    version: str
+    previous: str | None
+    phases: list[tuple[str, str, float]] = field(default_factory=list)  # phase, outcome, s
+    changed: bool = False  # the env file was written: a rollback is needed on failure
+    notes: list[str] = field(default_factory=list)
+    outcome: str = "pending"  # success, rolled back, rollback failed, refused
+
+
+def set_env_value(text: str, key: str, value: str) -> str:
+    """``text`` (an env file) with ``key`` set to ``value``; other lines untouched."""
+    line = f"{key}={value}"
+    pattern = re.compile(rf"^(export\s+)?{re.escape(key)}\s*=.*$", re.MULTILINE)
+    if pattern.search(text):
+        return pattern.sub(lambda m: (m.group(1) or "") + line, text, count=1)
+    return text + ("" if not text or text.endswith("\n") else "\n") + line + "\n"
+
+
+class Deployer:
+    """Deploys ``version`` of one stack for one run, then records and undoes as needed."""
+
+    def __init__(self, run: Run, stack: Stack, version: str) -> None:
+        if not stack.image_tag_var:
+            raise DeployError(
+                f"stack {stack.name} has no image_tag_var in the inventory: deployproof cannot "
+                "tell which env variable carries the version"
+            )
+        self.run = run
+        self.stack = stack
+        self.tag_var = stack.image_tag_var
+        self.access = run.access(stack.host)
+        self.engine = run.engine(stack.host)
+        state = run.inventory.state_dir
+        assert state is not None  # resolved by the loader
+        self.history = History(state / "deploy-history.log", run.masker)
+        self.lock = StackLock(state / "locks", stack.name)
+        self.env = run.inventory.environment
+        self.deployment = Deployment(stack.name, self.env, version, previous=None)
+        self._original_env: str | None = None
+
+    @contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        except BaseException:
+            self.deployment.phases.append((name, "fail", time.monotonic() - started))
+            raise
+        self.deployment.phases.append((name, "ok", time.monotonic() - started))
+
+    # -- deploy -------------------------------------------------------------
+
+    def deploy(self) -> Deployment:
+        """Run the phases up to a running new version; raise :class:`DeployError` if not."""
+        version = self.deployment.version
+        with self._phase("lock"):
+            try:
+                note = self.lock.acquire(timeout_s=self.run.settings.lock_wait_s)
+            except LockHeldError as exc:
+                self._refuse(str(exc))
+            self.lock.start_heartbeat()
+            if note:
+                self.deployment.notes.append(note)
+        env_text = self.access.read(self.stack.env_path)
+        if env_text is None:
+            self._refuse(f"env file {self.stack.env_path} does not exist on host {self.stack.host}")
+        assert env_text is not None
+        self._original_env = env_text
+        current = re.search(
+            rf"^(?:export\s+)?{re.escape(self.tag_var)}\s*=\s*(.*)$", env_text, re.M
+        )
+        self.deployment.previous = current.group(1).strip().strip("'\"") if current else None
+
+        with self._phase("check"):
+            images = self._images_of(version)
+            missing = [
+                f"{image} is {lookup.where}"
+                for image in images
+                if not (lookup := self.engine.image(image)).found
+            ]
+            if missing:
+                self._refuse("; ".join(missing))
+        with self._phase("pull"):
+            try:
+                for image in images:
+                    self.engine.pull(image)
+            except PullError as exc:
+                self._refuse(str(exc))
+        with self._phase("tag"):
+            self.access.write(self.stack.env_path, set_env_value(env_text, self.tag_var, version))
+            self.deployment.changed = True
+            self.run.invalidate(self.stack)
+        with self._phase("up"):
+            self._up()
+        return self.deployment
+
+    def _refuse(self, reason: str) -> None:
+        """Stop before anything changed: record it and say so."""
+        self.deployment.outcome = "refused"
+        message = (
+            f"deploy of {self.stack.name} {self.deployment.version} refused, nothing changed: "
+        )
+        self.history.record(
+            self.stack.name, self.env, "deploy", self.deployment.version, "fail", notes=reason
+        )
+        raise DeployError(message + reason)
+
+    def _images_of(self, version: str) -> list[str]:
+        """The images the stack runs at ``version`` (Compose resolves the tag variable)."""
+        done = self.access.run(
+            "env",
+            f"{self.tag_var}={version}",
+            *self.access.compose_command(),
+            "-p",
+            self.stack.project_name,
+            "-f",
+            str(self.stack.compose_path),
+            "--env-file",
+            str(self.stack.env_path),
+            "config",
+            "--images",
+            cwd=self.stack.run_dir,
+        )
+        images = sorted({line.strip() for line in done.stdout.splitlines() if line.strip()})
+        if done.rc != 0 or not images:
+            reason = self.run.masker(done.stderr.strip().splitlines()[-1] if done.stderr else "")
+            self._refuse(f"docker compose config failed for {version}: {reason}")
+        return images
+
+    def _up(self) -> None:
+        timeout = str(int(self.run.inventory.up_timeout_s))
+        done = self.access.compose(self.stack, "up", "-d", "--wait", "--wait-timeout", timeout)
+        if done.rc != 0:
+            lines = done.stderr.strip().splitlines()
+            raise DeployError(
+                f"docker compose up of {self.stack.name} {self.deployment.version} did not become "
+                f"healthy: {self.run.masker(lines[-1] if lines else f'exit code {done.rc}')}"
+            )
+
+    # -- after the tests ----------------------------------------------------
+
+    def finish(self, failures: list[str], *, deploy_error: str | None = None) -> str:
+        """Record the outcome; roll back and verify when anything failed. Never raises."""
+        try:
+            return self._finish(failures, deploy_error)
+        except Exception as exc:  # a teardown must not hide the verdict behind a traceback
+            self.deployment.outcome = "rollback failed"
+            return f"{self.stack.name}: finishing the deploy failed: {exc}"
+        finally:
+            self.lock.release()
+
+    def _finish(self, failures: list[str], deploy_error: str | None) -> str:
+        version, name = self.deployment.version, self.stack.name
+        if self.deployment.outcome == "refused":
+            return deploy_error or f"{name}: deploy of {version} refused, nothing changed"
+        if not failures and deploy_error is None:
+            self.history.record(name, self.env, "deploy", version, "success")
+            self.deployment.outcome = "success"
+            return f"{name}: {version} deployed and verified"
+        reason = deploy_error or f"{len(failures)} checks failed: {', '.join(failures[:3])}"
+        inconclusive = deploy_error is None and all("INCONCLUSIVE" in f for f in failures)
+        status = "inconclusive" if inconclusive else "fail"
+        self.history.record(name, self.env, "deploy", version, status, notes=reason)
+        if not self.deployment.changed:
+            return f"{name}: deploy of {version} failed before anything changed ({reason})"
+        target = self._rollback_target()
+        if target is None:
+            self.deployment.outcome = "rollback failed"
+            self.history.record(
+                name, self.env, "rollback", "-", "fail", notes="no previous version known"
+            )
+            return f"{name}: {version} failed and there is no previous version to roll back to"
+        verdict = self._rollback(target)
+        ok = not verdict
+        self.history.record(
+            name,
+            self.env,
+            "rollback",
+            target,
+            "success" if ok else "fail",
+            notes=f"after {version}: {reason}" + ("" if ok else f"; verification: {verdict}"),
+        )
+        self.deployment.outcome = "rolled back" if ok else "rollback failed"
+        if ok:
+            return f"{name}: {version} failed ({reason}); rolled back to {target}, verified"
+        return f"{name}: {version} failed; ROLLBACK TO {target} FAILED VERIFICATION: {verdict}"
+
+    def _rollback_target(self) -> str | None:
+        last = self.history.last_good(self.stack.name, self.env)
+        if last is not None and last.version != self.deployment.version:
+            return last.version
+        previous = self.deployment.previous
+        return previous if previous and previous != self.deployment.version else None
+
+    def _rollback(self, target: str) -> str:
+        """Put ``target`` back and verify it; return what is still wrong ('' when sound)."""
+        assert self._original_env is not None
+        restored = set_env_value(self._original_env, self.tag_var, target)
+        self.access.write(self.stack.env_path, restored)
+        self.run.invalidate(self.stack)
+        try:
+            self._up()
+        except DeployError as exc:
+            return str(exc)
+        return self.verify()
+
+    def verify(self) -> str:
+        """The smoke observations of the stack, judged: '' when every service is up and
+        every endpoint answers."""
+        problems: list[str] = []
+        containers = self.run.containers(self.stack.host)
+        containers.refresh()
+        for name, service in self.stack.services.items():
+            state = containers.service(self.stack, name, self.run.inventory.probes)
+            problems += service_problems(service, state)
+        results = probe_all(((e.name, e) for e in self.stack.endpoints), self.run.inventory.probes)
+        problems += [r.describe().splitlines()[0] for r in results.values() if not r.passed]
+        return "; ".join(problems)

@@ -1,0 +1,213 @@
+"""Deploy as a fixture on the real Docker engine: the seed 002 scenarios (DEP-1, -2, -4, -9)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pytest_deployproof.deploy import set_env_value
+from pytest_deployproof.history import History
+from tests.conftest import SUITES, ComposeStack
+
+MakeStack = Callable[..., ComposeStack]
+
+
+@pytest.fixture(scope="session")
+def bad_image(demo_image: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """v4.0.0: starts and serves `/`, but its health endpoint answers 503."""
+    context = tmp_path_factory.mktemp("bad-image")
+    (context / "Dockerfile").write_text(f"FROM {demo_image}:v1.0.0\nENV HEALTH_STATUS=503\n")
+    subprocess.run(
+        ["docker", "build", "-q", "-t", f"{demo_image}:v4.0.0", str(context)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+    )
+    return "v4.0.0"
+
+
+def inventory(app: ComposeStack, state: Path) -> str:
+    return (
+        "hosts: {here: {spec: 'local://'}}\n"
+        "layers: {platform: {order: 2, engine: compose}}\n"
+        "probes: {tries: 2, interval_s: 0.2, deadline_s: 8}\n"
+        f"state_dir: {state}\n"
+        "up_timeout_s: 60\n"
+        "stacks:\n"
+        f"  app:\n    layer: platform\n    host: here\n    run_dir: {app.run_dir}\n"
+        f"    project: {app.project}\n    image_tag_var: APP_IMAGE_TAG\n"
+        "    services: {web: {critical: true}}\n"
+        f"    endpoints: [{{name: health, url: '{app.url}/cgi-bin/health'}}]\n"
+    )
+
+
+def deploy(pytester: pytest.Pytester, version: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(
+        "--env", "test", "--deploy", version, "-m", "smoke", "-p", "no:cacheprovider", "-rA"
+    )
+
+
+def container(app: ComposeStack) -> dict[str, str]:
+    done = subprocess.run(
+        [
+            "docker",
+            "inspect",
+            app.container("web"),
+            "--format",
+            "{{json .Id}} {{json .Config.Image}} {{json .State.Health.Status}}",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    cid, image, health = (json.loads(part) for part in done.stdout.split())
+    return {"id": cid, "image": image, "health": health}
+
+
+def history_lines(state: Path) -> list[tuple[str, str, str, str]]:
+    return [
+        (e.action, e.version, e.status, e.notes)
+        for e in History(state / "deploy-history.log").entries()
+    ]
+
+
+def test_the_seed_002_scenarios(
+    pytester: pytest.Pytester, compose_stack: MakeStack, bad_image: str, tmp_path: Path
+) -> None:
+    app = compose_stack("app")
+    app.up()  # v1.0.0, started by hand before deployproof existed
+    state = tmp_path / "state"
+    pytester.mkdir("inventories")
+    (pytester.path / "inventories" / "test.yml").write_text(inventory(app, state))
+    pytester.makepyfile(test_smoke=SUITES["test_smoke"])
+    env_file = app.run_dir / ".env"
+
+    # 1. A normal deploy: v1 -> v2, verified and recorded.
+    result = deploy(pytester, "v2.0.0")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*deployproof deploy*", "app: v2.0.0 deployed and verified"])
+    assert env_file.read_text() == "APP_IMAGE_TAG=v2.0.0\n"
+    running = container(app)
+    assert running["image"].endswith(":v2.0.0")
+    assert running["health"] == "healthy"
+    assert history_lines(state) == [("deploy", "v2.0.0", "success", "")]
+
+    # 2. v3 whose image does not exist: refused before anything changed.
+    result = deploy(pytester, "v3.0.0")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "DEPLOY FAILED: deploy of app v3.0.0 refused, nothing changed: "
+            "deployproof-demo/busybox:v3.0.0 is not on host here*"
+        ]
+    )
+    assert env_file.read_text() == "APP_IMAGE_TAG=v2.0.0\n"
+    assert container(app) == running  # the same container, untouched, still healthy
+    assert history_lines(state)[-1][:3] == ("deploy", "v3.0.0", "fail")
+
+    # 3. v4 starts but fails its health check: rolled back to v2, verified, recorded.
+    result = deploy(pytester, bad_image)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "app: v4.0.0 failed (1 checks failed: test/platform/app/health); "
+            "rolled back to v2.0.0, verified"
+        ]
+    )
+    assert env_file.read_text() == "APP_IMAGE_TAG=v2.0.0\n"
+    after = container(app)
+    assert after["image"].endswith(":v2.0.0")
+    assert after["health"] == "healthy"
+    assert history_lines(state)[-2:] == [
+        ("deploy", "v4.0.0", "fail", "1 checks failed: test/platform/app/health"),
+        (
+            "rollback",
+            "v2.0.0",
+            "success",
+            "after v4.0.0: 1 checks failed: test/platform/app/health",
+        ),
+    ]
+    answer = subprocess.run(
+        ["wget", "-q", "-O", "-", f"{app.url}/cgi-bin/health"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert answer.stdout.strip() == "ok"
+
+
+def test_a_live_lock_refuses_the_deploy_and_a_dead_ones_is_reclaimed(
+    pytester: pytest.Pytester, compose_stack: MakeStack, tmp_path: Path
+) -> None:
+    app = compose_stack("app")
+    app.up()
+    state = tmp_path / "state"
+    (state / "locks").mkdir(parents=True)
+    pytester.mkdir("inventories")
+    (pytester.path / "inventories" / "test.yml").write_text(inventory(app, state))
+    pytester.makepyfile(test_smoke=SUITES["test_smoke"])
+
+    def lease(pid: int) -> None:
+        (state / "locks" / "app.lease").write_text(
+            json.dumps(
+                {
+                    "stack": "app",
+                    "owner": "ops@here",
+                    "hostname": os.uname().nodename,
+                    "pid": pid,
+                    "run_id": "other-run",
+                    "acquired_at": time.time(),
+                    "expires_at": time.time() + 600,
+                }
+            )
+        )
+
+    lease(os.getpid())  # alive: this test process
+    result = deploy(pytester, "v2.0.0")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "DEPLOY FAILED: deploy of app v2.0.0 refused, nothing changed: stack app is being "
+            f"deployed by ops@here (pid {os.getpid()}, run other-run)*"
+        ]
+    )
+    assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lease(dead.pid)
+    result = deploy(pytester, "v2.0.0")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            f"app: reclaimed the lease of ops@here (pid {dead.pid}, run other-run)*: "
+            f"its process {dead.pid} is gone"
+        ]
+    )
+    assert not (state / "locks" / "app.lease").exists()  # released after the run
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("TAG=v1\nOTHER=x\n", "TAG=v2\nOTHER=x\n"),
+        ("# comment\nexport TAG=v1\n", "# comment\nexport TAG=v2\n"),
+        ("OTHER=x", "OTHER=x\nTAG=v2\n"),
+        ("", "TAG=v2\n"),
+        ("TAGS=keep\nTAG = v1\n", "TAGS=keep\nTAG=v2\n"),
+    ],
+)
+def test_set_env_value_touches_only_the_tag_line(text: str, expected: str) -> None:
+    assert set_env_value(text, "TAG", "v2") == expected
+
+
+def test_deploy_needs_an_environment_and_grouped_workers(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--deploy", "v1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--deploy needs --env*"])
