@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -211,3 +213,97 @@ def test_deploy_needs_an_environment_and_grouped_workers(pytester: pytest.Pytest
     result = pytester.runpytest("--deploy", "v1")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--deploy needs --env*"])
+
+
+SLOW_CHECK = """
+import time, pathlib
+
+def test_slow(stack):
+    pathlib.Path("started").write_text("yes")
+    time.sleep(60)
+"""
+
+
+def start_deploy(pytester: pytest.Pytester, version: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--env",
+            "test",
+            "--deploy",
+            version,
+            "-p",
+            "no:cacheprovider",
+            "test_slow.py",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for(path: Path, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.2)
+
+
+def test_ctrl_c_during_the_tests_rolls_back_and_releases_the_lock(
+    pytester: pytest.Pytester, compose_stack: MakeStack, tmp_path: Path
+) -> None:
+    app = compose_stack("app")
+    app.up()
+    state = tmp_path / "state"
+    pytester.mkdir("inventories")
+    (pytester.path / "inventories" / "test.yml").write_text(inventory(app, state))
+    pytester.makepyfile(test_slow=SLOW_CHECK)
+    History(state / "deploy-history.log").record("app", "test", "deploy", "v1.0.0", "success")
+
+    run = start_deploy(pytester, "v2.0.0")
+    wait_for(pytester.path / "started")  # deployed, and its tests are running
+    assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v2.0.0\n"
+    run.send_signal(signal.SIGINT)
+    output, _ = run.communicate(timeout=120)
+
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert (
+        "app: v2.0.0 failed (1 checks failed: the run was interrupted); rolled back to "
+        "v1.0.0, verified" in output
+    )
+    assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"
+    assert container(app)["image"].endswith(":v1.0.0")
+    assert history_lines(state)[-2:] == [
+        ("deploy", "v2.0.0", "fail", "1 checks failed: the run was interrupted"),
+        ("rollback", "v1.0.0", "success", "after v2.0.0: 1 checks failed: the run was interrupted"),
+    ]
+    assert not (state / "locks" / "app.lease").exists()
+
+
+def test_two_concurrent_deploys_of_one_stack_never_both_proceed(
+    pytester: pytest.Pytester, compose_stack: MakeStack, tmp_path: Path
+) -> None:
+    app = compose_stack("app")
+    app.up()
+    state = tmp_path / "state"
+    pytester.mkdir("inventories")
+    (pytester.path / "inventories" / "test.yml").write_text(inventory(app, state))
+    pytester.makepyfile(test_slow=SLOW_CHECK.replace("time.sleep(60)", "time.sleep(3)"))
+
+    first = start_deploy(pytester, "v2.0.0")
+    wait_for(pytester.path / "started")
+    second = start_deploy(pytester, "v1.0.0")  # while the first holds the stack
+    second_output, _ = second.communicate(timeout=120)
+    first_output, _ = first.communicate(timeout=120)
+
+    assert first.returncode == 0, first_output
+    assert "app: v2.0.0 deployed and verified" in first_output
+    assert second.returncode != 0
+    assert (
+        "DEPLOY FAILED: deploy of app v1.0.0 refused, nothing changed: stack app is being "
+        "deployed by" in second_output
+    )
+    assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v2.0.0\n"
