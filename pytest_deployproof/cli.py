@@ -12,7 +12,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .inventory import InventoryError, discover, load_file
+from .history import History, HistoryError
+from .inventory import InventoryError, discover, load_environment, load_file
+from .locks import StackLock, stale_reason
 from .schema import schema_text
 
 __all__ = ["main"]
@@ -46,6 +48,57 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _state(args: argparse.Namespace) -> Path | None:
+    """The environment's state directory (history, locks), or None after saying why."""
+    try:
+        inventory = load_environment(Path(args.inventory), args.env)
+    except InventoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    assert inventory.state_dir is not None
+    return inventory.state_dir
+
+
+def _history(args: argparse.Namespace) -> int:
+    state = _state(args)
+    if state is None:
+        return 2
+    history = History(state / "deploy-history.log")
+    try:
+        if args.last_good:
+            entry = history.last_good(args.stack, args.env)
+            if entry is None:
+                print(f"no good version of {args.stack} in {args.env} yet", file=sys.stderr)
+                return 1
+            print(entry.version)
+            return 0
+        entries = history.entries(args.stack, args.env, status=args.status)
+    except HistoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for entry in entries[-args.limit :]:
+        sys.stdout.write(entry.line())
+    return 0
+
+
+def _lock(args: argparse.Namespace) -> int:
+    state = _state(args)
+    if state is None:
+        return 2
+    directory = state / "locks"
+    if args.break_lease:
+        broken = StackLock.break_lease(directory, args.stack)
+        print(f"broke the lease of {broken.describe()}" if broken else f"{args.stack}: not locked")
+        return 0
+    holder = StackLock(directory, args.stack).holder()
+    if holder is None:
+        print(f"{args.stack}: not locked")
+        return 0
+    stale = stale_reason(holder)
+    print(f"{args.stack}: locked by {holder.describe()}" + (f" (stale: {stale})" if stale else ""))
+    return 0
+
+
 def _schema(args: argparse.Namespace) -> int:
     sys.stdout.write(schema_text())
     return 0
@@ -60,6 +113,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.set_defaults(run=_check)
     schema = commands.add_parser("schema", help="print the inventory JSON Schema")
     schema.set_defaults(run=_schema)
+
+    def environment(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--env", required=True, help="the environment")
+        command.add_argument("--inventory", default="inventories", help="file or directory")
+
+    history = commands.add_parser("history", help="deploy history of an environment")
+    environment(history)
+    history.add_argument("stack", nargs="?", help="only this stack")
+    history.add_argument("--status", help="only entries with this status (e.g. fail)")
+    history.add_argument("--last-good", action="store_true", help="print the last good version")
+    history.add_argument("--limit", type=int, default=50, help="at most this many lines")
+    history.set_defaults(run=_history)
+
+    lock = commands.add_parser("lock", help="show or break a stack's deploy lock")
+    environment(lock)
+    lock.add_argument("stack")
+    what = lock.add_mutually_exclusive_group()
+    what.add_argument("--status", action="store_true", help="who holds it (the default)")
+    what.add_argument(
+        "--break",
+        dest="break_lease",
+        action="store_true",
+        help="remove the lease, whoever holds it",
+    )
+    lock.set_defaults(run=_lock)
     args = parser.parse_args(argv)
     return int(args.run(args))
 
