@@ -34,6 +34,19 @@ def bad_image(demo_image: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     return "v4.0.0"
 
 
+@pytest.fixture
+def deploy_project(
+    pytester: pytest.Pytester, compose_stack: MakeStack, tmp_path: Path
+) -> tuple[ComposeStack, Path]:
+    """A running stack at v1.0.0 and an inventory for it, history and locks in tmp_path/state."""
+    app = compose_stack("app")
+    app.up()
+    state = tmp_path / "state"
+    pytester.mkdir("inventories")
+    (pytester.path / "inventories" / "test.yml").write_text(inventory(app, state))
+    return app, state
+
+
 def inventory(app: ComposeStack, state: Path) -> str:
     return (
         "hosts: {here: {spec: 'local://'}}\n"
@@ -80,13 +93,9 @@ def history_lines(state: Path) -> list[tuple[str, str, str, str]]:
 
 
 def test_the_seed_002_scenarios(
-    pytester: pytest.Pytester, compose_stack: MakeStack, bad_image: str, tmp_path: Path
+    pytester: pytest.Pytester, deploy_project: tuple[ComposeStack, Path], bad_image: str
 ) -> None:
-    app = compose_stack("app")
-    app.up()  # v1.0.0, started by hand before deployproof existed
-    state = tmp_path / "state"
-    pytester.mkdir("inventories")
-    (pytester.path / "inventories" / "test.yml").write_text(inventory(app, state))
+    app, state = deploy_project
     pytester.makepyfile(test_smoke=SUITES["test_smoke"])
     env_file = app.run_dir / ".env"
 
@@ -145,14 +154,10 @@ def test_the_seed_002_scenarios(
 
 
 def test_a_live_lock_refuses_the_deploy_and_a_dead_ones_is_reclaimed(
-    pytester: pytest.Pytester, compose_stack: MakeStack, tmp_path: Path
+    pytester: pytest.Pytester, deploy_project: tuple[ComposeStack, Path]
 ) -> None:
-    app = compose_stack("app")
-    app.up()
-    state = tmp_path / "state"
+    app, state = deploy_project
     (state / "locks").mkdir(parents=True)
-    pytester.mkdir("inventories")
-    (pytester.path / "inventories" / "test.yml").write_text(inventory(app, state))
     pytester.makepyfile(test_smoke=SUITES["test_smoke"])
 
     def lease(pid: int) -> None:
@@ -253,13 +258,9 @@ def wait_for(path: Path, seconds: float = 90) -> None:
 
 
 def test_ctrl_c_during_the_tests_rolls_back_and_releases_the_lock(
-    pytester: pytest.Pytester, compose_stack: MakeStack, tmp_path: Path
+    pytester: pytest.Pytester, deploy_project: tuple[ComposeStack, Path]
 ) -> None:
-    app = compose_stack("app")
-    app.up()
-    state = tmp_path / "state"
-    pytester.mkdir("inventories")
-    (pytester.path / "inventories" / "test.yml").write_text(inventory(app, state))
+    app, state = deploy_project
     pytester.makepyfile(test_slow=SLOW_CHECK)
     History(state / "deploy-history.log").record("app", "test", "deploy", "v1.0.0", "success")
 
@@ -284,13 +285,9 @@ def test_ctrl_c_during_the_tests_rolls_back_and_releases_the_lock(
 
 
 def test_two_concurrent_deploys_of_one_stack_never_both_proceed(
-    pytester: pytest.Pytester, compose_stack: MakeStack, tmp_path: Path
+    pytester: pytest.Pytester, deploy_project: tuple[ComposeStack, Path]
 ) -> None:
-    app = compose_stack("app")
-    app.up()
-    state = tmp_path / "state"
-    pytester.mkdir("inventories")
-    (pytester.path / "inventories" / "test.yml").write_text(inventory(app, state))
+    app, _ = deploy_project
     pytester.makepyfile(test_slow=SLOW_CHECK.replace("time.sleep(60)", "time.sleep(3)"))
 
     first = start_deploy(pytester, "v2.0.0")
