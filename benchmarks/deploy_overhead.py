@@ -1,0 +1,142 @@
+"""Deploy overhead: deployproof's deploy + verify + rollback vs raw `docker compose up --wait`.
+
+A 2-service busybox stack runs v2.0.0. Then, ROUNDS times each:
+  raw:         `docker compose up -d --wait` to v4.0.0, then back to v2.0.0 (just the two
+               rollouts, with no checks, no lock and no record);
+  deployproof: `pytest --env bench --deploy v4.0.0 -m smoke`: lock, image check, tag, up --wait,
+               the smoke checks (v4's health endpoint answers 503, so they fail), rollback to
+               v2.0.0, verification of v2, history.
+Needs the demo images (demo/image/build.sh v1.0.0 v2.0.0 && demo/image/build.sh --broken v4.0.0).
+
+Usage: python benchmarks/deploy_overhead.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+COMPOSE = """\
+services:
+  web:
+    image: deployproof-demo/busybox:${{APP_IMAGE_TAG}}
+    ports: ["127.0.0.1:{port}:8080"]
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
+      interval: 1s
+      timeout: 2s
+      retries: 3
+  worker:
+    image: deployproof-demo/busybox:${{APP_IMAGE_TAG}}
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
+      interval: 1s
+      timeout: 2s
+      retries: 3
+"""
+
+INVENTORY = """\
+hosts: {{here: {{spec: 'local://'}}}}
+layers: {{platform: {{order: 2, engine: compose}}}}
+probes: {{tries: 2, interval_s: 0.2, deadline_s: 5}}
+state_dir: {state}
+stacks:
+  app:
+    layer: platform
+    host: here
+    run_dir: {run_dir}
+    project: {project}
+    image_tag_var: APP_IMAGE_TAG
+    services: {{web: {{critical: true}}, worker: {{}}}}
+    endpoints: [{{name: health, url: 'http://127.0.0.1:{port}/cgi-bin/health'}}]
+"""
+
+
+def compose_binary() -> str:
+    beside = Path(sys.executable).parent / "docker-compose"
+    return str(beside) if beside.exists() else "docker-compose"
+
+
+def run(argv: list[str], cwd: Path, expect: int | None = 0) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if expect is not None and done.returncode != expect:
+        sys.exit(f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    work = Path(tempfile.mkdtemp(prefix="deployproof-overhead-"))
+    stack = work / "app"
+    stack.mkdir()
+    project = f"overhead{port}"
+    (stack / "compose.yaml").write_text(COMPOSE.format(port=port))
+    env = stack / ".env"
+    (work / "inventories").mkdir()
+    (work / "inventories" / "bench.yml").write_text(
+        INVENTORY.format(state=work / "state", run_dir=stack, project=project, port=port)
+    )
+    (work / "test_smoke.py").write_text((REPO / "suites" / "test_smoke.py").read_text())
+    compose = [compose_binary(), "-p", project]
+    up = [*compose, "up", "-d", "--wait", "--wait-timeout", "60"]
+    try:
+        env.write_text("APP_IMAGE_TAG=v2.0.0\n")
+        run(up, stack)
+        raw, ours = [], []
+        for _ in range(args.rounds):
+            env.write_text("APP_IMAGE_TAG=v4.0.0\n")
+            elapsed = run(up, stack)
+            env.write_text("APP_IMAGE_TAG=v2.0.0\n")
+            raw.append(elapsed + run(up, stack))
+            ours.append(
+                run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "pytest",
+                        "-q",
+                        "-p",
+                        "no:cacheprovider",
+                        "--env",
+                        "bench",
+                        "--deploy",
+                        "v4.0.0",
+                        "-m",
+                        "smoke",
+                        "test_smoke.py",
+                    ],
+                    work,
+                    expect=1,  # v4 fails its checks, by design
+                )
+            )
+            if env.read_text() != "APP_IMAGE_TAG=v2.0.0\n":
+                sys.exit("deployproof did not roll back to v2.0.0")
+    finally:
+        run([*compose, "down", "-t", "1"], stack, expect=None)
+        shutil.rmtree(work, ignore_errors=True)
+
+    raw_median, ours_median = statistics.median(raw), statistics.median(ours)
+    print(f"2-service stack, v2.0.0 -> v4.0.0 (fails) -> v2.0.0, median of {args.rounds} rounds")
+    print(f"raw docker compose up --wait, twice         {raw_median:6.2f} s  {raw}")
+    print(f"deployproof deploy + verify + rollback      {ours_median:6.2f} s  {ours}")
+    print(f"overhead: {100 * (ours_median - raw_median) / raw_median:+.0f}%  (target < 30%)")
+
+
+if __name__ == "__main__":
+    main()
