@@ -99,6 +99,55 @@ def _lock(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rollback(args: argparse.Namespace) -> int:
+    """Roll a stack back by hand, through the same path a failed deploy takes."""
+    from .deploy import Deployer, DeployError  # noqa: PLC0415 - the deploy machinery is heavy
+    from .run import Run  # noqa: PLC0415
+    from .selection import select  # noqa: PLC0415
+    from .settings import Setting, Settings  # noqa: PLC0415
+
+    try:
+        inventory = load_environment(Path(args.inventory), args.env)
+        if args.stack not in inventory.stacks:
+            known = ", ".join(sorted(inventory.stacks))
+            raise InventoryError(f"no stack {args.stack!r} in {args.env}: known are {known}")
+    except InventoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    assert inventory.state_dir is not None
+    history = History(inventory.state_dir / "deploy-history.log")
+    settings = Settings(
+        env=Setting(args.env, "--env"),
+        inventory=Setting(Path(args.inventory), "--inventory"),
+        stacks=Setting((args.stack,), "rollback"),
+        layers=Setting((), "default"),
+        hosts=Setting((), "default"),
+        changed_since=Setting(None, "default"),
+        lock_wait_s=args.lock_wait,
+    )
+    run = Run(settings, select(inventory, stacks=(args.stack,)), worker=False)
+    stack = inventory.stacks[args.stack]
+    current = Deployer(run, stack, "-").current_version()
+    good = history.good_versions(args.stack, args.env)
+    if args.list:
+        for version in good:
+            print(version + ("  (running)" if version == current else ""))
+        return 0
+    version = args.version
+    if args.last_good:
+        earlier = [v for v in good if v != current]
+        if not earlier:
+            print(f"error: no good version of {args.stack} other than {current}", file=sys.stderr)
+            return 1
+        version = earlier[0]
+    try:
+        print(Deployer(run, stack, version).roll_back())
+    except DeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _schema(args: argparse.Namespace) -> int:
     sys.stdout.write(schema_text())
     return 0
@@ -126,6 +175,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     history.add_argument("--limit", type=int, default=50, help="at most this many lines")
     history.set_defaults(run=_history)
 
+    rollback = commands.add_parser("rollback", help="roll a stack back to a good version")
+    environment(rollback)
+    rollback.add_argument("stack")
+    rollback.add_argument("version", nargs="?", help="the version to put back")
+    target = rollback.add_mutually_exclusive_group()
+    target.add_argument("--list", action="store_true", help="versions that ran successfully")
+    target.add_argument(
+        "--last-good", action="store_true", help="the newest good version other than the running"
+    )
+    rollback.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS")
+    rollback.set_defaults(run=_rollback)
+
     lock = commands.add_parser("lock", help="show or break a stack's deploy lock")
     environment(lock)
     lock.add_argument("stack")
@@ -139,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     lock.set_defaults(run=_lock)
     args = parser.parse_args(argv)
+    if args.command == "rollback":
+        chosen = (args.version is not None) + args.list + args.last_good
+        if chosen != 1:
+            parser.error("rollback needs exactly one of: VERSION, --list, --last-good")
     return int(args.run(args))
 
 

@@ -84,6 +84,7 @@ class Deployer:
         self.lock = StackLock(state / "locks", stack.name)
         self.env = run.inventory.environment
         self.deployment = Deployment(stack.name, self.env, version, previous=None)
+        self.action = "deploy"
         self._original_env: str | None = None
 
     @contextmanager
@@ -145,13 +146,9 @@ class Deployer:
     def _refuse(self, reason: str) -> None:
         """Stop before anything changed: record it and say so."""
         self.deployment.outcome = "refused"
-        message = (
-            f"deploy of {self.stack.name} {self.deployment.version} refused, nothing changed: "
-        )
-        self.history.record(
-            self.stack.name, self.env, "deploy", self.deployment.version, "fail", notes=reason
-        )
-        raise DeployError(message + reason)
+        name, version = self.stack.name, self.deployment.version
+        self.history.record(name, self.env, self.action, version, "fail", notes=reason)
+        raise DeployError(f"{self.action} of {name} {version} refused, nothing changed: {reason}")
 
     def _images_of(self, version: str) -> list[str]:
         """The images the stack runs at ``version`` (Compose resolves the tag variable)."""
@@ -251,6 +248,46 @@ class Deployer:
         except DeployError as exc:
             return str(exc)
         return self.verify()
+
+    # -- the operator's rollback (``deployproof rollback``) ---------------------
+
+    def current_version(self) -> str | None:
+        text = self.access.read(self.stack.env_path) or ""
+        found = re.search(rf"^(?:export\s+)?{re.escape(self.tag_var)}\s*=\s*(.*)$", text, re.M)
+        return found.group(1).strip().strip("'\"") if found else None
+
+    def roll_back(self) -> str:
+        """Put ``version`` (given at construction) back by hand: lock, check, tag, up, verify,
+        record. Raises :class:`DeployError` when refused; returns what was done."""
+        self.action = "rollback"
+        version, name = self.deployment.version, self.stack.name
+        try:
+            try:
+                self.lock.acquire(timeout_s=self.run.settings.lock_wait_s)
+            except LockHeldError as exc:
+                self._refuse(str(exc))
+            env_text = self.access.read(self.stack.env_path)
+            if env_text is None:
+                self._refuse(f"env file {self.stack.env_path} does not exist")
+            self._original_env = env_text
+            missing = [
+                f"{image} is {lookup.where}"
+                for image in self._images_of(version)
+                if not (lookup := self.engine.image(image)).found
+            ]
+            if missing:
+                self._refuse("; ".join(missing))
+            verdict = self._rollback(version)
+            status = "fail" if verdict else "success"
+            notes = "by hand" + (f"; verification: {verdict}" if verdict else "")
+            self.history.record(name, self.env, "rollback", version, status, notes=notes)
+            if verdict:
+                raise DeployError(
+                    f"rolled {name} back to {version}, but it is not sound: {verdict}"
+                )
+            return f"{name}: rolled back to {version}, verified"
+        finally:
+            self.lock.release()
 
     def verify(self) -> str:
         """The smoke observations of the stack, judged: '' when every service is up and

@@ -304,3 +304,46 @@ def test_two_concurrent_deploys_of_one_stack_never_both_proceed(
         "deployed by" in second_output
     )
     assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v2.0.0\n"
+
+
+def test_manual_rollback_by_list_last_good_and_version(
+    pytester: pytest.Pytester,
+    deploy_project: tuple[ComposeStack, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pytest_deployproof.cli import main
+
+    app, state = deploy_project
+    pytester.makepyfile(test_smoke=SUITES["test_smoke"])
+    History(state / "deploy-history.log").record("app", "test", "deploy", "v1.0.0", "success")
+    deploy(pytester, "v2.0.0").assert_outcomes(passed=2)
+    capsys.readouterr()
+    args = ["--env", "test", "--inventory", str(pytester.path / "inventories"), "app"]
+
+    assert main(["rollback", *args, "--list"]) == 0
+    assert capsys.readouterr().out == "v2.0.0  (running)\nv1.0.0\n"
+
+    assert main(["rollback", *args, "--last-good"]) == 0
+    assert capsys.readouterr().out == "app: rolled back to v1.0.0, verified\n"
+    assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"
+    assert container(app)["image"].endswith(":v1.0.0")
+
+    assert main(["rollback", *args, "v9.9.9"]) == 1  # no such image: refused, nothing changed
+    assert "rollback of app v9.9.9 refused, nothing changed" in capsys.readouterr().err
+    assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"
+
+    assert main(["rollback", *args, "v2.0.0"]) == 0
+    assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v2.0.0\n"
+    assert history_lines(state)[-3:] == [
+        ("rollback", "v1.0.0", "success", "by hand"),
+        (
+            "rollback",
+            "v9.9.9",
+            "fail",
+            "deployproof-demo/busybox:v9.9.9 is not on host here (a name without a registry host "
+            "is not looked up in Docker Hub; write docker.io/... to allow it)",
+        ),
+        ("rollback", "v2.0.0", "success", "by hand"),
+    ]
+    with pytest.raises(SystemExit):
+        main(["rollback", *args])  # none of VERSION, --list, --last-good
