@@ -347,3 +347,28 @@ def test_manual_rollback_by_list_last_good_and_version(
     ]
     with pytest.raises(SystemExit):
         main(["rollback", *args])  # none of VERSION, --list, --last-good
+
+
+def test_after_sigkill_the_next_deploy_reclaims_the_lock_and_says_so(
+    pytester: pytest.Pytester, deploy_project: tuple[ComposeStack, Path]
+) -> None:
+    _, state = deploy_project
+    pytester.makepyfile(test_slow=SLOW_CHECK)
+    killed = start_deploy(pytester, "v2.0.0")
+    wait_for(pytester.path / "started")
+    lease = json.loads((state / "locks" / "app.lease").read_text())
+    assert lease["pid"] == killed.pid
+    killed.kill()  # SIGKILL: no teardown, no rollback, the lease stays behind
+    killed.communicate(timeout=60)
+    assert (state / "locks" / "app.lease").exists()
+
+    (pytester.path / "started").unlink()
+    pytester.makepyfile(test_slow=SLOW_CHECK.replace("time.sleep(60)", "pass"))
+    again = start_deploy(pytester, "v2.0.0")
+    output, _ = again.communicate(timeout=180)
+    assert again.returncode == 0, output
+    assert "app: reclaimed the lease of " in output
+    assert f"(pid {killed.pid}, run {lease['run_id']})" in output
+    assert f"its process {killed.pid} is gone" in output
+    assert "app: v2.0.0 deployed and verified" in output
+    assert not (state / "locks" / "app.lease").exists()
