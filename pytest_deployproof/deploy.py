@@ -34,7 +34,7 @@ from .probes import probe_all
 if TYPE_CHECKING:
     from .run import Run
 
-__all__ = ["DeployError", "Deployer", "Deployment", "set_env_value"]
+__all__ = ["DeployError", "Deployer", "Deployment", "env_value", "set_env_value"]
 
 
 class DeployError(Exception):
@@ -53,6 +53,12 @@ class Deployment:
     changed: bool = False  # the env file was written: a rollback is needed on failure
     notes: list[str] = field(default_factory=list)
     outcome: str = "pending"  # success, rolled back, rollback failed, refused
+
+
+def env_value(text: str, key: str) -> str | None:
+    """The value ``key`` has in ``text`` (an env file), unquoted; ``None`` when unset."""
+    found = re.search(rf"^(?:export\s+)?{re.escape(key)}\s*=\s*(.*)$", text, re.MULTILINE)
+    return found.group(1).strip().strip("'\"") if found else None
 
 
 def set_env_value(text: str, key: str, value: str) -> str:
@@ -115,20 +121,10 @@ class Deployer:
             self._refuse(f"env file {self.stack.env_path} does not exist on host {self.stack.host}")
         assert env_text is not None
         self._original_env = env_text
-        current = re.search(
-            rf"^(?:export\s+)?{re.escape(self.tag_var)}\s*=\s*(.*)$", env_text, re.M
-        )
-        self.deployment.previous = current.group(1).strip().strip("'\"") if current else None
+        self.deployment.previous = env_value(env_text, self.tag_var)
 
         with self._phase("check"):
-            images = self._images_of(version)
-            missing = [
-                f"{image} is {lookup.where}"
-                for image in images
-                if not (lookup := self.engine.image(image)).found
-            ]
-            if missing:
-                self._refuse("; ".join(missing))
+            images = self._available_images(version)
         with self._phase("pull"):
             try:
                 for image in images:
@@ -150,22 +146,21 @@ class Deployer:
         self.history.record(name, self.env, self.action, version, "fail", notes=reason)
         raise DeployError(f"{self.action} of {name} {version} refused, nothing changed: {reason}")
 
+    def _available_images(self, version: str) -> list[str]:
+        """The images of ``version``, each on the host or in its registry; else refuse."""
+        images = self._images_of(version)
+        missing = [
+            f"{image} is {lookup.where}"
+            for image in images
+            if not (lookup := self.engine.image(image)).found
+        ]
+        if missing:
+            self._refuse("; ".join(missing))
+        return images
+
     def _images_of(self, version: str) -> list[str]:
         """The images the stack runs at ``version`` (Compose resolves the tag variable)."""
-        done = self.access.run(
-            "env",
-            f"{self.tag_var}={version}",
-            *self.access.compose_command(),
-            "-p",
-            self.stack.project_name,
-            "-f",
-            str(self.stack.compose_path),
-            "--env-file",
-            str(self.stack.env_path),
-            "config",
-            "--images",
-            cwd=self.stack.run_dir,
-        )
+        done = self.access.compose(self.stack, "config", "--images", env={self.tag_var: version})
         images = sorted({line.strip() for line in done.stdout.splitlines() if line.strip()})
         if done.rc != 0 or not images:
             reason = self.run.masker(done.stderr.strip().splitlines()[-1] if done.stderr else "")
@@ -252,9 +247,7 @@ class Deployer:
     # -- the operator's rollback (``deployproof rollback``) ---------------------
 
     def current_version(self) -> str | None:
-        text = self.access.read(self.stack.env_path) or ""
-        found = re.search(rf"^(?:export\s+)?{re.escape(self.tag_var)}\s*=\s*(.*)$", text, re.M)
-        return found.group(1).strip().strip("'\"") if found else None
+        return env_value(self.access.read(self.stack.env_path) or "", self.tag_var)
 
     def roll_back(self) -> str:
         """Put ``version`` (given at construction) back by hand: lock, check, tag, up, verify,
@@ -270,13 +263,7 @@ class Deployer:
             if env_text is None:
                 self._refuse(f"env file {self.stack.env_path} does not exist")
             self._original_env = env_text
-            missing = [
-                f"{image} is {lookup.where}"
-                for image in self._images_of(version)
-                if not (lookup := self.engine.image(image)).found
-            ]
-            if missing:
-                self._refuse("; ".join(missing))
+            self._available_images(version)
             verdict = self._rollback(version)
             status = "fail" if verdict else "success"
             notes = "by hand" + (f"; verification: {verdict}" if verdict else "")

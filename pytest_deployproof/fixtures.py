@@ -120,7 +120,7 @@ def endpoint_probe(
     """
     run, target = deployproof_run, deployproof_target
     stack = run.stack(target.stack or "")
-    endpoint = next(e for e in stack.endpoints if e.name == target.name)
+    endpoint = run.endpoint(target)
     _skip_if_blocked(run.blocked_by_containers(stack, _services_behind(stack, endpoint.service)))
     result = run.probe(target)
     _record_attempts(request, len(result.attempts), result.elapsed_s)

@@ -89,11 +89,21 @@ class HostAccess:
         if done.rc != 0:
             raise Inconclusive(f"cannot write {path} on host {self.host.name!r}: {done.stderr}")
 
-    def compose(self, stack: Stack, *args: str) -> CommandResult:
-        """``docker compose`` for the stack, in its run directory, with its env file."""
-        argv = [*self.compose_command(), "-p", stack.project_name, "-f", str(stack.compose_path)]
-        argv += ["--env-file", str(stack.env_path), *args]
-        return self.run(*argv, cwd=stack.run_dir)
+    def compose(
+        self,
+        stack: Stack,
+        *args: str,
+        env: dict[str, str] | None = None,
+        env_file: bool = True,
+    ) -> CommandResult:
+        """``docker compose`` for the stack, in its run directory, with its env file (unless
+        ``env_file`` is false); ``env`` overrides variables, as the shell's environment does."""
+        argv = [f"{key}={value}" for key, value in (env or {}).items()]
+        argv = (["env", *argv] if argv else []) + self.compose_command()
+        argv += ["-p", stack.project_name, "-f", str(stack.compose_path)]
+        if env_file:
+            argv += ["--env-file", str(stack.env_path)]
+        return self.run(*argv, *args, cwd=stack.run_dir)
 
     def compose_command(self) -> list[str]:
         if self.host.compose:

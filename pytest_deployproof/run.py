@@ -90,7 +90,7 @@ class Run:
             if target is None or not target.stack:
                 continue
             if target.kind == "endpoint":
-                self._planned.setdefault(target.id, (target.stack, self._endpoint(target)))
+                self._planned.setdefault(target.id, (target.stack, self.endpoint(target)))
             for mark in item.iter_markers(BLOCKS_MARK):
                 key = (mark.args[0], target.stack, *([target.name] if target.name else []))
                 self._reporters.setdefault(key, item.nodeid)
@@ -153,7 +153,7 @@ class Run:
                     # just before its tests: then only this stack's endpoints are current.
                     and (not (self.worker or self.deploying) or stack == target.stack)
                 }
-                batch[target.id] = self._endpoint(target)
+                batch[target.id] = self.endpoint(target)
                 self._probed.update(probe_all(batch.items(), self.inventory.probes))
             return self._probed[target.id]
 
@@ -193,7 +193,7 @@ class Run:
         reporter = self._reporters.get(("compose", stack.name))
         return f"blocked by {reporter}: {files.problem}" if reporter else None
 
-    def _endpoint(self, target: Target) -> Endpoint:
+    def endpoint(self, target: Target) -> Endpoint:
         assert target.stack
         stack = self.stack(target.stack)
         return next(e for e in stack.endpoints if e.name == target.name)

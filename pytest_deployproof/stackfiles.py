@@ -57,10 +57,7 @@ def observe_stack_files(stack: Stack, access: HostAccess, masker: Masker) -> Sta
         raw = yaml.safe_load(compose_text)
     except yaml.YAMLError as exc:
         return refused(f"{stack.compose_path} is not valid YAML: {masker(str(exc))}")
-    argv = [*access.compose_command(), "-p", stack.project_name, "-f", str(stack.compose_path)]
-    if env is not None:
-        argv += ["--env-file", str(stack.env_path)]
-    done = access.run(*argv, "config", "--format", "json", cwd=stack.run_dir)
+    done = access.compose(stack, "config", "--format", "json", env_file=env is not None)
     # Compose 2.40 exits 0 when schema validation fails, printing nothing on
     # stdout: a refusal is a non-zero exit *or* no JSON document.
     try:
