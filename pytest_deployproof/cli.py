@@ -1,8 +1,9 @@
 """``deployproof``: the small operator CLI. Running checks is ``pytest``, not this.
 
 Commands here act on the inventory without running tests: print the JSON
-Schema for editors, and validate inventory files (every environment at once,
-which a pytest run never does: it reads only the one it checks).
+Schema for editors, validate inventory files (every environment at once,
+which a pytest run never does: it reads only the one it checks), and the
+operator's deploy commands: history, rollback, restore, lock (DEP-12).
 """
 
 from __future__ import annotations
@@ -11,11 +12,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .history import History, HistoryError
 from .inventory import InventoryError, discover, load_environment, load_file
 from .locks import StackLock, stale_reason
 from .schema import schema_text
+
+if TYPE_CHECKING:
+    from .model import Stack
+    from .run import Run
 
 __all__ = ["main"]
 
@@ -99,10 +105,10 @@ def _lock(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rollback(args: argparse.Namespace) -> int:
-    """Roll a stack back by hand, through the same path a failed deploy takes."""
-    from .deploy import Deployer, DeployError  # noqa: PLC0415 - the deploy machinery is heavy
-    from .run import Run  # noqa: PLC0415
+def _operator_run(args: argparse.Namespace) -> tuple[Run, Stack] | None:
+    """A run over one stack for an operator command; ``None`` (after saying why) when the
+    inventory or the stack name is wrong."""
+    from .run import Run  # noqa: PLC0415 - the deploy machinery is heavy
     from .selection import select  # noqa: PLC0415
     from .settings import Setting, Settings  # noqa: PLC0415
 
@@ -113,20 +119,30 @@ def _rollback(args: argparse.Namespace) -> int:
             raise InventoryError(f"no stack {args.stack!r} in {args.env}: known are {known}")
     except InventoryError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    assert inventory.state_dir is not None
-    history = History(inventory.state_dir / "deploy-history.log")
+        return None
     settings = Settings(
         env=Setting(args.env, "--env"),
         inventory=Setting(Path(args.inventory), "--inventory"),
-        stacks=Setting((args.stack,), "rollback"),
+        stacks=Setting((args.stack,), args.command),
         layers=Setting((), "default"),
         hosts=Setting((), "default"),
         changed_since=Setting(None, "default"),
         lock_wait_s=args.lock_wait,
     )
     run = Run(settings, select(inventory, stacks=(args.stack,)), worker=False)
-    stack = inventory.stacks[args.stack]
+    return run, inventory.stacks[args.stack]
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    """Roll a stack back by hand, through the same path a failed deploy takes."""
+    from .deploy import Deployer, DeployError  # noqa: PLC0415
+
+    found = _operator_run(args)
+    if found is None:
+        return 2
+    run, stack = found
+    assert run.inventory.state_dir is not None
+    history = History(run.inventory.state_dir / "deploy-history.log")
     current = Deployer(run, stack, "-").current_version()
     good = history.good_versions(args.stack, args.env)
     if args.list:
@@ -142,6 +158,31 @@ def _rollback(args: argparse.Namespace) -> int:
         version = earlier[0]
     try:
         print(Deployer(run, stack, version).roll_back())
+    except DeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    """Put a stack's backup back: files, databases, then up and verify."""
+    from .backups import Backups  # noqa: PLC0415
+    from .deploy import Deployer, DeployError  # noqa: PLC0415
+
+    found = _operator_run(args)
+    if found is None:
+        return 2
+    run, stack = found
+    if args.list:
+        access = run.access(stack.host)
+        listed = Backups(stack, access, args.env, run.masker).all()
+        for backup in listed:
+            print(backup.describe())
+        if not listed:
+            print(f"{stack.name}: no backups", file=sys.stderr)
+        return 0
+    try:
+        print(Deployer(run, stack, "-").restore(args.backup))
     except DeployError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -186,6 +227,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     rollback.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS")
     rollback.set_defaults(run=_rollback)
+
+    restore = commands.add_parser("restore", help="restore a stack from a deploy backup")
+    environment(restore)
+    restore.add_argument("stack")
+    restore.add_argument("backup", nargs="?", help="the backup's name (default: the newest)")
+    restore.add_argument("--list", action="store_true", help="list the stack's backups")
+    restore.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS")
+    restore.set_defaults(run=_restore)
 
     lock = commands.add_parser("lock", help="show or break a stack's deploy lock")
     environment(lock)

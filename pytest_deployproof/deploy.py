@@ -1,11 +1,13 @@
 """Deploying one stack, and rolling it back (DEP-1, DEP-2, DEP-4, DEP-9; seed 002 deploy.sh).
 
-Phases, in order, each timed and recorded: **lock** the stack (a lease, see
-:mod:`.locks`) -> **check** that every image of the new version exists, on the
-host or in its registry -> **pull** -> write the new tag into the env file ->
-``docker compose up --wait``. Until the env file is written nothing on the host
-has changed, so a refusal before that point leaves the old version serving and
-the env file as it was.
+Phases, in order, each timed, recorded and shown as an Allure step: **lock**
+the stack (a lease, see :mod:`.locks`) -> **preflight**: the stack's preflight
+tests of this run passed, and every image of the new version exists on the
+host or in its registry -> **backup** (:mod:`.backups`) -> **pull** -> **tag**:
+write the new tag into the env file -> **migrate**: the declared one-off
+command, in the new version (DEP-11) -> **up**: ``docker compose up --wait``.
+Until the env file is written nothing on the host has changed, so a refusal
+before that point leaves the old version serving and the env file as it was.
 
 After the stack's tests, :meth:`Deployer.finish` records the outcome. Any failed
 or erroring test (or an interrupted run) means the new version does not stand:
@@ -18,18 +20,24 @@ both the failed deploy and the rollback are recorded.
 from __future__ import annotations
 
 import re
+import shlex
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import allure
+
+from .backups import BackupError, Backups
 from .checks.smoke import service_problems
 from .engine import PullError
 from .history import History
 from .locks import LockHeldError, StackLock
 from .model import Stack
 from .probes import probe_all
+from .signals import deferred
 
 if TYPE_CHECKING:
     from .run import Run
@@ -53,6 +61,7 @@ class Deployment:
     changed: bool = False  # the env file was written: a rollback is needed on failure
     notes: list[str] = field(default_factory=list)
     outcome: str = "pending"  # success, rolled back, rollback failed, refused
+    backup: str | None = None  # the backup taken before the tag was written
 
 
 def env_value(text: str, key: str) -> str | None:
@@ -92,16 +101,19 @@ class Deployer:
         self.deployment = Deployment(stack.name, self.env, version, previous=None)
         self.action = "deploy"
         self._original_env: str | None = None
+        self.signals: list[int] = []  # SIGINT/SIGTERM held while finishing
 
     @contextmanager
     def _phase(self, name: str) -> Iterator[None]:
         started = time.monotonic()
-        try:
-            yield
-        except BaseException:
-            self.deployment.phases.append((name, "fail", time.monotonic() - started))
-            raise
-        self.deployment.phases.append((name, "ok", time.monotonic() - started))
+        title = f"{self.action} {self.stack.name} {self.deployment.version}: {name}"
+        with allure.step(title):
+            try:
+                yield
+            except BaseException:
+                self.deployment.phases.append((name, "fail", time.monotonic() - started))
+                raise
+            self.deployment.phases.append((name, "ok", time.monotonic() - started))
 
     # -- deploy -------------------------------------------------------------
 
@@ -123,8 +135,14 @@ class Deployer:
         self._original_env = env_text
         self.deployment.previous = env_value(env_text, self.tag_var)
 
-        with self._phase("check"):
+        with self._phase("preflight"):
+            failed = self.run.failures.get(self.stack.name, [])
+            if failed:
+                self._refuse(f"preflight failed: {', '.join(failed[:5])}")
+            self._disk_free()
             images = self._available_images(version)
+        with self._phase("backup"):
+            self._backup()
         with self._phase("pull"):
             try:
                 for image in images:
@@ -135,9 +153,66 @@ class Deployer:
             self.access.write(self.stack.env_path, set_env_value(env_text, self.tag_var, version))
             self.deployment.changed = True
             self.run.invalidate(self.stack)
+        if self.stack.migration is not None:
+            with self._phase("migrate"):
+                self._migrate()
         with self._phase("up"):
             self._up()
         return self.deployment
+
+    def _disk_free(self) -> None:
+        """PRE-5 for the stack's host, whether or not its disk test was selected."""
+        host = self.run.inventory.hosts[self.stack.host]
+        usage = self.run.disk_usage(self.stack.host)
+        if usage.free_percent < host.min_free_percent:
+            self._refuse(
+                f"{usage.path} on host {host.name} has {usage.free_percent:.0f}% free, "
+                f"below {host.min_free_percent:g}%"
+            )
+
+    def _backup(self) -> None:
+        """DEP-3: back up before anything changes; a failed backup refuses the deploy."""
+        files = self.run.stack_files(self.stack.name)
+        backups = Backups(self.stack, self.access, self.env, files.masker)
+        try:
+            taken = backups.take(
+                self.deployment.previous, files.env, self.run.inventory.secrets_prefix
+            )
+        except BackupError as exc:
+            self._refuse(str(exc))
+        self.deployment.backup = taken.name
+        last_good = self.history.last_good(self.stack.name, self.env)
+        backups.prune(self.stack.backup.keep, last_good.version if last_good else None)
+
+    def _migrate(self) -> None:
+        """DEP-11: the migration command in the new version's image, before it serves."""
+        migration = self.stack.migration
+        assert migration is not None
+        name = f"{self.stack.project_name}-migrate-{uuid.uuid4().hex[:8]}"
+        done = self.access.compose(
+            self.stack,
+            "run",
+            "-T",
+            "--name",
+            name,
+            migration.service,
+            *shlex.split(migration.command),
+            timeout_s=migration.timeout_s,
+        )
+        code = self.engine.exit_code(name)  # and removed, even when the timeout left it running
+        if done.rc == 124:
+            code = 124
+        if code is None:
+            code = done.rc or -1  # Compose did not even create the container
+        if code != 0:
+            lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+            what = "timed out" if code == 124 else f"failed (exit code {code})"
+            raise DeployError(
+                f"migration `{migration.command}` of {self.stack.name} "
+                f"{self.deployment.version} {what}: "
+                f"{self.run.masker(lines[-1] if lines else 'no output')}; what it changed in "
+                f"databases is not undone: backup {self.deployment.backup} holds the state before"
+            )
 
     def _refuse(self, reason: str) -> None:
         """Stop before anything changed: record it and say so."""
@@ -180,21 +255,24 @@ class Deployer:
     # -- after the tests ----------------------------------------------------
 
     def finish(self, failures: list[str], *, deploy_error: str | None = None) -> str:
-        """Record the outcome; roll back and verify when anything failed. Never raises."""
-        try:
-            return self._finish(failures, deploy_error)
-        except Exception as exc:  # a teardown must not hide the verdict behind a traceback
-            self.deployment.outcome = "rollback failed"
-            return f"{self.stack.name}: finishing the deploy failed: {exc}"
-        finally:
-            self.lock.release()
+        """Record the outcome; roll back and verify when anything failed. Never raises;
+        SIGINT and SIGTERM wait until it is done (``signals`` tells the caller of any)."""
+        with deferred(f"recording the deploy of {self.stack.name}") as self.signals:
+            try:
+                return self._finish(failures, deploy_error)
+            except Exception as exc:  # a teardown must not hide the verdict behind a traceback
+                self.deployment.outcome = "rollback failed"
+                return f"{self.stack.name}: finishing the deploy failed: {exc}"
+            finally:
+                self.lock.release()
 
     def _finish(self, failures: list[str], deploy_error: str | None) -> str:
         version, name = self.deployment.version, self.stack.name
         if self.deployment.outcome == "refused":
             return deploy_error or f"{name}: deploy of {version} refused, nothing changed"
         if not failures and deploy_error is None:
-            self.history.record(name, self.env, "deploy", version, "success")
+            backup = f"backup {self.deployment.backup}" if self.deployment.backup else ""
+            self.history.record(name, self.env, "deploy", version, "success", notes=backup)
             self.deployment.outcome = "success"
             return f"{name}: {version} deployed and verified"
         reason = deploy_error or f"{len(failures)} checks failed: {', '.join(failures[:3])}"
@@ -273,6 +351,56 @@ class Deployer:
                     f"rolled {name} back to {version}, but it is not sound: {verdict}"
                 )
             return f"{name}: rolled back to {version}, verified"
+        finally:
+            self.lock.release()
+
+    # -- the operator's restore (``deployproof restore``) -----------------------
+
+    def restore(self, name: str | None) -> str:
+        """Put a backup back: files and databases, then up and verify (DEP-3, DEP-12).
+
+        Every file is checked against the manifest before anything is touched; each
+        database is restored in one transaction, before the files, so a refusal or a
+        failed database restore leaves the stack as it was."""
+        self.action = "restore"
+        files = self.run.stack_files(self.stack.name)
+        backups = Backups(self.stack, self.access, self.env, files.masker)
+        try:
+            try:
+                self.lock.acquire(timeout_s=self.run.settings.lock_wait_s)
+            except LockHeldError as exc:
+                self._refuse(str(exc))
+            try:
+                backup = backups.find(name)
+                self.deployment.version = backup.version or "-"
+                damaged = backups.verify(backup)
+                if damaged:
+                    raise BackupError(f"backup {backup.name} is damaged: {'; '.join(damaged)}")
+                databases = backups.restore_databases(
+                    backup, files.env, self.run.inventory.secrets_prefix
+                )
+                backups.restore_files(backup)
+            except BackupError as exc:
+                self._refuse(str(exc))
+            self.run.invalidate(self.stack)
+            try:
+                self._up()
+                verdict = self.verify()
+            except DeployError as exc:
+                verdict = str(exc)
+            restored = ", ".join(["files", *(f"database {d}" for d in databases)])
+            notes = f"backup {backup.name}: {restored}" + (
+                f"; verification: {verdict}" if verdict else ""
+            )
+            status = "fail" if verdict else "success"
+            self.history.record(
+                self.stack.name, self.env, "restore", backup.version or "-", status, notes=notes
+            )
+            if verdict:
+                raise DeployError(
+                    f"restored {self.stack.name} from {backup.name}, but it is not sound: {verdict}"
+                )
+            return f"{self.stack.name}: restored {restored} from backup {backup.name}, verified"
         finally:
             self.lock.release()
 

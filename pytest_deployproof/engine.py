@@ -86,6 +86,25 @@ class HostEngine:
         except docker.errors.DockerException as exc:
             raise PullError(f"pulling {image} on host {self.host.name} failed: {exc}") from None
 
+    def exit_code(self, container: str, *, remove: bool = True) -> int | None:
+        """The exit code of a stopped container (``None`` if there is no such container),
+        then remove it. Compose v2.40 on engine API 1.41 reports 0 from ``compose run``
+        whatever the command returned, so a one-off's verdict is read from the engine."""
+        import docker  # noqa: PLC0415
+
+        api = client_for(self.host).api
+        try:
+            state = api.inspect_container(container)["State"]
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.DockerException as exc:
+            raise Inconclusive(
+                f"cannot inspect {container} on host {self.host.name!r}: {exc}"
+            ) from None
+        if remove:
+            api.remove_container(container, force=True)
+        return int(state.get("ExitCode", -1)) if not state.get("Running") else -1
+
     def _lookup(self, image: str) -> ImageLookup:
         import docker  # noqa: PLC0415
 

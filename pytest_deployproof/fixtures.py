@@ -205,13 +205,16 @@ def deployment(deployproof_run: Run, stack: Stack) -> Iterator[Deployment | None
             failures.append("the run was interrupted")
         run.deploy_summaries.append(deployer.finish(failures, deploy_error=error))
         run.invalidate(stack)
+        if deployer.signals and not run.interrupted:
+            raise KeyboardInterrupt("interrupted while the deploy was being recorded")
 
 
 @pytest.fixture(autouse=True)
 def _deployproof_deploy_first(request: pytest.FixtureRequest) -> None:
-    """Under --deploy, every test of a stack runs against the deployed version."""
+    """Under --deploy, every test of a stack runs against the deployed version, except
+    its preflight gates: they run first, and a failed one refuses the deploy."""
     run = request.config.stash.get(RUN_KEY, None)
-    if run is None or not run.deploying:
+    if run is None or not run.deploying or request.node.get_closest_marker("preflight"):
         return
     target = target_of(request.node)
     if target is not None and target.stack:

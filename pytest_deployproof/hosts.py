@@ -9,6 +9,7 @@ infrastructure fact: :class:`~pytest_deployproof.errors.Inconclusive`.
 from __future__ import annotations
 
 import base64
+import os
 import shlex
 import shutil
 import sys
@@ -77,17 +78,36 @@ class HostAccess:
             raise Inconclusive(f"cannot read {path} on host {self.host.name!r}: {done.stderr}")
         return done.stdout
 
-    def write(self, path: Path, text: str) -> None:
-        """Replace the file atomically (write beside it, then rename), on any host."""
+    def write(self, path: Path, text: str, *, private: bool = False) -> None:
+        """Replace the file atomically (write beside it, then rename), on any host.
+
+        ``private`` files (a password file) are created with mode 0600. On the local host
+        they are written from this process, so their content is never on a command line;
+        on an ssh host the content travels inside the command, as every write does.
+        """
+        if private and self.host.spec == "local://":
+            self._write_here(path, text)
+            return
         encoded = base64.b64encode(text.encode()).decode()
         temporary = f"{path}.deployproof.tmp"
         script = (
-            f"printf %s {shlex.quote(encoded)} | base64 -d > {shlex.quote(temporary)} "
+            ("umask 077 && " if private else "")
+            + f"printf %s {shlex.quote(encoded)} | base64 -d > {shlex.quote(temporary)} "
             f"&& mv -f {shlex.quote(temporary)} {shlex.quote(str(path))}"
         )
         done = self.run("sh", "-c", script)
         if done.rc != 0:
             raise Inconclusive(f"cannot write {path} on host {self.host.name!r}: {done.stderr}")
+
+    def _write_here(self, path: Path, text: str) -> None:
+        temporary = Path(f"{path}.deployproof.tmp")
+        try:
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as file:
+                file.write(text)
+            os.replace(temporary, path)
+        except OSError as exc:
+            raise Inconclusive(f"cannot write {path} on host {self.host.name!r}: {exc}") from None
 
     def compose(
         self,
@@ -95,11 +115,15 @@ class HostAccess:
         *args: str,
         env: dict[str, str] | None = None,
         env_file: bool = True,
+        timeout_s: float | None = None,
     ) -> CommandResult:
         """``docker compose`` for the stack, in its run directory, with its env file (unless
-        ``env_file`` is false); ``env`` overrides variables, as the shell's environment does."""
+        ``env_file`` is false); ``env`` overrides variables, as the shell's environment does;
+        ``timeout_s`` stops it (exit code 124) when it runs longer."""
         argv = [f"{key}={value}" for key, value in (env or {}).items()]
         argv = (["env", *argv] if argv else []) + self.compose_command()
+        if timeout_s is not None:
+            argv = ["timeout", f"{timeout_s:g}", *argv]
         argv += ["-p", stack.project_name, "-f", str(stack.compose_path)]
         if env_file:
             argv += ["--env-file", str(stack.env_path)]

@@ -150,6 +150,11 @@ def _resolve_paths(inventory: Inventory, base: Path) -> Inventory:
             update={
                 "run_dir": absolute(stack.run_dir),
                 "source_dir": absolute(stack.source_dir) if stack.source_dir else None,
+                "backup": stack.backup.model_copy(
+                    update={"path": str(absolute(Path(stack.backup.path)))}
+                )
+                if stack.backup.path
+                else stack.backup,
             }
         )
         for name, stack in inventory.stacks.items()
@@ -221,6 +226,9 @@ def _cross_reference_problems(inventory: Inventory, stem: str) -> list[tuple[Loc
             if database.service:
                 at = (*here, "databases", database.name, "service")
                 problems += _unknown(at, "service", database.service, stack.services)
+        if stack.migration:
+            at = (*here, "migration", "service")
+            problems += _unknown(at, "service", stack.migration.service, stack.services)
     return problems
 
 

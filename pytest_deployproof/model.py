@@ -14,6 +14,7 @@ where a per-stack deploy fixture sets up and tears down.
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -257,6 +258,27 @@ class Backup(_Model):
     keep: int = Field(default=10, ge=1, le=1000)
 
 
+class Migration(_Model):
+    """A one-off command run in the new version before it serves (DEP-11), e.g.
+    ``alembic upgrade head``: ``docker compose run --rm SERVICE COMMAND``. It must be
+    idempotent (Alembic's version table makes it so); a non-zero exit stops the deploy."""
+
+    service: Name = Field(description="The Compose service whose image runs the command.")
+    command: str = Field(min_length=1, description="The command, split like a shell would.")
+    timeout_s: float = Field(default=600, gt=0)
+
+    @field_validator("command")
+    @classmethod
+    def _check_command(cls, command: str) -> str:
+        try:
+            words = shlex.split(command)
+        except ValueError as exc:
+            raise ValueError(f"cannot split {command!r} into words: {exc}") from None
+        if not words:
+            raise ValueError("the command is empty")
+        return command
+
+
 class Stack(_Named):
     """A Docker Compose stack: where it runs, what it must look like, how to probe it."""
 
@@ -274,7 +296,9 @@ class Stack(_Named):
     endpoints: tuple[Endpoint, ...] = ()
     databases: dict[Name, Database] = Field(default_factory=dict)
     backup: Backup = Field(default_factory=Backup)
-    migration: str | None = Field(default=None, description="One-off command run before serving.")
+    migration: Migration | None = Field(
+        default=None, description="A one-off command the new version runs before serving."
+    )
     paths: tuple[str, ...] = Field(default=(), description="Repository globs that affect it.")
 
     _check_paths = field_validator("paths")(_validate_globs)

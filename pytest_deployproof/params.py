@@ -23,7 +23,7 @@ import pytest
 from .model import Database, Endpoint, Service, Stack
 from .selection import Selection
 
-__all__ = ["CHILD_KINDS", "PARAM_NAMES", "Row", "Target", "build_rows", "target_of"]
+__all__ = ["CHILD_KINDS", "PARAM_NAMES", "Row", "Target", "build_rows", "deploy_order", "target_of"]
 
 CHILD_KINDS = ("service", "endpoint", "database")
 PARAM_NAMES = ("stack", *CHILD_KINDS, "layer", "host")
@@ -155,3 +155,20 @@ def _rows(selection: Selection, argnames: set[str], host_object: Callable[[str],
         Row({"host": host_object(host.name)}, Target(env, None, host.name, None, "host", None))
         for host in selection.hosts
     ]
+
+
+def deploy_order(items: list[pytest.Item]) -> list[pytest.Item]:
+    """Items ordered for ``--deploy``: each stack's tests together, where its first test
+    was, its preflight gates first. The deploy fixture starts at the stack's first
+    non-preflight test and, by then, knows whether every gate passed (DEP-1)."""
+    first: dict[str, int] = {}
+    keys: list[tuple[int, int, int]] = []
+    for index, item in enumerate(items):
+        target = target_of(item)
+        stack = target.stack if target is not None else None
+        if stack is None:
+            keys.append((index, 0, index))
+            continue
+        group = first.setdefault(stack, index)
+        keys.append((group, 0 if item.get_closest_marker("preflight") else 1, index))
+    return [item for _, item in sorted(zip(keys, items, strict=True), key=lambda pair: pair[0])]

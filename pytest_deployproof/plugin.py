@@ -25,11 +25,13 @@ from .params import (
     PARAM_NAMES,
     TARGET_MARK,
     build_rows,
+    deploy_order,
     target_of,
 )
 from .run import Run
 from .selection import SelectionError, select
 from .settings import Settings, add_options, resolve
+from .signals import restore_terminate, terminate_as_interrupt
 from .stash import RUN_KEY, SETTINGS_KEY
 
 MARKERS = {
@@ -66,6 +68,8 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     if settings.active:
         config.stash[RUN_KEY] = _start_run(config, settings)
+    if settings.deploy.value is not None:
+        terminate_as_interrupt()  # a cancelled CI job rolls back like Ctrl-C (DEP-2)
 
 
 def _spreads_stacks(config: pytest.Config) -> bool:
@@ -97,6 +101,7 @@ def _start_run(config: pytest.Config, settings: Settings) -> Run:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    restore_terminate()
     if config.pluginmanager.is_registered(fixtures):
         config.pluginmanager.unregister(fixtures)
 
@@ -173,6 +178,13 @@ def _testinfra_host(run: Run) -> Any:
     return host_object
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item], config: pytest.Config) -> None:
+    run = config.stash.get(RUN_KEY, None)
+    if run is not None and run.deploying:
+        items[:] = deploy_order(items)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     # After -k/-m deselection: a check that will not run blocks nothing.
     run = session.config.stash.get(RUN_KEY, None)
@@ -194,7 +206,9 @@ def pytest_runtest_makereport(
     target = target_of(item)
     if report.failed and run is not None and target is not None and target.stack:
         # The real outcome, as the deploy fixture's teardown will read it (DEP-2).
-        run.record_failure(target.stack, ("INCONCLUSIVE " if inconclusive else "") + target.id)
+        # A stack has many stack-level checks: name the one that failed.
+        label = target.id + (f" {item.originalname}" if target.kind == "stack" else "")  # type: ignore[attr-defined]
+        run.record_failure(target.stack, ("INCONCLUSIVE " if inconclusive else "") + label)
     return report
 
 

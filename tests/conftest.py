@@ -347,3 +347,46 @@ def registry(docker_engine: object, tmp_path_factory: pytest.TempPathFactory) ->
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def bad_image(demo_image: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """v4.0.0: starts and serves `/`, but its health endpoint answers 503."""
+    context = tmp_path_factory.mktemp("bad-image")
+    (context / "Dockerfile").write_text(f"FROM {demo_image}:v1.0.0\nENV HEALTH_STATUS=503\n")
+    subprocess.run(
+        ["docker", "build", "-q", "-t", f"{demo_image}:v4.0.0", str(context)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+    )
+    return "v4.0.0"
+
+
+@pytest.fixture
+def deploy_project(
+    pytester: pytest.Pytester, compose_stack: Callable[..., ComposeStack], tmp_path: Path
+) -> tuple[ComposeStack, Path]:
+    """A running stack at v1.0.0 and an inventory for it, history and locks in tmp_path/state."""
+    app = compose_stack("app")
+    app.up()
+    state = tmp_path / "state"
+    pytester.mkdir("inventories")
+    (pytester.path / "inventories" / "test.yml").write_text(deploy_inventory(app, state))
+    return app, state
+
+
+def deploy_inventory(app: ComposeStack, state: Path, extra: str = "") -> str:
+    """An inventory of one stack, ``app``; ``extra`` adds lines to the stack (4-space indent)."""
+    return (
+        "hosts: {here: {spec: 'local://'}}\n"
+        "layers: {platform: {order: 2, engine: compose}}\n"
+        "probes: {tries: 2, interval_s: 0.2, deadline_s: 8}\n"
+        f"state_dir: {state}\n"
+        "up_timeout_s: 60\n"
+        "stacks:\n"
+        f"  app:\n    layer: platform\n    host: here\n    run_dir: {app.run_dir}\n"
+        f"    project: {app.project}\n    image_tag_var: APP_IMAGE_TAG\n"
+        "    services: {web: {critical: true}}\n"
+        f"    endpoints: [{{name: health, url: '{app.url}/cgi-bin/health'}}]\n" + extra
+    )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,80 +16,16 @@ import pytest
 from pytest_deployproof.deploy import set_env_value
 from pytest_deployproof.history import History
 from tests.conftest import SUITES, ComposeStack
+from tests.deploying import (
+    SLOW_CHECK,
+    container,
+    deploy,
+    history_lines,
+    start_deploy,
+    wait_for,
+)
 
 MakeStack = Callable[..., ComposeStack]
-
-
-@pytest.fixture(scope="session")
-def bad_image(demo_image: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """v4.0.0: starts and serves `/`, but its health endpoint answers 503."""
-    context = tmp_path_factory.mktemp("bad-image")
-    (context / "Dockerfile").write_text(f"FROM {demo_image}:v1.0.0\nENV HEALTH_STATUS=503\n")
-    subprocess.run(
-        ["docker", "build", "-q", "-t", f"{demo_image}:v4.0.0", str(context)],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "DOCKER_BUILDKIT": "0"},
-    )
-    return "v4.0.0"
-
-
-@pytest.fixture
-def deploy_project(
-    pytester: pytest.Pytester, compose_stack: MakeStack, tmp_path: Path
-) -> tuple[ComposeStack, Path]:
-    """A running stack at v1.0.0 and an inventory for it, history and locks in tmp_path/state."""
-    app = compose_stack("app")
-    app.up()
-    state = tmp_path / "state"
-    pytester.mkdir("inventories")
-    (pytester.path / "inventories" / "test.yml").write_text(inventory(app, state))
-    return app, state
-
-
-def inventory(app: ComposeStack, state: Path) -> str:
-    return (
-        "hosts: {here: {spec: 'local://'}}\n"
-        "layers: {platform: {order: 2, engine: compose}}\n"
-        "probes: {tries: 2, interval_s: 0.2, deadline_s: 8}\n"
-        f"state_dir: {state}\n"
-        "up_timeout_s: 60\n"
-        "stacks:\n"
-        f"  app:\n    layer: platform\n    host: here\n    run_dir: {app.run_dir}\n"
-        f"    project: {app.project}\n    image_tag_var: APP_IMAGE_TAG\n"
-        "    services: {web: {critical: true}}\n"
-        f"    endpoints: [{{name: health, url: '{app.url}/cgi-bin/health'}}]\n"
-    )
-
-
-def deploy(pytester: pytest.Pytester, version: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess(
-        "--env", "test", "--deploy", version, "-m", "smoke", "-p", "no:cacheprovider", "-rA"
-    )
-
-
-def container(app: ComposeStack) -> dict[str, str]:
-    done = subprocess.run(
-        [
-            "docker",
-            "inspect",
-            app.container("web"),
-            "--format",
-            "{{json .Id}} {{json .Config.Image}} {{json .State.Health.Status}}",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    cid, image, health = (json.loads(part) for part in done.stdout.split())
-    return {"id": cid, "image": image, "health": health}
-
-
-def history_lines(state: Path) -> list[tuple[str, str, str, str]]:
-    return [
-        (e.action, e.version, e.status, e.notes)
-        for e in History(state / "deploy-history.log").entries()
-    ]
 
 
 def test_the_seed_002_scenarios(
@@ -107,7 +43,9 @@ def test_the_seed_002_scenarios(
     running = container(app)
     assert running["image"].endswith(":v2.0.0")
     assert running["health"] == "healthy"
-    assert history_lines(state) == [("deploy", "v2.0.0", "success", "")]
+    [(action, version, status, notes)] = history_lines(state)
+    assert (action, version, status) == ("deploy", "v2.0.0", "success")
+    assert re.fullmatch(r"backup \d{8}T\d{6}Z", notes), notes
 
     # 2. v3 whose image does not exist: refused before anything changed.
     result = deploy(pytester, "v3.0.0")
@@ -220,45 +158,9 @@ def test_deploy_needs_an_environment_and_grouped_workers(pytester: pytest.Pytest
     result.stderr.fnmatch_lines(["*--deploy needs --env*"])
 
 
-SLOW_CHECK = """
-import time, pathlib
-
-def test_slow(stack):
-    pathlib.Path("started").write_text("yes")
-    time.sleep(60)
-"""
-
-
-def start_deploy(pytester: pytest.Pytester, version: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--env",
-            "test",
-            "--deploy",
-            version,
-            "-p",
-            "no:cacheprovider",
-            "test_slow.py",
-        ],
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def wait_for(path: Path, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.2)
-
-
-def test_ctrl_c_during_the_tests_rolls_back_and_releases_the_lock(
-    pytester: pytest.Pytester, deploy_project: tuple[ComposeStack, Path]
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_during_the_tests_rolls_back_and_releases_the_lock(
+    pytester: pytest.Pytester, deploy_project: tuple[ComposeStack, Path], signum: signal.Signals
 ) -> None:
     app, state = deploy_project
     pytester.makepyfile(test_slow=SLOW_CHECK)
@@ -267,7 +169,7 @@ def test_ctrl_c_during_the_tests_rolls_back_and_releases_the_lock(
     run = start_deploy(pytester, "v2.0.0")
     wait_for(pytester.path / "started")  # deployed, and its tests are running
     assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v2.0.0\n"
-    run.send_signal(signal.SIGINT)
+    run.send_signal(signum)
     output, _ = run.communicate(timeout=120)
 
     assert run.returncode == pytest.ExitCode.INTERRUPTED, output
