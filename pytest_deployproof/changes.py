@@ -22,7 +22,7 @@ from pathlib import Path
 from ._glob import compile_glob
 from .model import Inventory
 
-__all__ = ["ChangeError", "Impact", "changed_files", "impact_of"]
+__all__ = ["ChangeError", "Impact", "changed_files", "head_sha", "impact_of", "repository_root"]
 
 
 class ChangeError(Exception):
@@ -66,6 +66,14 @@ def repository_root(start: Path) -> Path:
         return Path(_git(start, "rev-parse", "--show-toplevel").strip())
     except ChangeError as exc:
         raise ChangeError(f"{start} is not inside a git repository ({exc})") from None
+
+
+def head_sha(start: Path) -> str | None:
+    """The commit checked out where ``start`` is; ``None`` outside a repository."""
+    try:
+        return _git(start, "rev-parse", "HEAD").strip() or None
+    except ChangeError:
+        return None
 
 
 def changed_files(repo: Path, since: str) -> tuple[str, ...]:

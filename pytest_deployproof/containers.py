@@ -142,3 +142,13 @@ class HostContainers:
                 )
             time.sleep(probes.interval_s)
             self.refresh()
+
+    def logs(self, container: ContainerState, lines: int = 40) -> str:
+        """The last ``lines`` of a container's log, for a failure's report attachment."""
+        import docker  # noqa: PLC0415
+
+        try:
+            raw = client_for(self.host).api.logs(container.id, tail=lines, timestamps=True)
+        except docker.errors.DockerException as exc:
+            return f"(cannot read the log of {container.name}: {exc})"
+        return bytes(raw).decode(errors="replace")

@@ -19,6 +19,7 @@ both the failed deploy and the rollback are recorded.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import time
@@ -62,6 +63,7 @@ class Deployment:
     notes: list[str] = field(default_factory=list)
     outcome: str = "pending"  # success, rolled back, rollback failed, refused
     backup: str | None = None  # the backup taken before the tag was written
+    rollback: str | None = None  # the version rolled back to, when it came to that
 
 
 def env_value(text: str, key: str) -> str | None:
@@ -95,7 +97,7 @@ class Deployer:
         self.engine = run.engine(stack.host)
         state = run.inventory.state_dir
         assert state is not None  # resolved by the loader
-        self.history = History(state / "deploy-history.log", run.masker)
+        self.history = History(state / "deploy-history.log", run.secrets())
         self.lock = StackLock(state / "locks", stack.name)
         self.env = run.inventory.environment
         self.deployment = Deployment(stack.name, self.env, version, previous=None)
@@ -181,6 +183,11 @@ class Deployer:
         except BackupError as exc:
             self._refuse(str(exc))
         self.deployment.backup = taken.name
+        allure.attach(
+            json.dumps(taken.manifest, indent=2),
+            name=f"backup {taken.name} manifest",
+            attachment_type=allure.attachment_type.JSON,
+        )
         last_good = self.history.last_good(self.stack.name, self.env)
         backups.prune(self.stack.backup.keep, last_good.version if last_good else None)
 
@@ -288,6 +295,7 @@ class Deployer:
                 name, self.env, "rollback", "-", "fail", notes="no previous version known"
             )
             return f"{name}: {version} failed and there is no previous version to roll back to"
+        self.deployment.rollback = target
         verdict = self._rollback(target)
         ok = not verdict
         self.history.record(

@@ -8,6 +8,7 @@ wrong makes the test body *fail*. The two mean different things to an operator.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -203,7 +204,22 @@ def deployment(deployproof_run: Run, stack: Stack) -> Iterator[Deployment | None
         failures = list(run.failures.get(stack.name, []))
         if run.interrupted:
             failures.append("the run was interrupted")
-        run.deploy_summaries.append(deployer.finish(failures, deploy_error=error))
+        summary = deployer.finish(failures, deploy_error=error)
+        run.deploy_summaries.append(summary)
+        done = deployer.deployment
+        run.deploys.append(
+            {
+                "stack": stack.name,
+                "version": version,
+                "previous": done.previous,
+                "outcome": done.outcome,
+                "rollback": done.rollback,
+                "backup": done.backup,
+                "message": summary,
+                "phases": [list(phase) for phase in done.phases],
+                "finished": time.time(),
+            }
+        )
         run.invalidate(stack)
         if deployer.signals and not run.interrupted:
             raise KeyboardInterrupt("interrupted while the deploy was being recorded")

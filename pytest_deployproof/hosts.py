@@ -71,6 +71,15 @@ class HostAccess:
 
     def read(self, path: Path) -> str | None:
         """The file's text, or ``None`` when it does not exist."""
+        if self.host.spec == "local://":  # the same answer as `cat`, without a process
+            try:
+                return Path(path).read_text()
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                raise Inconclusive(
+                    f"cannot read {path} on host {self.host.name!r}: {exc}"
+                ) from None
         done = self.run("cat", "--", str(path))
         if done.rc != 0:
             if "No such file" in done.stderr:

@@ -28,6 +28,7 @@ from .params import (
     deploy_order,
     target_of,
 )
+from .reporting import Reporter
 from .run import Run
 from .selection import SelectionError, select
 from .settings import Settings, add_options, resolve
@@ -68,6 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     if settings.active:
         config.stash[RUN_KEY] = _start_run(config, settings)
+        config.pluginmanager.register(Reporter(config), "deployproof-reporting")
     if settings.deploy.value is not None:
         terminate_as_interrupt()  # a cancelled CI job rolls back like Ctrl-C (DEP-2)
 
@@ -104,6 +106,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     restore_terminate()
     if config.pluginmanager.is_registered(fixtures):
         config.pluginmanager.unregister(fixtures)
+    reporter = config.pluginmanager.get_plugin("deployproof-reporting")
+    if reporter is not None:
+        config.pluginmanager.unregister(reporter)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

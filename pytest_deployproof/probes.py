@@ -23,9 +23,10 @@ import httpx
 
 from .model import Endpoint, ProbeSettings
 
-__all__ = ["Attempt", "ProbeResult", "judge", "probe_all"]
+__all__ = ["Attempt", "ProbeResult", "exchange", "judge", "probe_all"]
 
 BODY_EXCERPT = 200
+EXCHANGE_BODY = 2000  # a report attachment has room for more of the body
 _MISSING = object()
 
 
@@ -38,6 +39,7 @@ class Attempt:
     body: str = ""
     error: str | None = None
     problems: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()  # kept only when the answer had problems
 
     def describe(self) -> str:
         if self.status is not None:
@@ -89,6 +91,23 @@ class ProbeResult:
         if len(self.attempts) > 1:
             lines.append("attempts: " + ", ".join(a.describe() for a in self.attempts))
         return "\n".join(lines)
+
+
+def exchange(result: ProbeResult, masker: Callable[[str], str]) -> str:
+    """The failed probe's last exchange, as an operator reads it in a report attachment:
+    request line, status, headers, body excerpt (secrets masked), then every attempt."""
+    last = result.last
+    verb = "CONNECT" if result.url.startswith("tcp://") else "GET"
+    lines = [f"{verb} {result.url}", ""]
+    if last.status is None:
+        lines.append(f"no answer: {last.error or 'connected'} after {last.latency_ms:.0f} ms")
+    else:
+        lines.append(f"HTTP {last.status} in {last.latency_ms:.0f} ms")
+        lines += [f"{name}: {value}" for name, value in last.headers]
+        lines += ["", last.body[:EXCHANGE_BODY] + ("..." if len(last.body) > EXCHANGE_BODY else "")]
+    lines += ["", "problems: " + "; ".join(last.problems or ("none",))]
+    lines.append("attempts: " + ", ".join(a.describe() for a in result.attempts))
+    return masker("\n".join(lines))
 
 
 def judge(endpoint: Endpoint, status: int | None, body: str, latency_ms: float) -> tuple[str, ...]:
@@ -149,7 +168,8 @@ async def _probe(
                     status, body = response.status_code, response.text
             latency = (time.monotonic() - sent) * 1000
             problems = judge(endpoint, status, body, latency)
-            attempts.append(Attempt(status, latency, body, None, problems))
+            headers = tuple(response.headers.items()) if problems and status is not None else ()
+            attempts.append(Attempt(status, latency, body, None, problems, headers))
         except (httpx.HTTPError, OSError, TimeoutError) as exc:
             latency = (time.monotonic() - sent) * 1000
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -15,6 +15,7 @@ instead of failing in a cascade (BYD-2).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable
 from typing import TypeVar
@@ -24,6 +25,7 @@ import pytest
 from .containers import HostContainers, ServiceState
 from .databases import DatabaseResult, probe_database
 from .engine import HostEngine
+from .errors import Inconclusive
 from .hosts import DiskUsage, HostAccess
 from .model import Endpoint, Host, Inventory, Stack
 from .params import BLOCKS_MARK, Target, target_of
@@ -31,7 +33,7 @@ from .probes import ProbeResult, probe_all
 from .secrets import Masker
 from .selection import Selection
 from .settings import Settings
-from .stackfiles import StackFiles, observe_stack_files
+from .stackfiles import StackFiles, observe_stack_files, parse_env
 
 __all__ = ["Run"]
 
@@ -58,7 +60,9 @@ class Run:
         self._reporters: dict[tuple[str, ...], str] = {}
         self.failures: dict[str, list[str]] = {}  # stack -> failed or erroring test ids
         self.deploy_summaries: list[str] = []
+        self.deploys: list[dict[str, object]] = []  # one record per deployed stack, for reports
         self.interrupted = False
+        self._secrets: Masker | None = None
 
     @property
     def deploying(self) -> bool:
@@ -111,6 +115,27 @@ class Run:
 
     def access(self, host: str) -> HostAccess:
         return self._per_host(self._access, host, HostAccess)
+
+    def secrets(self) -> Masker:
+        """A masker for every secret this run can have seen (REP-3): values of the selected
+        stacks' env files whose keys look secret, and process variables with the environment's
+        ``secrets_prefix``. Read once, when first needed: a failure to report, files to mask."""
+        with self._lock:
+            if self._secrets is None:
+                masker = self.masker
+                for stack in self.selection.stacks:
+                    try:
+                        text = self.access(stack.host).read(stack.env_path)
+                    except Inconclusive:
+                        continue  # an unreachable host: nothing read from it can leak
+                    masker = masker.with_env(parse_env(text or ""))
+                prefix = self.inventory.secrets_prefix
+                if prefix:
+                    masker = masker.plus(
+                        *(v for k, v in os.environ.items() if k.startswith(prefix) and v)
+                    )
+                self._secrets = masker
+            return self._secrets
 
     # -- observations ------------------------------------------------------
 

@@ -111,6 +111,12 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="REV",
         help="Only stacks whose paths changed since git revision REV (merge base to work tree).",
     )
+    group.addoption(
+        "--dashboard",
+        dest="deployproof_dashboard",
+        metavar="PATH",
+        help="Write the run's markdown dashboard (seed 001 schema) to PATH.",
+    )
     parser.addini("deployproof_env", "Default environment (like --env).", type="string")
     parser.addini(
         "deployproof_inventory",

@@ -21,7 +21,7 @@ from .hosts import HostAccess
 from .model import Stack
 from .secrets import Masker
 
-__all__ = ["StackFiles", "observe_stack_files"]
+__all__ = ["StackFiles", "observe_stack_files", "parse_env"]
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,14 @@ class StackFiles:
         return dict((self.config or {}).get("services") or {})
 
 
+def parse_env(text: str) -> dict[str, str | None]:
+    """An env file's keys and values, as Compose reads them (no interpolation)."""
+    return dict(dotenv_values(stream=io.StringIO(text), interpolate=False))
+
+
 def observe_stack_files(stack: Stack, access: HostAccess, masker: Masker) -> StackFiles:
     env_text = access.read(stack.env_path)
-    env = None
-    if env_text is not None:
-        env = dict(dotenv_values(stream=io.StringIO(env_text), interpolate=False))
+    env = parse_env(env_text) if env_text is not None else None
     masker = masker.with_env(env or {})
 
     def refused(problem: str, raw: object = None) -> StackFiles:

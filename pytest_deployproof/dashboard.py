@@ -1,0 +1,226 @@
+"""The run's markdown dashboard (REP-2; seed 001 §3-4), GitHub step summary and annotations.
+
+One row per check kind and layer ("Smoke: platform"), and one per deploy and
+rollback, in the seed's schema::
+
+    <!-- deployproof-dashboard:abc1234 -->
+    ## ⚙️ Commit `abc1234` Pipeline
+
+    | Stage | Status | Output | Time |
+    ...
+    <!-- next-step -->
+    ❌ 1 check failed: ...
+    <!-- /next-step -->
+
+The marker lets the comment hook find and update the one dashboard of a
+commit. Outcomes are gathered from test reports, which the controller
+receives for every test also under xdist, so this is built there only.
+Rendering is a pure function of the stages: what the snapshot tests pin.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+__all__ = [
+    "ICONS",
+    "Outcomes",
+    "Stage",
+    "deploy_stages",
+    "error_annotations",
+    "render",
+    "verdict_of",
+]
+
+ICONS = {
+    "passed": "✅",
+    "failed": "❌",
+    "inconclusive": "⚠️",
+    "skipped": "⏭️",
+    "running": "⏳",
+    "pending": "⏭️",
+}
+# A test's verdict, worst last: the worst phase (setup, call, teardown) decides.
+ORDER = ("passed", "skipped", "blocked", "inconclusive", "failed", "deploy failed")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    status: str  # a key of ICONS
+    output: str
+    time: str  # when it finished, HH:MM UTC, or "-"
+
+
+def verdict_of(report: pytest.TestReport) -> str:
+    """passed, skipped, blocked, inconclusive, failed or deploy failed."""
+    text = str(report.longrepr or "")
+    if report.skipped:
+        return "blocked" if "blocked by" in text else "skipped"
+    if report.failed:
+        if text.startswith("INCONCLUSIVE"):
+            return "inconclusive"
+        return "deploy failed" if text.startswith("DEPLOY FAILED") else "failed"
+    return "passed"
+
+
+def _first_line(report: pytest.TestReport) -> str:
+    text = str(report.longrepr or "").strip()
+    if isinstance(report.longrepr, tuple):  # a skip: (path, line, reason)
+        text = str(report.longrepr[2])
+    lines = [line for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("E ")]
+    return (errors[0][2:] if errors else lines[-1] if lines else "").strip()
+
+
+@dataclass
+class _Test:
+    properties: dict[str, str]
+    verdict: str = "passed"
+    message: str = ""
+    finished: float = 0.0
+
+
+@dataclass
+class Outcomes:
+    """Every test's verdict, by node id, as the reports arrive."""
+
+    tests: dict[str, _Test] = field(default_factory=dict)
+
+    def add(self, report: pytest.TestReport) -> None:
+        properties = {str(k): str(v) for k, v in report.user_properties}
+        if "check" not in properties:
+            return  # not a deployproof check
+        test = self.tests.setdefault(report.nodeid, _Test(properties))
+        verdict = verdict_of(report)
+        counts = report.when == "call" or verdict != "passed"
+        if counts and ORDER.index(verdict) >= ORDER.index(test.verdict):
+            test.verdict = verdict
+            test.message = _first_line(report) if verdict != "passed" else ""
+        test.finished = time.time()
+
+    def failures(self) -> list[tuple[str, str, str]]:
+        """(target, verdict, message) of every test that did not pass or skip."""
+        return [
+            (t.properties.get("target", nodeid), t.verdict, t.message)
+            for nodeid, t in self.tests.items()
+            if t.verdict in ("failed", "inconclusive", "deploy failed")
+        ]
+
+    def stages(self) -> list[Stage]:
+        groups: dict[tuple[str, str], list[_Test]] = {}
+        for test in self.tests.values():
+            key = (test.properties["check"], test.properties.get("layer", "-"))
+            groups.setdefault(key, []).append(test)
+        order = ("preflight", "smoke", "health", "e2e", "drift")
+        keys = sorted(groups, key=lambda k: (order.index(k[0]) if k[0] in order else 9, k))
+        return [
+            _stage(f"{kind.capitalize()}: {layer}", groups[(kind, layer)]) for kind, layer in keys
+        ]
+
+
+def _stage(name: str, tests: list[_Test]) -> Stage:
+    counts: dict[str, int] = {}
+    for test in tests:
+        counts[test.verdict] = counts.get(test.verdict, 0) + 1
+    if counts.get("failed") or counts.get("deploy failed"):
+        status = "failed"
+    elif counts.get("inconclusive"):
+        status = "inconclusive"
+    elif counts.get("passed"):
+        status = "passed"
+    else:
+        status = "skipped"
+    output = ", ".join(
+        f"{n} {verdict}" for verdict in reversed(ORDER) if (n := counts.get(verdict))
+    )
+    worst = [t for t in tests if t.verdict in ("failed", "deploy failed", "inconclusive")]
+    if worst:
+        output += f": {worst[0].properties.get('target', '?')}"
+    return Stage(name, status, output, _clock(max(t.finished for t in tests)))
+
+
+def _clock(when: float) -> str:
+    return time.strftime("%H:%M", time.gmtime(when)) if when else "-"
+
+
+def deploy_stages(deploys: Iterable[Mapping[str, Any]]) -> list[Stage]:
+    """A row per deploy, and one per rollback it needed."""
+    stages = []
+    for record in deploys:
+        outcome, when = str(record["outcome"]), _clock(float(record.get("finished", 0)))
+        name = f"Deploy: {record['stack']} {record['version']}"
+        if outcome == "success":
+            stages.append(Stage(name, "passed", "deployed and verified", when))
+            continue
+        stages.append(Stage(name, "failed", _cell(str(record["message"])), when))
+        if record.get("rollback"):
+            ok = outcome == "rolled back"
+            stages.append(
+                Stage(
+                    f"Rollback: {record['stack']} → {record['rollback']}",
+                    "passed" if ok else "failed",
+                    "verified" if ok else "ROLLBACK FAILED VERIFICATION",
+                    when,
+                )
+            )
+    return stages
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    flat = " ".join(text.split()).replace("|", "\\|")
+    return flat if len(flat) <= 160 else flat[:157] + "..."
+
+
+def next_step(stages: list[Stage]) -> str:
+    failed = [s for s in stages if s.status == "failed"]
+    rolled = [s for s in stages if s.name.startswith("Rollback:")]
+    lines = []
+    if failed:
+        lines.append(f"❌ {len(failed)} stage(s) failed: {', '.join(s.name for s in failed)}.")
+        lines.append("Fix and push, then run the checks again (`/e2e`).")
+    elif any(s.status == "inconclusive" for s in stages):
+        lines.append("⚠️ Inconclusive: infrastructure did not answer. Rerun when it is back.")
+    elif not stages:
+        lines.append("⏭️ Nothing was checked.")
+    else:
+        lines.append("✅ All checks passed.")
+    lines += [f"↩️ {s.name.removeprefix('Rollback: ')}: rolled back." for s in rolled]
+    return "\n".join(lines)
+
+
+def render(sha: str, stages: list[Stage], *, next_text: str | None = None) -> str:
+    """The dashboard markdown for commit ``sha`` (first 7 characters shown)."""
+    sha7 = sha[:7]
+    lines = [
+        f"<!-- deployproof-dashboard:{sha7} -->",
+        f"## ⚙️ Commit `{sha7}` Pipeline",
+        "",
+        "| Stage | Status | Output | Time |",
+        "|:---|:---:|:---|:---|",
+    ]
+    lines += [
+        f"| {_cell(s.name)} | {ICONS[s.status]} | {_cell(s.output) or '-'} | {s.time} |"
+        for s in stages
+    ]
+    lines += ["", "<!-- next-step -->", next_text or next_step(stages), "<!-- /next-step -->"]
+    return "\n".join(lines) + "\n"
+
+
+def error_annotations(failures: Iterable[tuple[str, str, str]]) -> list[str]:
+    """GitHub Actions workflow commands, one ``::error`` per failed check."""
+
+    def escape(text: str, *, prop: bool = False) -> str:
+        text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        return text.replace(":", "%3A").replace(",", "%2C") if prop else text
+
+    return [
+        f"::error title={escape(f'{verdict}: {target}', prop=True)}::{escape(message or verdict)}"
+        for target, verdict, message in failures
+    ]

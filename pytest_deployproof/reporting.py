@@ -1,0 +1,120 @@
+"""Report hooks (REP-1..3): Allure labels and attachments, JUnit properties, the dashboard,
+GitHub's step summary and annotations, and masking secrets out of all of them.
+
+Registered by the plugin when an environment is selected. Who does what
+under xdist follows pytest's own junitxml: workers label, attach and mask
+their reports; the controller, which receives every report, gathers the
+outcomes and writes the run-level files once, at session end, after the
+deploys have finished and every other plugin has written its files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from . import allure_report, dashboard
+from .params import target_of
+from .secrets import mask_files
+from .stash import RUN_KEY
+
+if TYPE_CHECKING:
+    from .run import Run
+
+__all__ = ["Reporter"]
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+class Reporter:
+    """The report hooks of one session (a plugin object, as pytest's LogXML is)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.outcomes = dashboard.Outcomes()
+
+    @property
+    def run(self) -> Run:
+        return self.config.stash[RUN_KEY]
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            target = target_of(item)
+            if target is None:
+                continue
+            # JUnit properties (REP-2), and what the controller's dashboard groups by.
+            item.user_properties += [
+                ("environment", target.environment),
+                ("layer", target.layer or "-"),
+                ("stack", target.stack or "-"),
+                ("host", target.host or "-"),
+                ("check", allure_report.kind_of(item) or "other"),
+                ("target", target.id),
+            ]
+        if allure_report.alluredir(self.config) is not None:
+            allure_report.add_labels(items, self.run)
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if report.failed and allure_report.alluredir(self.config) is not None:
+            allure_report.attach_failure(item, self.run, str(report.longrepr))
+        if report.failed or report.sections:
+            masker = self.run.secrets()
+            if masker.values:
+                text = str(report.longrepr) if report.longrepr is not None else ""
+                if text and masker(text) != text:
+                    report.longrepr = masker(text)
+                report.sections = [(title, masker(body)) for title, body in report.sections]
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not _is_worker(self.config):
+            self.outcomes.add(report)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """xdist: a worker's deploys, for the controller's summary and dashboard."""
+        output = getattr(node, "workeroutput", None) or {}
+        self.run.deploys += output.get("deployproof_deploys", [])
+        self.run.deploy_summaries += output.get("deployproof_summaries", [])
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        run = self.run
+        if _is_worker(self.config):
+            output: dict[str, Any] = self.config.workeroutput  # type: ignore[attr-defined]
+            output["deployproof_deploys"] = run.deploys
+            output["deployproof_summaries"] = run.deploy_summaries
+            return
+        masker = run.secrets()
+        results = allure_report.alluredir(self.config)
+        if results is not None:
+            allure_report.write_metadata(results, run, run.settings.deploy.value)
+            mask_files(sorted(p for p in results.iterdir() if p.is_file()), masker)
+        xml = getattr(self.config.option, "xmlpath", None)
+        if xml and Path(xml).is_file():
+            mask_files([Path(xml)], masker)
+        stages = self.outcomes.stages() + dashboard.deploy_stages(run.deploys)
+        sha = allure_report.commit_of(run) or "0000000"
+        markdown = masker(dashboard.render(sha, stages))
+        target = self.config.getoption("deployproof_dashboard", None)
+        if target:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            Path(target).write_text(markdown)
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            with open(summary, "a", encoding="utf-8") as file:
+                file.write(markdown + "\n")
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            for line in dashboard.error_annotations(self.outcomes.failures()):
+                print(masker(line))
