@@ -38,6 +38,7 @@ __all__ = [
     "alluredir",
     "attach_failure",
     "commit_of",
+    "mask_parameter",
     "write_metadata",
 ]
 
@@ -135,6 +136,12 @@ def attach_failure(item: pytest.Item, run: Run, verdict: str) -> None:
             allure.attach(masker("\n".join(parts)), name="containers", attachment_type=text)
     except Exception as exc:  # an attachment must never turn a verdict into a plugin error
         allure.attach(f"(could not gather details: {exc})", name="details", attachment_type=text)
+
+
+def mask_parameter(name: str, text: str) -> None:
+    import allure  # noqa: PLC0415
+
+    allure.dynamic.parameter(name, text, mode=allure.parameter_mode.MASKED)
 
 
 def write_metadata(directory: Path, run: Run, version: str | None) -> None:

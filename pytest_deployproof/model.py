@@ -60,6 +60,10 @@ class _Named(_Model):
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.name))
 
+    def __repr__(self) -> str:
+        # Short: it is what tracebacks, ``-l`` locals and report parameters show.
+        return f"{type(self).__name__}({self.name!r})"
+
 
 def _name_entries(data: Any, *fields: str) -> Any:
     """Copy each mapping key of ``fields`` into its entry's ``name`` (``web: {}``
@@ -233,6 +237,9 @@ class Endpoint(_Model):
 
     def __hash__(self) -> int:
         return hash(("Endpoint", self.name, self.url))
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.name!r}, {self.url!r})"
 
 
 class Database(_Named):

