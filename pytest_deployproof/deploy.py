@@ -38,6 +38,7 @@ from .history import History
 from .locks import LockHeldError, StackLock
 from .model import Stack
 from .probes import probe_all
+from .rollout import RolloutFigures, RolloutWatch
 from .signals import deferred
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ class Deployment:
     outcome: str = "pending"  # success, rolled back, rollback failed, refused
     backup: str | None = None  # the backup taken before the tag was written
     rollback: str | None = None  # the version rolled back to, when it came to that
+    rollout: RolloutFigures | None = None  # what users saw during `up`, when watched (E2E-3)
 
 
 def env_value(text: str, key: str) -> str | None:
@@ -159,7 +161,14 @@ class Deployer:
             with self._phase("migrate"):
                 self._migrate()
         with self._phase("up"):
-            self._up()
+            watch = None
+            if self.stack.name in self.run.rollout_stacks:
+                watch = RolloutWatch(list(self.stack.endpoints), self.stack.rollout).start()
+            try:
+                self._up()
+            finally:
+                if watch is not None:
+                    self.deployment.rollout = watch.stop()
         return self.deployment
 
     def _disk_free(self) -> None:

@@ -286,6 +286,15 @@ class Migration(_Model):
         return command
 
 
+class Rollout(_Model):
+    """The zero-downtime budget of a deploy (DEP-10, E2E-3): the ``rollout`` E2E suite
+    probes the stack's endpoints every ``interval_ms`` while it is rolled out."""
+
+    budget: int = Field(default=0, ge=0, description="Failed requests allowed during a rollout.")
+    interval_ms: float = Field(default=50, gt=0, le=10_000)
+    timeout_ms: float = Field(default=1000, gt=0, le=60_000)
+
+
 class Stack(_Named):
     """A Docker Compose stack: where it runs, what it must look like, how to probe it."""
 
@@ -306,6 +315,12 @@ class Stack(_Named):
     migration: Migration | None = Field(
         default=None, description="A one-off command the new version runs before serving."
     )
+    base_url: str | None = Field(
+        default=None,
+        description="Where the stack answers, for E2E tests' HTTP client; default: the "
+        "scheme, host and port of its first http(s) endpoint.",
+    )
+    rollout: Rollout = Field(default_factory=Rollout)
     paths: tuple[str, ...] = Field(default=(), description="Repository globs that affect it.")
 
     _check_paths = field_validator("paths")(_validate_globs)
@@ -335,6 +350,16 @@ class Stack(_Named):
     @property
     def env_path(self) -> Path:
         return self.run_dir / self.env_file
+
+    @property
+    def http_base_url(self) -> str | None:
+        if self.base_url:
+            return self.base_url
+        for endpoint in self.endpoints:
+            if not endpoint.is_tcp:
+                parts = urlsplit(endpoint.url)
+                return f"{parts.scheme}://{parts.netloc}"
+        return None
 
     def service_named(self, name: str) -> Service:
         return self.services[name]

@@ -30,6 +30,7 @@ PARAM_NAMES = ("stack", *CHILD_KINDS, "layer", "host")
 TARGET_MARK = "deployproof_target"
 ONLY_MARK = "deployproof_only"  # deployproof_only(health=True): parametrise over matching items
 BLOCKS_MARK = "deployproof_blocks"  # deployproof_blocks("containers"): this test reports that
+ROLLOUT_MARK = "deployproof_rollout"  # this test judges the stack's rollout: watch it (E2E-3)
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ parametrisation is left alone.
 from __future__ import annotations
 
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import fixtures
+from . import e2e, fixtures
 from .changes import ChangeError, changed_files, impact_of, repository_root
 from .deploy import DeployError
 from .errors import Inconclusive
@@ -23,6 +24,7 @@ from .params import (
     CHILD_KINDS,
     ONLY_MARK,
     PARAM_NAMES,
+    ROLLOUT_MARK,
     TARGET_MARK,
     build_rows,
     deploy_order,
@@ -45,6 +47,8 @@ MARKERS = {
     TARGET_MARK: "deployproof_target(target): set by deployproof on the tests it parametrises",
     ONLY_MARK: "deployproof_only(**attributes): parametrise only over items with these values, "
     "e.g. deployproof_only(health=True)",
+    ROLLOUT_MARK: "deployproof_rollout: this test judges the downtime of the stack's rollout "
+    "under --deploy, so deployproof probes its endpoints while `compose up` runs",
     BLOCKS_MARK: "deployproof_blocks(observation): this check reports 'containers' or 'compose'; "
     "checks that need it are skipped as blocked by it when it fails",
 }
@@ -58,6 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, description in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
     config.pluginmanager.register(fixtures, "deployproof-fixtures")
+    config.pluginmanager.register(e2e, "deployproof-e2e")
     settings = resolve(config)
     config.stash[SETTINGS_KEY] = settings
     if settings.deploy.value is not None and not settings.active:
@@ -70,8 +75,34 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.active:
         config.stash[RUN_KEY] = _start_run(config, settings)
         config.pluginmanager.register(Reporter(config), "deployproof-reporting")
+        _check_suites(config)
     if settings.deploy.value is not None:
         terminate_as_interrupt()  # a cancelled CI job rolls back like Ctrl-C (DEP-2)
+
+
+def _suites(config: pytest.Config) -> tuple[str, ...]:
+    values = config.getoption("deployproof_suites", None) or []
+    return tuple(s.strip() for value in values for s in value.split(",") if s.strip())
+
+
+def _check_suites(config: pytest.Config) -> None:
+    asked = _suites(config)
+    if not asked:
+        return
+    folder = config.rootpath / "suites" / "e2e"
+    known = e2e.e2e_suites(config.rootpath) if folder.is_dir() else []
+    unknown = [s for s in asked if s != "all" and s not in known]
+    if unknown:
+        raise pytest.UsageError(
+            f"--suite: no E2E suite {', '.join(map(repr, unknown))} in {folder}; "
+            f"known are: {', '.join(known) or '(none)'}"
+        )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if RUN_KEY not in config.stash:
+        return None
+    return True if e2e.ignored_by_suites(collection_path, _suites(config)) else None
 
 
 def _spreads_stacks(config: pytest.Config) -> bool:
@@ -106,9 +137,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     restore_terminate()
     if config.pluginmanager.is_registered(fixtures):
         config.pluginmanager.unregister(fixtures)
-    reporter = config.pluginmanager.get_plugin("deployproof-reporting")
-    if reporter is not None:
-        config.pluginmanager.unregister(reporter)
+    for name in ("deployproof-reporting", "deployproof-e2e"):
+        plugin = config.pluginmanager.get_plugin(name)
+        if plugin is not None:
+            config.pluginmanager.unregister(plugin)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -188,6 +220,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item], config: pytest.Confi
     run = config.stash.get(RUN_KEY, None)
     if run is not None and run.deploying:
         items[:] = deploy_order(items)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_itemcollected(item: pytest.Item) -> None:
+    # Before -m deselects: a test of suites/e2e/<name>/ is an e2e check.
+    if e2e.suite_of(item.path) and not item.get_closest_marker("e2e"):
+        item.add_marker(pytest.mark.e2e)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -28,7 +28,7 @@ from .engine import HostEngine
 from .errors import Inconclusive
 from .hosts import DiskUsage, HostAccess
 from .model import Endpoint, Host, Inventory, Stack
-from .params import BLOCKS_MARK, Target, target_of
+from .params import BLOCKS_MARK, ROLLOUT_MARK, Target, target_of
 from .probes import ProbeResult, probe_all
 from .secrets import Masker
 from .selection import Selection
@@ -61,6 +61,7 @@ class Run:
         self.failures: dict[str, list[str]] = {}  # stack -> failed or erroring test ids
         self.deploy_summaries: list[str] = []
         self.deploys: list[dict[str, object]] = []  # one record per deployed stack, for reports
+        self.rollout_stacks: set[str] = set()  # stacks whose rollout a collected test judges
         self.interrupted = False
         self._secrets: Masker | None = None
 
@@ -95,6 +96,8 @@ class Run:
                 continue
             if target.kind == "endpoint":
                 self._planned.setdefault(target.id, (target.stack, self.endpoint(target)))
+            if item.get_closest_marker(ROLLOUT_MARK):
+                self.rollout_stacks.add(target.stack)
             for mark in item.iter_markers(BLOCKS_MARK):
                 key = (mark.args[0], target.stack, *([target.name] if target.name else []))
                 self._reporters.setdefault(key, item.nodeid)

@@ -112,6 +112,14 @@ def add_options(parser: pytest.Parser) -> None:
         help="Only stacks whose paths changed since git revision REV (merge base to work tree).",
     )
     group.addoption(
+        "--suite",
+        dest="deployproof_suites",
+        action="append",
+        metavar="NAME",
+        help="Run the E2E suite suites/e2e/NAME (repeatable, comma-separated; 'all': every "
+        "one) instead of the other checks. E2E suites run only when named.",
+    )
+    group.addoption(
         "--dashboard",
         dest="deployproof_dashboard",
         metavar="PATH",

@@ -1,0 +1,140 @@
+"""Fixtures that make a user's end-to-end test a few lines (E2E-1), and ``--suite`` (E2E-2).
+
+A user's suite lives in ``suites/e2e/<name>/`` and runs with ``--suite <name>``
+(the ``/e2e <name>`` comment maps to it). Its tests take ``stack`` (one test per
+selected stack) and any of:
+
+* ``stack_http``: an ``httpx.Client`` whose base URL is the stack's;
+* ``stack_db``: a psycopg connection to the stack's PostgreSQL database, as the
+  stack's own user (the password read from its env file, never the inventory);
+* ``stack_host``: the testinfra host the stack runs on;
+* ``stack_containers``: its containers, as Docker SDK objects;
+* ``deployment``: what ``--deploy`` is doing to it (``None`` when not deploying).
+
+E2E suites are collected only when asked for: they may be slow, and some of
+them (``shutdown``) act on the running stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .databases import password_for
+from .errors import Inconclusive
+from .model import Database, Stack
+from .run import Run
+
+__all__ = [
+    "e2e_suites",
+    "ignored_by_suites",
+    "postgres_databases",
+    "stack_containers",
+    "stack_db",
+    "stack_host",
+    "stack_http",
+    "suite_of",
+]
+
+
+def e2e_suites(root: Path) -> list[str]:
+    """The suites under ``suites/e2e/`` of the project."""
+    folder = root / "suites" / "e2e"
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name[0] not in "._")
+
+
+def ignored_by_suites(path: Path, suites: tuple[str, ...]) -> bool:
+    """Whether ``--suite`` leaves ``path`` out: an E2E suite not asked for, or, when one
+    is asked for, every test file outside the E2E suites asked for."""
+    suite = suite_of(path)
+    if suite is not None:
+        return bool(suite) and "all" not in suites and suite not in suites
+    return bool(suites) and path.suffix == ".py" and path.name.startswith("test_")
+
+
+def suite_of(path: Path) -> str | None:
+    """The E2E suite ``path`` belongs to (``suites/e2e/<suite>/...``); ``""`` for the
+    ``suites/e2e`` folder itself; ``None`` outside it."""
+    parts = path.parts
+    for index in range(len(parts) - 1, 0, -1):
+        if parts[index] == "e2e" and parts[index - 1] == "suites":
+            return parts[index + 1] if index + 1 < len(parts) else ""
+    return None
+
+
+@pytest.fixture
+def stack_http(stack: Stack) -> Iterator[Any]:
+    """An ``httpx.Client`` bound to the stack's base URL (``base_url`` in the inventory, or
+    its first http endpoint's scheme, host and port)."""
+    import httpx  # noqa: PLC0415
+
+    base = stack.http_base_url
+    if base is None:
+        pytest.skip(f"stack {stack.name} has no base_url and no http endpoint")
+    with httpx.Client(base_url=base, timeout=10) as client:
+        yield client
+
+
+def postgres_databases(stack: Stack) -> list[Database]:
+    return [d for d in stack.databases.values() if d.kind == "postgresql"]
+
+
+def connect(database: Database, password: str | None, timeout_s: float = 5) -> Any:
+    import psycopg  # noqa: PLC0415
+
+    return psycopg.connect(
+        host=database.host,
+        port=database.port or 5432,
+        dbname=database.dbname or database.user or "postgres",
+        user=database.user,
+        password=password,
+        connect_timeout=max(1, int(timeout_s)),
+        autocommit=True,
+    )
+
+
+@pytest.fixture
+def stack_db(deployproof_run: Run, stack: Stack) -> Iterator[Any]:
+    """A connection to the stack's (first) PostgreSQL database as the stack's own user."""
+    import psycopg  # noqa: PLC0415
+
+    databases = postgres_databases(stack)
+    if not databases:
+        pytest.skip(f"stack {stack.name} declares no PostgreSQL database")
+    database = databases[0]
+    files = deployproof_run.stack_files(stack.name)
+    password = password_for(database, files.env, deployproof_run.inventory.secrets_prefix)
+    try:
+        connection = connect(database, password)
+    except psycopg.OperationalError as exc:
+        message = files.masker(" ".join(str(exc).split()))
+        raise Inconclusive(f"stack {stack.name}: database {database.name}: {message}") from None
+    with connection:
+        yield connection
+
+
+@pytest.fixture
+def stack_host(deployproof_run: Run, stack: Stack) -> Any:
+    """The testinfra host the stack runs on (local, ssh, ...)."""
+    return deployproof_run.access(stack.host).testinfra
+
+
+@pytest.fixture
+def stack_containers(deployproof_run: Run, stack: Stack) -> list[Any]:
+    """The stack's containers (``docker.models.containers.Container``), running or not."""
+    import docker  # noqa: PLC0415
+
+    from ._docker import client_for  # noqa: PLC0415
+
+    host = deployproof_run.inventory.hosts[stack.host]
+    try:
+        return list(
+            client_for(host).containers.list(
+                all=True, filters={"label": f"com.docker.compose.project={stack.project_name}"}
+            )
+        )
+    except docker.errors.DockerException as exc:
+        raise Inconclusive(f"cannot list containers on host {host.name!r}: {exc}") from None
