@@ -43,6 +43,7 @@ class ContainerState:
     status: str  # Docker's human text, e.g. "Exited (1) 2 minutes ago"
     health: str | None  # healthy, unhealthy, starting, or None without a healthcheck
     labels: dict[str, str]
+    ports: tuple[dict[str, Any], ...] = ()  # as the listing gives them: IP, PublicPort, ...
 
     @classmethod
     def from_summary(cls, summary: dict[str, Any]) -> ContainerState:
@@ -61,6 +62,7 @@ class ContainerState:
             status=status,
             health=health,
             labels=labels,
+            ports=tuple(summary.get("Ports") or ()),
         )
 
     @property

@@ -33,6 +33,7 @@ import allure
 
 from .backups import BackupError, Backups
 from .checks.smoke import service_problems
+from .drift import record_deployed
 from .engine import PullError
 from .history import History
 from .locks import LockHeldError, StackLock
@@ -267,6 +268,16 @@ class Deployer:
                 f"docker compose up of {self.stack.name} {self.deployment.version} did not become "
                 f"healthy: {self.run.masker(lines[-1] if lines else f'exit code {done.rc}')}"
             )
+        # What is now running, for the drift checks (DRF-1): the files' hash, Compose's hashes.
+        env_text = self.access.read(self.stack.env_path) or ""
+        assert self.run.inventory.state_dir is not None
+        record_deployed(
+            self.run.inventory.state_dir,
+            self.stack,
+            self.access,
+            env_value(env_text, self.tag_var),
+            env_text,
+        )
 
     # -- after the tests ----------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from ._docker import client_for
 from .errors import Inconclusive
@@ -85,6 +86,17 @@ class HostEngine:
             api.pull(name, tag=tag or None)
         except docker.errors.DockerException as exc:
             raise PullError(f"pulling {image} on host {self.host.name} failed: {exc}") from None
+
+    def inspect(self, container: Any) -> dict[str, Any]:
+        """A container's full attributes (one API call): only for a container that drifted."""
+        import docker  # noqa: PLC0415
+
+        try:
+            return dict(client_for(self.host).api.inspect_container(container.id))
+        except docker.errors.DockerException as exc:
+            raise Inconclusive(
+                f"cannot inspect {container.name} on host {self.host.name!r}: {exc}"
+            ) from None
 
     def exit_code(self, container: str, *, remove: bool = True) -> int | None:
         """The exit code of a stopped container (``None`` if there is no such container),

@@ -16,9 +16,11 @@ import pytest
 from .containers import ServiceState
 from .databases import DatabaseResult
 from .deploy import Deployer, DeployError, Deployment
+from .drift import LayerPlan, plan_command
 from .engine import HostEngine
+from .errors import Inconclusive
 from .hosts import DiskUsage
-from .model import Host, Stack
+from .model import Host, Inventory, Stack
 from .params import Target, target_of
 from .probes import ProbeResult
 from .run import Run
@@ -38,6 +40,8 @@ __all__ = [
     "host_engine",
     "inventory_host",
     "layer",
+    "layer_plan",
+    "parity_inventory",
     "service",
     "service_state",
     "stack",
@@ -177,6 +181,39 @@ def disk_usage(deployproof_run: Run, deployproof_target: Target) -> DiskUsage:
 def inventory_host(deployproof_run: Run, deployproof_target: Target) -> Host:
     """The inventory's model of this test's host (``host`` is the testinfra host)."""
     return deployproof_run.inventory.hosts[deployproof_target.host or ""]
+
+
+@pytest.fixture
+def layer_plan(deployproof_run: Run, deployproof_target: Target) -> LayerPlan:
+    """This test's layer, planned by its engine (every layer of the run concurrently, once).
+    An engine that fails is inconclusive; a compose layer is judged stack by stack."""
+    run = deployproof_run
+    layer = run.inventory.layers[deployproof_target.layer or ""]
+    if plan_command(layer) is None:
+        pytest.skip(f"layer {layer.name} is {layer.engine}: its stacks are checked one by one")
+    blocker = run.layer_blocker(layer)
+    if blocker is not None:
+        pytest.skip(f"blocked by layer {blocker}: it drifted, and apply is ordered (--ordered)")
+    plan = run.layer_plan(layer)
+    if plan.verdict == "error":
+        raise Inconclusive(f"layer {layer.name}: {layer.engine} plan failed: {plan.detail}")
+    return plan
+
+
+@pytest.fixture(scope="session")
+def parity_inventory(request: pytest.FixtureRequest, deployproof_run: Run) -> Inventory:
+    """The other environment of ``--parity`` (DRF-4); tests that need it skip without it."""
+    from .inventory import InventoryError, load_environment  # noqa: PLC0415
+
+    value = request.config.getoption("deployproof_parity", None)
+    here = deployproof_run.inventory.environment
+    names = [n.strip() for n in (value or "").split(",") if n.strip() and n.strip() != here]
+    if not names:
+        pytest.skip("parity needs --parity ENV: the environment to compare with")
+    try:
+        return load_environment(deployproof_run.settings.inventory.value, names[0])
+    except InventoryError as exc:
+        raise pytest.UsageError(f"--parity {value}: {exc}") from None
 
 
 @pytest.fixture(scope="session")

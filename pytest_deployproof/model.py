@@ -152,7 +152,13 @@ class Layer(_Named):
     order: int = Field(ge=1, description="Layers apply (and block each other) in this order.")
     engine: Literal["compose", "terraform", "terragrunt", "tofu", "ansible", "command"]
     path: str | None = Field(default=None, description="Where the layer's code lives.")
-    command: str | None = Field(default=None, description="Plan command for engine: command.")
+    command: str | None = Field(
+        default=None,
+        description="Plan command for engine: command; exit 0 in sync, 2 drift, else error.",
+    )
+    args: tuple[str, ...] = Field(
+        default=(), description="Extra arguments to the engine's plan (e.g. -i inventory)."
+    )
     paths: tuple[str, ...] = Field(
         default=(), description="Repository globs whose change affects every stack of the layer."
     )
@@ -321,6 +327,11 @@ class Stack(_Named):
         "scheme, host and port of its first http(s) endpoint.",
     )
     rollout: Rollout = Field(default_factory=Rollout)
+    parity_allow: tuple[Literal["version", "missing"], ...] = Field(
+        default=(),
+        description="Differences from the other environment that --parity accepts "
+        "(e.g. [version] while a release waits in staging).",
+    )
     paths: tuple[str, ...] = Field(default=(), description="Repository globs that affect it.")
 
     _check_paths = field_validator("paths")(_validate_globs)

@@ -18,16 +18,18 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
 from .containers import HostContainers, ServiceState
 from .databases import DatabaseResult, probe_database
+from .drift import LayerPlan, scan_layers, service_hashes
 from .engine import HostEngine
 from .errors import Inconclusive
 from .hosts import DiskUsage, HostAccess
-from .model import Endpoint, Host, Inventory, Stack
+from .model import Endpoint, Host, Inventory, Layer, Stack
 from .params import BLOCKS_MARK, ROLLOUT_MARK, Target, target_of
 from .probes import ProbeResult, probe_all
 from .secrets import Masker
@@ -64,6 +66,9 @@ class Run:
         self.rollout_stacks: set[str] = set()  # stacks whose rollout a collected test judges
         self.interrupted = False
         self._secrets: Masker | None = None
+        self._hashes: dict[str, dict[str, str]] = {}
+        self._planned_layers: set[str] = set()
+        self._layer_plans: dict[str, LayerPlan] = {}
 
     @property
     def deploying(self) -> bool:
@@ -92,6 +97,8 @@ class Run:
         """Note the endpoints the collected tests will probe, and which tests report what."""
         for item in items:
             target = target_of(item)
+            if target is not None and target.kind == "layer" and target.layer:
+                self._planned_layers.add(target.layer)
             if target is None or not target.stack:
                 continue
             if target.kind == "endpoint":
@@ -154,6 +161,46 @@ class Run:
                 stack = self.stack(name)
                 self._files[name] = observe_stack_files(stack, self.access(stack.host), self.masker)
             return self._files[name]
+
+    def service_hashes(self, stack: Stack) -> dict[str, str]:
+        """Compose's config hash of each service, from the host's files (cached)."""
+        with self._lock:
+            if stack.name not in self._hashes:
+                self._hashes[stack.name] = service_hashes(self.access(stack.host), stack)
+            return self._hashes[stack.name]
+
+    def layer_plan(self, layer: Layer) -> LayerPlan:
+        """The layer's plan. The first call plans every layer this process will judge, at
+        once: plans are slow and independent (DRF-3)."""
+        with self._lock:
+            if layer.name not in self._layer_plans:
+                wanted = [
+                    self.inventory.layers[name]
+                    for name in sorted(self._planned_layers | {layer.name})
+                    if name not in self._layer_plans
+                ]
+                self._layer_plans.update(scan_layers(wanted, self.layer_dir, self.secrets()))
+            return self._layer_plans[layer.name]
+
+    def layer_dir(self, layer: Layer) -> Path:
+        """Where a layer's plan runs: its ``path`` (a directory) under the repository, or the
+        repository itself when ``path`` is a file (an ansible playbook)."""
+        base = self.inventory.repo or self.settings.inventory.value.resolve().parent
+        if self.inventory.repo is None and self.settings.inventory.value.is_file():
+            base = base.parent
+        candidate = base / (layer.path or ".")
+        return candidate if candidate.is_dir() else base
+
+    def layer_blocker(self, layer: Layer) -> str | None:
+        """Under --ordered, the earliest drifted layer before this one (and planned)."""
+        if not self.settings.ordered:
+            return None
+        for earlier in self.selection.layers:
+            if earlier.order >= layer.order or earlier.name not in self._planned_layers:
+                continue
+            if self.layer_plan(earlier).verdict == "drift":
+                return earlier.name
+        return None
 
     def disk_usage(self, host: str) -> DiskUsage:
         with self._lock:

@@ -43,6 +43,7 @@ class Settings:
     changed_since: Setting[str | None]
     deploy: Setting[str | None] = Setting(None, "default")
     lock_wait_s: float = 0.0
+    ordered: bool = False
 
     @property
     def active(self) -> bool:
@@ -120,6 +121,19 @@ def add_options(parser: pytest.Parser) -> None:
         "one) instead of the other checks. E2E suites run only when named.",
     )
     group.addoption(
+        "--ordered",
+        dest="deployproof_ordered",
+        action="store_true",
+        help="Drift: layers apply in order, so a layer after one that drifted is blocked by it.",
+    )
+    group.addoption(
+        "--parity",
+        dest="deployproof_parity",
+        metavar="ENV[,ENV]",
+        help="Drift: compare the selected stacks and their versions with this environment "
+        "(with two names, the one that is not --env).",
+    )
+    group.addoption(
         "--dashboard",
         dest="deployproof_dashboard",
         metavar="PATH",
@@ -194,4 +208,5 @@ def resolve(config: pytest.Config) -> Settings:
         changed_since=_pick_text(config, "changed_since", "--changed-since"),
         deploy=Setting(config.getoption("deployproof_deploy"), "--deploy"),
         lock_wait_s=float(config.getoption("deployproof_lock_wait") or 0.0),
+        ordered=bool(config.getoption("deployproof_ordered", False)),
     )

@@ -43,7 +43,10 @@ if ! docker info >/dev/null 2>&1; then
   done
   say "starting dockerd (vfs storage driver)"
   log=/var/log/deployproof-dockerd.log
-  nohup dockerd --storage-driver=vfs >"$log" 2>&1 &
+  # Many small address pools: the tests and benchmarks make dozens of Compose projects,
+  # each with its own network, and the default pools hold only about 30.
+  nohup dockerd --storage-driver=vfs --default-address-pool base=10.213.0.0/16,size=24 \
+    >"$log" 2>&1 &
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   docker info >/dev/null 2>&1 || { echo "dockerd did not start; last lines of $log:" >&2; tail -20 "$log" >&2; exit 1; }
 fi

@@ -50,6 +50,7 @@ def served(tmp_path: Path) -> Iterator[Callable[[Path], str]]:
     yield serve
     for server in servers:
         server.shutdown()
+        server.server_close()
 
 
 def chromium_run(chromium: str, url: str, *extra: str) -> str:

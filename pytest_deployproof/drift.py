@@ -1,0 +1,281 @@
+"""Has anyone changed it by hand? Drift of stacks and layers (DRF-1..3; seed 000 §5, 001 §5).
+
+* **Config** (DRF-1): the config hash (SHA-256 over the compose file and the env,
+  canonicalised) and Compose's per-service ``config-hash`` are recorded when
+  deployproof brings a stack up. Later, the host's files must still hash the
+  same, and every container must still carry the recorded Compose hash: an env
+  file edited and applied by hand changes both.
+* **Containers** (DRF-2): what runs against what ``docker compose config``
+  declares: the image and tag, missing and extra services, published ports,
+  and, for a container whose Compose hash says it changed, its environment.
+  One container listing per host serves every stack (shared with the smoke
+  checks); only a container that drifted is inspected, to show the diff.
+* **Layers** (DRF-3): the layer's engine in plan mode, read by exit code:
+  ``terraform|tofu|terragrunt plan -detailed-exitcode`` (0 none, 2 drift,
+  else error), ``ansible-playbook --check --diff`` (``changed`` in the recap),
+  or any command with the terraform contract.
+
+A diff is written expected-then-running, one line per difference, so the
+failure message and the report attachment read the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from .errors import Inconclusive
+from .model import Layer, Stack
+
+if TYPE_CHECKING:
+    from .containers import ContainerState, HostContainers
+    from .hosts import HostAccess
+
+__all__ = [
+    "DeployedState",
+    "LayerPlan",
+    "config_hash",
+    "container_drift",
+    "plan_layer",
+    "record_deployed",
+    "service_hashes",
+]
+
+ONEOFF_LABEL = "com.docker.compose.oneoff"
+ANY_ADDRESS = "0.0.0.0"  # noqa: S104 - how Docker writes "every interface", compared, not bound
+HASH_LABEL = "com.docker.compose.config-hash"
+
+
+def config_hash(compose_text: str, env: dict[str, str | None]) -> str:
+    """SHA-256 of the compose file and the env, canonicalised: key order and whitespace do
+    not count, values do (DEP-7)."""
+    compose = yaml.safe_load(compose_text) or {}
+    canonical = json.dumps(compose, sort_keys=True, separators=(",", ":"), default=str)
+    canonical += "\0" + "\n".join(f"{key}={env[key] or ''}" for key in sorted(env))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def service_hashes(access: HostAccess, stack: Stack) -> dict[str, str]:
+    """Compose's own config hash of each service (``docker compose config --hash '*'``)."""
+    done = access.compose(stack, "config", "--hash", "*")
+    if done.rc != 0:
+        raise Inconclusive(f"docker compose config --hash failed for {stack.name}: {done.stderr}")
+    pairs = (line.split() for line in done.stdout.splitlines())
+    return {pair[0]: pair[1] for pair in pairs if len(pair) == 2}
+
+
+@dataclass(frozen=True)
+class DeployedState:
+    """What deployproof last brought up for a stack, kept in the state directory."""
+
+    version: str | None
+    config_hash: str
+    services: dict[str, str]  # service -> Compose config-hash
+    at: float
+
+    @staticmethod
+    def path(state_dir: Path, stack: str) -> Path:
+        return state_dir / "deployed" / f"{stack}.json"
+
+    @classmethod
+    def load(cls, state_dir: Path, stack: str) -> DeployedState | None:
+        try:
+            data = json.loads(cls.path(state_dir, stack).read_text())
+        except (OSError, ValueError):
+            return None
+        return cls(data.get("version"), data["config_hash"], data["services"], data["at"])
+
+
+def record_deployed(
+    state_dir: Path, stack: Stack, access: HostAccess, version: str | None, env_text: str
+) -> DeployedState:
+    """Record the stack as just brought up (after every deploy, rollback and restore)."""
+    from .stackfiles import parse_env  # noqa: PLC0415
+
+    compose_text = access.read(stack.compose_path) or ""
+    state = DeployedState(
+        version,
+        config_hash(compose_text, parse_env(env_text)),
+        service_hashes(access, stack),
+        time.time(),
+    )
+    path = DeployedState.path(state_dir, stack.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(state.__dict__, indent=2) + "\n")
+    temporary.replace(path)
+    return state
+
+
+def config_drift(
+    stack: Stack, recorded: DeployedState, current_hash: str, running: list[ContainerState]
+) -> list[str]:
+    """DRF-1: the files and the containers against what was recorded at the last deploy."""
+    lines = []
+    if current_hash != recorded.config_hash:
+        lines.append(
+            f"files: compose + env on the host hash {current_hash[:12]}, deployed "
+            f"{recorded.config_hash[:12]} ({recorded.version or 'unknown version'})"
+        )
+    for container in running:
+        expected = recorded.services.get(container.service)
+        actual = container.labels.get(HASH_LABEL)
+        if expected is not None and actual != expected:
+            lines.append(
+                f"{container.name}: config-hash {(actual or 'none')[:12]}, deployed "
+                f"{expected[:12]}: recreated by hand"
+            )
+    return lines
+
+
+def _published(declared: dict[str, Any]) -> set[str]:
+    ports = set()
+    for port in declared.get("ports") or []:
+        if isinstance(port, dict) and port.get("published"):
+            host_ip = port.get("host_ip") or ANY_ADDRESS
+            ports.add(
+                f"{host_ip}:{port['published']}->{port['target']}/{port.get('protocol', 'tcp')}"
+            )
+    return ports
+
+
+def _running_ports(container: ContainerState) -> set[str]:
+    return {
+        f"{p.get('IP') or ANY_ADDRESS}:{p['PublicPort']}->{p['PrivatePort']}/{p.get('Type', 'tcp')}"
+        for p in container.ports
+        if p.get("PublicPort") and ":" not in (p.get("IP") or "")  # IPv6 duplicates
+    }
+
+
+def container_drift(
+    services: dict[str, Any],
+    containers: list[ContainerState],
+    hashes: dict[str, str],
+    inspect: Any,
+) -> list[str]:
+    """DRF-2: running containers against the declared services, as expected/running lines.
+    ``inspect(container) -> attrs`` is called only for a container whose Compose hash is not
+    the one the files give (``hashes``): only then can its environment differ."""
+    lines = []
+    present = [c for c in containers if c.labels.get(ONEOFF_LABEL) != "True"]
+    by_service: dict[str, list[ContainerState]] = {}
+    for container in present:
+        by_service.setdefault(container.service, []).append(container)
+    for name in sorted(services):
+        if name not in by_service:
+            lines.append(f"service {name}: declared, no container (removed by hand?)")
+    for name in sorted(set(by_service) - set(services)):
+        for container in by_service[name]:
+            lines.append(
+                f"{container.name}: runs with the project label, service {name or '(none)'} "
+                "is not declared"
+            )
+    for name, declared in sorted(services.items()):
+        for container in by_service.get(name, []):
+            image = declared.get("image")
+            if image and container.image != image:
+                lines.append(f"{container.name}: image {container.image}, declared {image}")
+            want, have = _published(declared), _running_ports(container)
+            if container.state == "running" and want != have:
+                lines.append(
+                    f"{container.name}: ports {', '.join(sorted(have)) or 'none'}, declared "
+                    f"{', '.join(sorted(want)) or 'none'}"
+                )
+            if container.labels.get(HASH_LABEL) != hashes.get(name):
+                lines += _environment_drift(container, declared, inspect(container))
+    return lines
+
+
+def _environment_drift(
+    container: ContainerState, declared: dict[str, Any], attrs: dict[str, Any]
+) -> list[str]:
+    want = {k: "" if v is None else str(v) for k, v in (declared.get("environment") or {}).items()}
+    have = dict(item.partition("=")[::2] for item in attrs.get("Config", {}).get("Env") or [])
+    keys = sorted(k for k in set(want) | set(have) if k in want and want.get(k) != have.get(k))
+    return [f"{container.name}: environment {key} differs from the declared value" for key in keys]
+
+
+# -- layers -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    layer: str
+    verdict: str  # in sync, drift, error
+    detail: str
+    elapsed_s: float
+
+
+_RECAP = re.compile(r"\bchanged=(\d+)")
+
+
+def plan_command(layer: Layer) -> list[str] | None:
+    """The command that plans ``layer`` without changing anything; None for compose."""
+    extra = list(layer.args)
+    if layer.engine in ("terraform", "tofu"):
+        return [layer.engine, "plan", "-detailed-exitcode", "-input=false", "-no-color", *extra]
+    if layer.engine == "terragrunt":
+        return ["terragrunt", "plan", "-detailed-exitcode", "-input=false", "-no-color", *extra]
+    if layer.engine == "ansible":
+        return ["ansible-playbook", "--check", "--diff", *extra, layer.path or "site.yml"]
+    if layer.engine == "command":
+        return ["sh", "-c", layer.command or "false"]
+    return None
+
+
+def plan_layer(layer: Layer, cwd: Path, masker: Any, timeout_s: float = 900) -> LayerPlan:
+    """Run the layer's engine in plan mode and read the verdict from its contract."""
+    argv = plan_command(layer)
+    assert argv is not None
+    beside = Path(sys.executable).parent / argv[0]  # ansible-core installed in this venv
+    if not shutil.which(argv[0]) and beside.exists():
+        argv = [str(beside), *argv[1:]]
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            argv, cwd=cwd, capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+    except FileNotFoundError:
+        return LayerPlan(layer.name, "error", f"{argv[0]} is not installed", 0.0)
+    except subprocess.TimeoutExpired:
+        return LayerPlan(layer.name, "error", f"{shlex.join(argv)} ran over {timeout_s:g} s", 0.0)
+    elapsed = time.monotonic() - started
+    output = masker((done.stdout + done.stderr).strip())
+    tail = "\n".join(output.splitlines()[-30:])
+    if layer.engine == "ansible":
+        changed = sum(int(n) for n in _RECAP.findall(done.stdout))
+        if done.returncode != 0:
+            return LayerPlan(layer.name, "error", f"exit code {done.returncode}\n{tail}", elapsed)
+        verdict = "drift" if changed else "in sync"
+        return LayerPlan(layer.name, verdict, f"changed={changed}\n{tail}", elapsed)
+    verdict = {0: "in sync", 2: "drift"}.get(done.returncode, "error")
+    return LayerPlan(layer.name, verdict, f"exit code {done.returncode}\n{tail}", elapsed)
+
+
+def scan_layers(
+    layers: list[Layer], cwd_of: Any, masker: Any, workers: int = 4
+) -> dict[str, LayerPlan]:
+    """Plan every layer concurrently (they are independent reads)."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    planned = [layer for layer in layers if plan_command(layer) is not None]
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(planned) or 1))) as pool:
+        futures = {
+            layer.name: pool.submit(plan_layer, layer, cwd_of(layer), masker) for layer in planned
+        }
+    return {name: future.result() for name, future in futures.items()}
+
+
+def containers_of(containers: HostContainers, stack: Stack) -> list[ContainerState]:
+    return list(containers.projects().get(stack.project_name, []))

@@ -1,0 +1,113 @@
+"""Drift of a deployed stack on the real Docker engine (DRF-1, DRF-2): changed by hand in each
+way an operator can, the right drift test fails with a diff; untouched, both pass."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SUITES, ComposeStack, deploy_inventory
+from tests.deploying import deploy
+
+MakeStack = Callable[..., ComposeStack]
+
+
+def drift_run(pytester: pytest.Pytester) -> dict[str, tuple[str, str]]:
+    """Outcome and message of each drift test, read from the JUnit XML."""
+    import xml.etree.ElementTree as ET
+
+    result = pytester.runpytest_subprocess(
+        "--env", "test", "-m", "drift", "-p", "no:cacheprovider", "--junitxml", "drift.xml",
+        "--alluredir", "allure",
+    )  # fmt: skip
+    assert result.ret in (0, 1), result.stdout.str()
+    outcomes = {}
+    for case in ET.parse(pytester.path / "drift.xml").iter("testcase"):
+        status, message = "passed", ""
+        for kind in ("failure", "error", "skipped"):
+            found = case.find(kind)
+            if found is not None:
+                status, message = kind, (found.get("message") or "") + (found.text or "")
+        outcomes[str(case.get("name")).split("[")[0]] = (status, message)
+    return outcomes
+
+
+def docker(*args: str) -> str:
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_each_change_by_hand_fails_the_right_drift_test_with_a_diff(
+    pytester: pytest.Pytester, compose_stack: MakeStack, tmp_path: Path
+) -> None:
+    app = compose_stack("app", web={"EXTRA": "${EXTRA:-0}"}, worker={})
+    app.up()
+    state = tmp_path / "state"
+    pytester.mkdir("inventories")
+    (pytester.path / "inventories" / "test.yml").write_text(
+        deploy_inventory(app, state, "").replace(
+            "services: {web: {critical: true}}", "services: {web: {critical: true}, worker: {}}"
+        )
+    )
+    pytester.makepyfile(test_smoke=SUITES["test_smoke"], test_drift=SUITES["test_drift"])
+    deploy(pytester, "v2.0.0").assert_outcomes(passed=3)
+    web, worker = app.container("web"), app.container("worker")
+    config, containers = "test_config_as_deployed", "test_containers_as_declared"
+
+    untouched = drift_run(pytester)
+    assert untouched[config] == ("passed", "")
+    assert untouched[containers] == ("passed", "")
+
+    # 1. The env file edited on the host and applied by hand.
+    env = app.run_dir / ".env"
+    env.write_text(env.read_text() + "EXTRA=1\n")
+    app.compose("up", "-d", "--wait")
+    seen = drift_run(pytester)
+    assert seen[containers] == ("passed", "")
+    status, message = seen[config]
+    assert status == "failure"
+    assert "- files: compose + env on the host hash " in message
+    assert f"- {web}: config-hash " in message
+    assert "recreated by hand" in message
+    assert worker not in message  # its config did not change
+    env.write_text(env.read_text().replace("EXTRA=1\n", ""))
+    app.compose("up", "-d", "--wait")
+    assert drift_run(pytester)[config] == ("passed", "")
+
+    # 2. A service removed by hand.
+    docker("rm", "-f", worker)
+    status, message = drift_run(pytester)[containers]
+    assert status == "failure"
+    assert "- service worker: declared, no container (removed by hand?)" in message
+    app.compose("up", "-d", "--wait")
+
+    # 3. A container added with the project's label.
+    image = f"{json.loads(docker('inspect', web))[0]['Config']['Image']}"
+    docker("run", "-d", "--name", f"{app.project}-rogue", "--label",
+           f"com.docker.compose.project={app.project}", image, "sleep", "600")  # fmt: skip
+    status, message = drift_run(pytester)[containers]
+    assert status == "failure"
+    assert (
+        f"- {app.project}-rogue: runs with the project label, service (none) is not declared"
+        in message
+    )
+    docker("rm", "-f", f"{app.project}-rogue")
+
+    # 4. The service replaced by `docker run` of another image.
+    docker("rm", "-f", web)
+    old = image.replace(":v2.0.0", ":v1.0.0")
+    docker("run", "-d", "--name", web, "--label", f"com.docker.compose.project={app.project}",
+           "--label", "com.docker.compose.service=web", "-p", f"127.0.0.1:{app.port}:8080",
+           old)  # fmt: skip
+    seen = drift_run(pytester)
+    status, message = seen[containers]
+    assert status == "failure"
+    assert f"- {web}: image {old}, declared {image}" in message
+    assert f"- {web}: environment VERSION differs from the declared value" in message
+    assert f"- {web}: config-hash none, deployed " in seen[config][1]
+    attachments = [p.read_text() for p in (pytester.path / "allure").glob("*-attachment.txt")]
+    assert any(f"- {web}: image {old}" in text for text in attachments)  # the diff, attached
