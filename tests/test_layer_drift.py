@@ -30,7 +30,7 @@ def layer_inventory(layers: str) -> str:
 def run_drift(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     (pytester.path / "test_drift.py").write_text(SUITES["test_drift"])
     return pytester.runpytest_subprocess(
-        "--env", "test", "-m", "drift", "-p", "no:cacheprovider", "-rA", *args
+        "--env", "test", "-m", "drift", "-k", "layer", "-p", "no:cacheprovider", "-rA", *args
     )  # fmt: skip
 
 
@@ -57,12 +57,11 @@ def test_ansible_in_sync_then_changed_by_hand_then_broken(
         )
     )
     target.write_text("managed by ansible\n")
-    # (The two stack drift tests are skipped: this inventory has no stacks.)
-    run_drift(pytester).assert_outcomes(passed=1, skipped=2)
+    run_drift(pytester).assert_outcomes(passed=1)
 
     target.write_text("edited by hand\n")
     result = run_drift(pytester)
-    result.assert_outcomes(failed=1, skipped=2)
+    result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["layer platform: ansible plan:", "- changed=1"])
     assert target.read_text() == "edited by hand\n"  # check mode changed nothing
 
@@ -70,7 +69,7 @@ def test_ansible_in_sync_then_changed_by_hand_then_broken(
         "- hosts: localhost\n  tasks:\n    - no_such_module: {}\n"
     )
     result = run_drift(pytester)
-    result.assert_outcomes(errors=1, skipped=2)  # an engine error is inconclusive, not drift
+    result.assert_outcomes(errors=1)  # an engine error is inconclusive, not drift
     result.stdout.fnmatch_lines(["INCONCLUSIVE: layer platform: ansible plan failed: exit code *"])
 
 
@@ -93,15 +92,15 @@ def test_the_terraform_contract_drift_error_and_ordered_apply(pytester: pytest.P
         )
 
     layers(0, 0)
-    run_drift(pytester).assert_outcomes(passed=2, skipped=2)
+    run_drift(pytester).assert_outcomes(passed=2)
     layers(2, 0)
     result = run_drift(pytester)
-    result.assert_outcomes(passed=1, failed=1, skipped=2)
+    result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["layer bootstrap: command plan:", "- exit code 2", "- plan"])
     result = run_drift(pytester, "--ordered")
-    result.assert_outcomes(failed=1, skipped=3)
+    result.assert_outcomes(failed=1, skipped=1)
     result.stdout.fnmatch_lines(["*blocked by layer bootstrap: it drifted*"])
     layers(0, 1)
     result = run_drift(pytester)
-    result.assert_outcomes(passed=1, errors=1, skipped=2)
+    result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["INCONCLUSIVE: layer platform: command plan failed: exit code 1"])
