@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .history import History, HistoryError
 from .inventory import InventoryError, discover, load_environment, load_file
@@ -189,9 +189,109 @@ def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hook_settings(args: argparse.Namespace) -> Any:
+    """The hook's configuration, from the checked-out (default) branch and its environment."""
+    import os  # noqa: PLC0415
+
+    from .e2e import e2e_suites  # noqa: PLC0415
+    from .hook import DEFAULT_AUTHORS, HookSettings  # noqa: PLC0415
+
+    authors = os.environ.get("DEPLOYPROOF_AUTHORS")
+    inventory = Path(args.inventory).resolve()
+
+    def revert(env: str) -> int:
+        found = load_environment(inventory, env)
+        codes = [
+            main(["rollback", "--env", env, "--inventory", str(inventory), name, "--last-good"])
+            for name in found.stacks
+        ]
+        return max(codes, default=0)
+
+    root = Path.cwd()
+    return HookSettings(
+        inventory=inventory,
+        authors=frozenset(a.strip() for a in authors.split(",")) if authors else DEFAULT_AUTHORS,
+        bot_login=os.environ.get("DEPLOYPROOF_BOT_LOGIN", "github-actions[bot]"),
+        suites=tuple(e2e_suites(root)) if (root / "suites" / "e2e").is_dir() else (),
+        revert=revert,
+    )
+
+
+def _run_checks(args: list[str]) -> int:
+    import pytest  # noqa: PLC0415
+
+    return int(pytest.main([*args, "-p", "no:cacheprovider"]))
+
+
+def _github(repository: str | None) -> Any:
+    import os  # noqa: PLC0415
+
+    from .github import GitHub  # noqa: PLC0415
+
+    name = repository or os.environ.get("GITHUB_REPOSITORY", "")
+    return GitHub(name, token=os.environ.get("GITHUB_TOKEN"))
+
+
+def _comment(args: argparse.Namespace) -> int:
+    """Handle one issue_comment event file (GitHub Actions: $GITHUB_EVENT_PATH)."""
+    import json  # noqa: PLC0415
+
+    from .hook import handle  # noqa: PLC0415
+
+    event = json.loads(Path(args.event).read_text())
+    repository = (event.get("repository") or {}).get("full_name")
+    outcome = handle(event, _github(repository), _hook_settings(args), _run_checks)
+    print(f"deployproof comment: {outcome.action}: {outcome.reason}")
+    return outcome.exit_code
+
+
+def _webhook(args: argparse.Namespace) -> int:
+    """Serve the hook over HTTP until interrupted."""
+    import os  # noqa: PLC0415
+
+    from .hook import handle  # noqa: PLC0415
+    from .webhook import WebhookServer  # noqa: PLC0415
+
+    settings = _hook_settings(args)
+
+    def on_event(event: dict[str, Any]) -> object:
+        repository = (event.get("repository") or {}).get("full_name")
+        return handle(event, _github(repository), settings, _run_checks)
+
+    try:
+        server = WebhookServer(
+            (args.host, args.port), os.environ.get("DEPLOYPROOF_WEBHOOK_SECRET", ""), on_event
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"deployproof webhook: listening on {args.host}:{server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def _schema(args: argparse.Namespace) -> int:
     sys.stdout.write(schema_text())
     return 0
+
+
+def _hook_commands(commands: Any) -> None:
+    comment = commands.add_parser("comment", help="handle a pull-request comment event")
+    comment.add_argument("--event", required=True, help="the event JSON ($GITHUB_EVENT_PATH)")
+    comment.add_argument("--inventory", default="inventories", help="file or directory")
+    comment.set_defaults(run=_comment)
+
+    webhook = commands.add_parser("webhook", help="serve the comment hook over HTTP")
+    webhook.add_argument("action", choices=["serve"])
+    webhook.add_argument("--host", default="127.0.0.1")
+    webhook.add_argument("--port", type=int, default=8080)
+    webhook.add_argument("--inventory", default="inventories", help="file or directory")
+    webhook.set_defaults(run=_webhook)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -235,6 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     restore.add_argument("--list", action="store_true", help="list the stack's backups")
     restore.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS")
     restore.set_defaults(run=_restore)
+
+    _hook_commands(commands)
 
     lock = commands.add_parser("lock", help="show or break a stack's deploy lock")
     environment(lock)

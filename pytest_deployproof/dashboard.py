@@ -182,6 +182,9 @@ def next_step(stages: list[Stage]) -> str:
     failed = [s for s in stages if s.status == "failed"]
     rolled = [s for s in stages if s.name.startswith("Rollback:")]
     lines = []
+    running = [s.name for s in stages if s.status == "running"]
+    if running:
+        return f"⏳ Running: {', '.join(running)}..."
     if failed:
         lines.append(f"❌ {len(failed)} stage(s) failed: {', '.join(s.name for s in failed)}.")
         lines.append("Fix and push, then run the checks again (`/e2e`).")

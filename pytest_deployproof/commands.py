@@ -1,0 +1,160 @@
+"""Pull-request comment commands (CMT-1; seed 001 §2, seed 004): parsed against allow-lists.
+
+A comment is untrusted input. Its first line must be exactly one command with
+at most one argument; the argument must be one of a fixed set of ASCII words
+(no normalisation: a look-alike letter is another word). What a command does
+is a fixed mapping to pytest arguments built here; nothing from the comment
+ever becomes a pytest option, a path or part of a shell command by itself.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+__all__ = ["HELP", "LAYERS", "Command", "HelpNeeded", "parse"]
+
+LAYERS = ("bootstrap", "platform", "data-staging", "data-prod", "all")
+CHECKS = ("smoke", "health", "preflight", "drift")
+ENVIRONMENTS = ("staging", "production")
+MAX_BODY = 65_536
+ALIASES = {
+    "atlantis plan": "/plan",
+    "atlantis apply": "/apply",
+    "infra plan": "/plan",
+    "infra apply": "/apply",
+    "infra dig": "/health",
+    "infra health": "/health",
+    "infra e2e": "/e2e",
+}
+_WORD = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+
+HELP = """\
+**deployproof commands** (one per comment, on its first line):
+
+| command | does |
+|:---|:---|
+| `/e2e [smoke\\|health\\|preflight\\|<suite>]` | runs the checks or an E2E suite against staging |
+| `/health [layer]` | health probes (layers: bootstrap, platform, data-staging, data-prod, all) |
+| `/plan [layer]` | drift: does what runs match the repository? |
+| `/apply staging\\|production\\|<layer>` | deploys this commit (`production` needs an approval) |
+| `/revert` | rolls staging back to its last good version |
+| `/help` | this list |
+
+Aliases: `atlantis plan`, `atlantis apply`, `infra dig`, `infra e2e`.
+"""
+
+
+class HelpNeeded(Exception):
+    """The comment is not a command we run; the message says why (answered with /help)."""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # e2e, health, plan, apply, revert, help
+    argument: str | None
+    environment: str = "staging"
+    pytest_args: tuple[str, ...] = field(default=())
+
+    @property
+    def deploys(self) -> bool:
+        return self.name in ("apply", "revert")
+
+    @property
+    def stage(self) -> str:
+        """The dashboard row this command fills."""
+        label = {"e2e": "E2E", "health": "Health", "plan": "Plan", "apply": "Apply"}
+        title = label.get(self.name, self.name.capitalize())
+        return f"{title}: {self.argument}" if self.argument else title
+
+
+def _first_line(body: str) -> str:
+    if len(body) > MAX_BODY:
+        raise HelpNeeded("the comment is too long to be a command")
+    lines = [line.strip() for line in body.strip().splitlines() if line.strip()]
+    if not lines:
+        raise HelpNeeded("the comment is empty")
+    commands = [line for line in lines if line.startswith("/")]
+    if len(commands) > 1:
+        raise HelpNeeded("one command per comment, please")
+    return lines[0]
+
+
+def parse(body: str, suites: tuple[str, ...] = ()) -> Command | None:
+    """The command in ``body``; ``None`` when the comment is not addressed to us (ordinary
+    discussion); :class:`HelpNeeded` when it is, but is not something we run."""
+    line = _first_line(body)
+    lowered = line.lower()
+    for alias, command in ALIASES.items():
+        if lowered == alias or lowered.startswith(alias + " "):
+            line = command + line[len(alias) :]
+            break
+    if not line.startswith("/"):
+        return None
+    words = line.split(" ")
+    if any(not word for word in words) or len(words) > 2:
+        raise HelpNeeded(f"`{_quote(line)}` is not a command I know")
+    name, argument = words[0][1:], (words[1] if len(words) == 2 else None)
+    if not name.isascii() or (argument is not None and not _WORD.fullmatch(argument)):
+        raise HelpNeeded(f"`{_quote(line)}` is not a command I know")
+    builders = {
+        "e2e": _e2e,
+        "health": _health,
+        "plan": _plan,
+        "apply": _apply,
+        "revert": _revert,
+        "help": _help,
+    }
+    if name not in builders:
+        raise HelpNeeded(f"`/{_quote(name)}` is not a command I know")
+    return builders[name](argument, suites)
+
+
+def _quote(text: str) -> str:
+    """Echo a bit of untrusted text safely inside a markdown code span."""
+    return re.sub(r"[^A-Za-z0-9 /._-]", "?", text[:60])
+
+
+def _layer_args(argument: str | None) -> tuple[str, ...]:
+    if argument is None or argument == "all":
+        return ()
+    if argument not in LAYERS:
+        raise HelpNeeded(f"`{argument}` is not a layer: {', '.join(LAYERS)}")
+    return ("--layer", argument)
+
+
+def _e2e(argument: str | None, suites: tuple[str, ...]) -> Command:
+    if argument is None:
+        return Command("e2e", None, pytest_args=("-m", "smoke or health"))
+    if argument in CHECKS:
+        return Command("e2e", argument, pytest_args=("-m", argument))
+    if argument in suites:
+        return Command("e2e", argument, pytest_args=("--suite", argument))
+    known = ", ".join((*CHECKS, *suites))
+    raise HelpNeeded(f"`{argument}` is not a check or an E2E suite: {known}")
+
+
+def _health(argument: str | None, suites: tuple[str, ...]) -> Command:
+    return Command("health", argument, pytest_args=("-m", "health", *_layer_args(argument)))
+
+
+def _plan(argument: str | None, suites: tuple[str, ...]) -> Command:
+    return Command("plan", argument, pytest_args=("-m", "drift", *_layer_args(argument)))
+
+
+def _apply(argument: str | None, suites: tuple[str, ...]) -> Command:
+    if argument is None:
+        raise HelpNeeded("`/apply` needs where: staging, production or a layer")
+    if argument in ENVIRONMENTS:
+        return Command("apply", argument, argument, ("-m", "smoke or health"))
+    return Command("apply", argument, "staging", ("-m", "smoke or health", *_layer_args(argument)))
+
+
+def _revert(argument: str | None, suites: tuple[str, ...]) -> Command:
+    if argument is not None:
+        raise HelpNeeded("`/revert` takes no argument")
+    return Command("revert", None)
+
+
+def _help(argument: str | None, suites: tuple[str, ...]) -> Command:
+    return Command("help", None)

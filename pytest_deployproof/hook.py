@@ -1,0 +1,220 @@
+"""The pull-request comment hook (CMT-1..3, BYD-6; seed 001 §2-4, seed 004).
+
+``deployproof comment --event $GITHUB_EVENT_PATH`` (and ``deployproof webhook
+serve``) hand an ``issue_comment`` event to :func:`handle`, which decides,
+in this order, and stops at the first "no":
+
+1. a new comment (``created``), by a human, on a pull request;
+2. a command (:mod:`.commands`; anything else that starts with ``/`` gets /help);
+3. an author whose ``author_association`` is allowed (from the configuration of
+   the checked-out default branch, never from the pull request);
+4. ``/apply production`` only on an approved pull request;
+5. the pull request's head, resolved now and again just before a deploy: if it
+   moved, nothing is applied.
+
+Then it reacts 👀, runs the mapped pytest selection (in process), writes ONE
+dashboard comment per commit (marker ``<!-- deployproof-dashboard:<sha7> -->``,
+only the bot's own comments are edited), updated as the stage starts and ends,
+and reacts 🚀 or 👎.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import dashboard
+from .commands import HELP, Command, HelpNeeded, parse
+from .github import GitHub, truncate
+
+__all__ = ["HookSettings", "Outcome", "handle"]
+
+RunChecks = Callable[[list[str]], int]  # pytest arguments -> exit code
+DEFAULT_AUTHORS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
+
+
+@dataclass(frozen=True)
+class HookSettings:
+    inventory: Path
+    authors: frozenset[str] = DEFAULT_AUTHORS
+    bot_login: str = "github-actions[bot]"
+    suites: tuple[str, ...] = ()
+    report_url: str | None = None
+    revert: Callable[[str], int] | None = None  # environment -> exit code (/revert)
+
+
+@dataclass
+class Outcome:
+    """What the hook did: for the CLI's exit code and log, and for tests."""
+
+    action: str  # ignored, refused, help, ran
+    reason: str = ""
+    exit_code: int = 0
+    args: list[str] = field(default_factory=list)
+
+
+def handle(
+    event: dict[str, Any], github: GitHub, settings: HookSettings, run_checks: RunChecks
+) -> Outcome:
+    ignored = _not_for_us(event)
+    if ignored is not None:
+        return Outcome("ignored", ignored)
+    comment, number = event["comment"], int(event["issue"]["number"])
+    comment_id = int(comment["id"])
+    try:
+        command = parse(str(comment.get("body") or ""), settings.suites)
+    except HelpNeeded as exc:
+        github.create_comment(number, f"{exc}.\n\n{HELP}")
+        github.react(comment_id, "confused")
+        return Outcome("help", str(exc))
+    if command is None:
+        return Outcome("ignored", "not a command")
+    refusal = _refusal(command, comment, number, github, settings)
+    if refusal is not None:
+        github.create_comment(number, refusal)
+        github.react(comment_id, "-1")
+        return Outcome("refused", refusal)
+    if command.name == "help":
+        github.create_comment(number, HELP)
+        return Outcome("help", "asked for help")
+    return _run(command, number=number, comment_id=comment_id, github=github,
+                settings=settings, run_checks=run_checks)  # fmt: skip
+
+
+def _not_for_us(event: dict[str, Any]) -> str | None:
+    """Why this event is none of our business, or ``None``."""
+    comment, issue = event.get("comment") or {}, event.get("issue") or {}
+    if event.get("action") != "created":
+        return f"comment {event.get('action')}: only new comments run"
+    sender = event.get("sender") or comment.get("user") or {}
+    if sender.get("type") == "Bot" or str(sender.get("login", "")).endswith("[bot]"):
+        return "written by a bot"
+    if "pull_request" not in issue:
+        return "not a pull request"
+    return None
+
+
+def _refusal(
+    command: Command,
+    comment: dict[str, Any],
+    number: int,
+    github: GitHub,
+    settings: HookSettings,
+) -> str | None:
+    association = str(comment.get("author_association", "NONE"))
+    if association not in settings.authors:
+        login = comment.get("user", {}).get("login", "?")
+        return (
+            f"@{login}: deployproof commands need one of "
+            f"{', '.join(sorted(settings.authors))}; you are {association}."
+        )
+    if command.environment == "production" and not github.approved(number):
+        return "`/apply production` needs an approving review first."
+    return None
+
+
+def _run(
+    command: Command,
+    *,
+    number: int,
+    comment_id: int,
+    github: GitHub,
+    settings: HookSettings,
+    run_checks: RunChecks,
+) -> Outcome:
+    github.react(comment_id, "eyes")
+    head = github.pull_request(number).head_sha
+    board = Board(github, number, head, settings.bot_login)
+    board.set(dashboard.Stage(command.stage, "running", "Running...", "-"))
+    args = [
+        "--env",
+        command.environment,
+        "--inventory",
+        str(settings.inventory),
+        *command.pytest_args,
+    ]
+    if command.deploys:
+        if command.name == "apply":
+            args += ["--deploy", f"sha-{head[:7]}"]
+        now = github.pull_request(number).head_sha
+        if now != head:
+            board.set(
+                dashboard.Stage(
+                    command.stage, "failed", f"head moved to {now[:7]}: not applied", _now()
+                )
+            )
+            board.publish(f"⚠️ The head moved from `{head[:7]}` to `{now[:7]}`: comment again.")
+            github.react(comment_id, "-1")
+            return Outcome("refused", "head moved", args=args)
+    rows: list[dashboard.Stage] = []
+    if command.name == "revert":
+        code = settings.revert(command.environment) if settings.revert else 2
+    else:
+        with tempfile.TemporaryDirectory(prefix="deployproof-comment-") as scratch:
+            summary = Path(scratch) / "dashboard.md"
+            code = run_checks([*args, "--dashboard", str(summary)])
+            rows = _rows(summary.read_text()) if summary.exists() else []
+    status = "passed" if code == 0 else "failed"
+    board.set(dashboard.Stage(command.stage, status, f"exit code {code}", _now()), *rows)
+    moved = github.pull_request(number).head_sha
+    note = None
+    if moved != head:
+        note = (
+            f"⚠️ The head moved to `{moved[:7]}` during the run: these results are for `{head[:7]}`."
+        )
+    board.publish(note)
+    github.react(comment_id, "rocket" if code == 0 else "-1")
+    return Outcome("ran", command.stage, code, args)
+
+
+def _now() -> str:
+    return time.strftime("%H:%M", time.gmtime())
+
+
+_ICON_STATUS = {icon: status for status, icon in reversed(dashboard.ICONS.items())}
+
+
+def _rows(markdown: str) -> list[dashboard.Stage]:
+    """The stage rows of a dashboard we wrote (to keep them when the comment is updated)."""
+    stages = []
+    for line in markdown.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+        if len(cells) == 4 and cells[1] in _ICON_STATUS and cells[0] != "Stage":
+            stages.append(dashboard.Stage(cells[0], _ICON_STATUS[cells[1]], cells[2], cells[3]))
+    return stages
+
+
+class Board:
+    """The one dashboard comment of a commit: found by marker among the bot's comments."""
+
+    def __init__(self, github: GitHub, number: int, sha: str, bot_login: str) -> None:
+        self.github, self.number, self.sha = github, number, sha
+        marker = f"<!-- deployproof-dashboard:{sha[:7]} -->"
+        self.comment_id: int | None = None
+        self.stages: list[dashboard.Stage] = []
+        for comment in github.comments(number):
+            mine = comment.get("user", {}).get("login") == bot_login
+            if mine and str(comment.get("body", "")).startswith(marker):
+                self.comment_id = int(comment["id"])
+                self.stages = _rows(comment["body"])
+
+    def set(self, *stages: dashboard.Stage) -> None:
+        names = {stage.name for stage in stages}
+        self.stages = [s for s in self.stages if s.name not in names] + list(stages)
+        self.publish()
+
+    def publish(self, note: str | None = None) -> None:
+        next_text = dashboard.next_step(self.stages)
+        body = truncate(dashboard.render(self.sha, self.stages, next_text=_join(next_text, note)))
+        if self.comment_id is None:
+            self.comment_id = self.github.create_comment(self.number, body)
+        else:
+            self.github.update_comment(self.comment_id, body)
+
+
+def _join(text: str, note: str | None) -> str:
+    return f"{text}\n{note}" if note else text

@@ -1,0 +1,397 @@
+"""The pull-request comment hook (CMT-1..3, BYD-6) against GitHub's REST API served locally.
+
+GitHub cannot be reached from here, so its API is served by pytest-httpserver with
+the state a real repository would have (comments, reactions, reviews, the pull
+request's head); the stack, Docker and pytest runs are real.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from pytest_deployproof.commands import LAYERS, HelpNeeded, parse
+from pytest_deployproof.github import GitHub
+from pytest_deployproof.hook import HookSettings, handle
+from pytest_deployproof.webhook import WebhookServer
+from tests.conftest import SUITES, ComposeStack, inventory_yaml
+
+REPO = "acme/infra"
+BOT = "deployproof-bot"
+SHA1, SHA2 = "abcdef1" + "0" * 33, "1234567" + "0" * 33
+
+
+@dataclass
+class FakeGitHub:
+    """What the API serves and what it was told, for one repository and pull request 7."""
+
+    heads: list[str] = field(default_factory=lambda: [SHA1])
+    reviews: list[dict[str, Any]] = field(default_factory=list)
+    comments: list[dict[str, Any]] = field(default_factory=list)
+    reactions: list[tuple[int, str]] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    ids: Iterator[int] = field(default_factory=lambda: itertools.count(500))
+
+    def head(self) -> str:
+        return self.heads.pop(0) if len(self.heads) > 1 else self.heads[0]
+
+    def serve(self, request: Request) -> Response:
+        self.calls.append(f"{request.method} {request.path}")
+        assert request.headers.get("Authorization") == "Bearer t0ken"
+        path = request.path.removeprefix(f"/repos/{REPO}")
+        body = request.get_json(silent=True) or {}
+        if request.method == "GET" and path == "/pulls/7":
+            return self.json({"head": {"sha": self.head()}, "base": {"ref": "main"}})
+        if request.method == "GET" and path == "/pulls/7/reviews":
+            return self.json(self.reviews if request.args.get("page") == "1" else [])
+        if request.method == "GET" and path == "/issues/7/comments":
+            return self.json(self.comments if request.args.get("page") == "1" else [])
+        if request.method == "POST" and path == "/issues/7/comments":
+            comment = {"id": next(self.ids), "body": body["body"], "user": {"login": BOT}}
+            self.comments.append(comment)
+            return self.json(comment, 201)
+        if found := re.fullmatch(r"/issues/comments/(\d+)/reactions", path):
+            self.reactions.append((int(found[1]), body["content"]))
+            return self.json({"content": body["content"]}, 201)
+        if request.method == "PATCH" and (found := re.fullmatch(r"/issues/comments/(\d+)", path)):
+            [comment] = [c for c in self.comments if c["id"] == int(found[1])]
+            comment["body"] = body["body"]
+            return self.json(comment)
+        return self.json({"message": "Not Found"}, 404)
+
+    @staticmethod
+    def json(data: object, status: int = 200) -> Response:
+        return Response(json.dumps(data), status, content_type="application/json")
+
+    def dashboards(self) -> list[dict[str, Any]]:
+        return [c for c in self.comments if c["body"].startswith("<!-- deployproof-dashboard:")]
+
+
+@pytest.fixture
+def github(httpserver: HTTPServer) -> FakeGitHub:
+    fake = FakeGitHub()
+    httpserver.expect_request(re.compile(".*")).respond_with_handler(fake.serve)
+    return fake
+
+
+def event(body: str, **changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "action": "created",
+        "issue": {"number": 7, "pull_request": {"url": f"https://x/{REPO}/pulls/7"}},
+        "comment": {
+            "id": 101,
+            "body": body,
+            "user": {"login": "alice", "type": "User"},
+            "author_association": "MEMBER",
+        },
+        "sender": {"login": "alice", "type": "User"},
+        "repository": {"full_name": REPO},
+    }
+    for key, value in changes.items():
+        if key in ("author_association", "body"):
+            data["comment"][key] = value
+        else:
+            data[key] = value
+    return data
+
+
+def test_e2e_creates_one_dashboard_per_commit_and_updates_it(
+    github: FakeGitHub, httpserver: HTTPServer, compose_stack: Callable[..., ComposeStack],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    app = compose_stack("app")
+    app.up()
+    project = tmp_path / "project"
+    (project / "inventories").mkdir(parents=True)
+    (project / "inventories" / "staging.yml").write_text(inventory_yaml([app]))
+    (project / "suites").mkdir()
+    (project / "suites" / "test_smoke.py").write_text(SUITES["test_smoke"])
+    (project / "suites" / "test_health.py").write_text(SUITES["test_health"])
+    (project / "pytest.ini").write_text("[pytest]\ntestpaths = suites\n")
+
+    def comment(body: str) -> subprocess.CompletedProcess[str]:
+        (project / "event.json").write_text(json.dumps(event(body)))
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "deployproof"), "comment", "--event", "event.json"],
+            cwd=project, capture_output=True, text=True, timeout=300, check=False,
+            env={**os.environ, "GITHUB_API_URL": httpserver.url_for("").rstrip("/"),
+                 "GITHUB_TOKEN": "t0ken", "DEPLOYPROOF_BOT_LOGIN": BOT},
+        )  # fmt: skip
+
+    done = comment("/e2e smoke")
+    assert done.returncode == 0, done.stdout + done.stderr
+    [board] = github.dashboards()
+    lines = board["body"].splitlines()
+    assert lines[0] == "<!-- deployproof-dashboard:abcdef1 -->"
+    assert "| E2E: smoke | ✅ | exit code 0 |" in board["body"]
+    assert any(line.startswith("| Smoke: platform | ✅ | 2 passed |") for line in lines)
+    assert github.reactions == [(101, "eyes"), (101, "rocket")]
+    # Created while running, then updated with the result: one POST, PATCHes after.
+    assert github.calls.count("POST /repos/acme/infra/issues/7/comments") == 1
+    assert f"PATCH /repos/acme/infra/issues/comments/{board['id']}" in github.calls
+
+    done = comment("/health")  # same commit: the same comment, both stages on it
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [c["id"] for c in github.dashboards()] == [board["id"]]
+    assert "| E2E: smoke | ✅ |" in board["body"]
+    assert "| Health | ✅ | exit code 0 |" in board["body"]
+
+    github.heads = [SHA2]  # a new commit: a new dashboard
+    assert comment("/e2e smoke").returncode == 0
+    assert [c["body"].splitlines()[0] for c in github.dashboards()] == [
+        "<!-- deployproof-dashboard:abcdef1 -->",
+        "<!-- deployproof-dashboard:1234567 -->",
+    ]
+
+    app.compose("stop", "-t", "1", "web")  # a failing check: 👎 and ❌
+    done = comment("/e2e smoke")
+    assert done.returncode == 1
+    assert github.reactions[-1] == (101, "-1")
+    assert "| E2E: smoke | ❌ | exit code 1 |" in github.dashboards()[-1]["body"]
+
+
+def settings(tmp_path: Path) -> HookSettings:
+    return HookSettings(inventory=tmp_path / "inventories", bot_login=BOT, suites=("isolation",))
+
+
+def hook(
+    github: FakeGitHub, httpserver: HTTPServer, tmp_path: Path, data: dict[str, Any]
+) -> tuple[str, list[list[str]]]:
+    ran: list[list[str]] = []
+
+    def run_checks(args: list[str]) -> int:
+        ran.append(args)
+        return 0
+
+    api = GitHub(REPO, token="t0ken", api=httpserver.url_for("").rstrip("/"))
+    return handle(data, api, settings(tmp_path), run_checks).action, ran
+
+
+@pytest.mark.parametrize(
+    ("case", "data"),
+    [
+        ("edited", event("/e2e smoke", action="edited")),
+        ("bot", event("/e2e smoke", sender={"login": "dependabot[bot]", "type": "Bot"})),
+        ("not a PR", {**event("/e2e smoke"), "issue": {"number": 7}}),
+        ("NONE", event("/e2e smoke", author_association="NONE")),
+        ("first timer", event("/e2e smoke", author_association="FIRST_TIME_CONTRIBUTOR")),
+        ("production unapproved", event("/apply production")),
+    ],
+)
+def test_refusals_run_nothing(
+    github: FakeGitHub, httpserver: HTTPServer, tmp_path: Path, case: str, data: dict[str, Any]
+) -> None:
+    action, ran = hook(github, httpserver, tmp_path, data)
+    assert ran == []
+    assert github.dashboards() == []
+    if case in ("edited", "bot", "not a PR"):
+        assert (action, github.calls) == ("ignored", [])  # not even a reply
+    else:
+        assert action == "refused"
+        assert github.reactions == [(101, "-1")]
+        assert len(github.comments) == 1  # the reason, addressed to the author
+
+
+def test_production_with_an_approval_deploys_the_head(
+    github: FakeGitHub, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    github.reviews = [{"user": {"login": "bob"}, "state": "APPROVED"}]
+    action, ran = hook(github, httpserver, tmp_path, event("/apply production"))
+    assert action == "ran"
+    [args] = ran
+    assert args[:2] == ["--env", "production"]
+    assert args[args.index("--deploy") + 1] == "sha-abcdef1"
+
+
+def test_a_head_that_moves_before_the_apply_is_not_applied(
+    github: FakeGitHub, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    github.heads = [SHA1, SHA2]  # resolved once, then moved
+    action, ran = hook(github, httpserver, tmp_path, event("/apply staging"))
+    assert (action, ran) == ("refused", [])
+    [board] = github.dashboards()
+    assert "head moved to 1234567: not applied" in board["body"]
+    assert "The head moved from `abcdef1` to `1234567`: comment again." in board["body"]
+
+
+ALLOWED = {
+    "-m",
+    "smoke",
+    "health",
+    "preflight",
+    "drift",
+    "smoke or health",
+    "--suite",
+    "isolation",
+    "--layer",
+    *LAYERS,
+    "--env",
+    "staging",
+    "production",
+    "--inventory",
+    "--deploy",
+    "sha-abcdef1",
+    "--dashboard",
+}
+HOSTILE = [
+    "/e2e smoke; rm -rf /",
+    "/e2e smoke && curl evil",
+    "/e2e $(id)",
+    "/e2e `id`",
+    "/e2e smoke|sh",
+    "/e2e -p evil",
+    "/e2e --rootdir=/",
+    "/e2e -o addopts=-pevil",
+    "/e2e ../../etc/passwd",
+    "/e2e /etc/passwd",
+    "/e2e smoke -p evil",
+    "/health -p",
+    "/health --layer",
+    "/plan -o",
+    "/plan ../bootstrap",
+    "/apply --deploy",
+    "/apply staging --force",
+    "/apply prod",
+    "/apply production; true",
+    "/revert now",
+    "/e2e \uff53\uff4d\uff4f\uff4b\uff45",
+    "/e2e sm\u043eke",
+    "/\uff452e smoke",
+    "/e2e smoke\u200b",
+    "/e2e\tsmoke",
+    "/e2e  smoke",
+    "/E2E smoke",
+    "/e2e SMOKE",
+    "/e2e isolation/..",
+    "/e2e isolation;",
+    "/e2e " + "a" * 41,
+    "/e2e smoke\n/apply production",
+    "x" * (1 << 20),
+    "/e2e smoke\n" + "y" * 70_000,
+    "/e2e\x00smoke",
+    "/e2e smoke\r\n/revert",
+    "/help me please",
+    "/e2e 'smoke'",
+    '/e2e "smoke"',
+    "/e2e ${IFS}",
+    "/e2e %0a",
+    "/e2e -m",
+    "/e2e -k all",
+    "/e2e --suite=../x",
+    "atlantis apply -p x",
+    "infra e2e --rootdir=/tmp",
+    "infra dig; id",
+    "/apply all;",
+    "/plan all all",
+    "/e2e smoke health",
+    "/e2e -",
+    "/e2e --",
+    "/unknown",
+    "/e2e\u00a0smoke",
+    "/apply staging\u2028/apply production",
+]
+
+
+def test_hostile_comments_never_reach_beyond_the_allow_list(
+    github: FakeGitHub, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    assert len(HOSTILE) >= 50
+    for body in HOSTILE:
+        try:
+            command = parse(body, ("isolation",))
+        except HelpNeeded:
+            continue
+        if command is not None:
+            assert set(command.pytest_args) <= ALLOWED, body
+    for body in HOSTILE:
+        _, ran = hook(github, httpserver, tmp_path, event(body))
+        for args in ran:
+            values = [a for a in args if not a.startswith(str(tmp_path))]
+            assert set(values) <= ALLOWED, (body, args)
+    assert github.dashboards() == [] or all(
+        "deployproof-dashboard" in c["body"] for c in github.dashboards()
+    )
+
+
+def test_commands_map_to_fixed_arguments() -> None:
+    suites = ("isolation",)
+    assert parse("/e2e", suites).pytest_args == ("-m", "smoke or health")  # type: ignore[union-attr]
+    assert parse("/e2e isolation", suites).pytest_args == ("--suite", "isolation")  # type: ignore[union-attr]
+    assert parse("/health platform").pytest_args == ("-m", "health", "--layer", "platform")  # type: ignore[union-attr]
+    assert parse("atlantis plan all").pytest_args == ("-m", "drift")  # type: ignore[union-attr]
+    assert parse("infra dig").name == "health"  # type: ignore[union-attr]
+    assert parse("Looks good to me!") is None  # ordinary discussion
+    with pytest.raises(HelpNeeded, match="not a layer"):
+        parse("/health nowhere")
+
+
+def signed(secret: bytes, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def test_the_webhook_checks_signatures_and_handles_each_delivery_once() -> None:
+    with pytest.raises(ValueError, match="without a webhook secret"):
+        WebhookServer(("127.0.0.1", 0), "", lambda e: None)
+    handled: list[dict[str, Any]] = []
+    done = threading.Event()
+    server = WebhookServer(("127.0.0.1", 0), "s3cret", lambda e: (handled.append(e), done.set()))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+
+    def post(body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, response.read().decode().strip()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode().strip()
+
+    body = json.dumps(event("/e2e smoke")).encode()
+    base = {"X-GitHub-Event": "issue_comment", "X-GitHub-Delivery": "d-1"}
+    try:
+        assert post(body, base)[0] == 401  # missing
+        assert post(body, {**base, "X-Hub-Signature-256": signed(b"wrong", body)})[0] == 401
+        assert post(body, {**base, "X-Hub-Signature-256": "sha256=zz"})[0] == 401
+        junk = {**base, "X-Hub-Signature-256": signed(b"s3cret", b"not json")}
+        assert post(b"not json", junk)[0] == 400
+        good = {**base, "X-Hub-Signature-256": signed(b"s3cret", body)}
+        assert post(body, good) == (202, "accepted")
+        assert done.wait(5)
+        assert post(body, good) == (200, "duplicate delivery ignored")
+        big = b"x" * ((1 << 20) + 1)
+        too_big = {
+            **base,
+            "X-GitHub-Delivery": "d-2",
+            "X-Hub-Signature-256": signed(b"s3cret", big),
+        }
+        assert post(big, too_big)[0] == 413
+        assert len(handled) == 1
+        assert handled[0]["comment"]["body"] == "/e2e smoke"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    no_secret = subprocess.run(
+        [str(Path(sys.executable).parent / "deployproof"), "webhook", "serve", "--port", "0"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={k: v for k, v in os.environ.items() if k != "DEPLOYPROOF_WEBHOOK_SECRET"},
+    )  # fmt: skip
+    assert no_secret.returncode == 2
+    assert "refusing to start without a webhook secret" in no_secret.stderr
