@@ -275,9 +275,72 @@ def _webhook(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version(args: argparse.Namespace) -> int:
+    """The next release tag (DEP-6)."""
+    from .versions import VersionError, next_version  # noqa: PLC0415
+
+    try:
+        print(next_version(Path(args.repo), args.kind, args.base))
+    except VersionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _verified(args: argparse.Namespace) -> int:
+    """What an environment verified for a stack: what may be promoted from it (DEP-5)."""
+    from .promotion import load_verified  # noqa: PLC0415
+
+    try:
+        inventory = load_environment(Path(args.inventory), args.env)
+    except InventoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    assert inventory.state_dir is not None
+    for record in reversed(load_verified(inventory.state_dir, args.stack)):
+        images = ", ".join(f"{image} {ids[0][:19]}" for image, ids in record.images.items() if ids)
+        print(f"{record.version}  {images}")
+    return 0
+
+
+def _affected(args: argparse.Namespace) -> int:
+    """Which stacks a change touches (seed 000 §4.5), and which changes map to none."""
+    from .changes import ChangeError, changed_files, impact_of, repository_root  # noqa: PLC0415
+
+    try:
+        inventory = load_environment(Path(args.inventory), args.env)
+        repo = inventory.repo or repository_root(Path(args.inventory).resolve())
+        impact = impact_of(inventory, changed_files(repo, args.since))
+    except (InventoryError, ChangeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name in sorted(impact.stacks):
+        print(name)
+    for path, reason in sorted(impact.skipped.items()):
+        print(f"# skipped {path}: {reason}", file=sys.stderr)
+    return 0
+
+
 def _schema(args: argparse.Namespace) -> int:
     sys.stdout.write(schema_text())
     return 0
+
+
+def _release_commands(commands: Any, environment: Any) -> None:
+    version = commands.add_parser("version", help="the next release tag (semver)")
+    version.add_argument("action", choices=["next"])
+    version.add_argument("--kind", required=True, choices=["staging", "production", "hotfix"])
+    version.add_argument("--from", dest="base", help="the tag to start from (default: latest)")
+    version.add_argument("--repo", default=".", help="the git repository")
+    version.set_defaults(run=_version)
+    verified = commands.add_parser("verified", help="versions an environment verified")
+    environment(verified)
+    verified.add_argument("stack")
+    verified.set_defaults(run=_verified)
+    affected = commands.add_parser("affected", help="stacks a change touches")
+    environment(affected)
+    affected.add_argument("--since", required=True, metavar="REV")
+    affected.set_defaults(run=_affected)
 
 
 def _hook_commands(commands: Any) -> None:
@@ -337,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     restore.set_defaults(run=_restore)
 
     _hook_commands(commands)
+    _release_commands(commands, environment)
 
     lock = commands.add_parser("lock", help="show or break a stack's deploy lock")
     environment(lock)

@@ -44,6 +44,7 @@ class ContainerState:
     health: str | None  # healthy, unhealthy, starting, or None without a healthcheck
     labels: dict[str, str]
     ports: tuple[dict[str, Any], ...] = ()  # as the listing gives them: IP, PublicPort, ...
+    image_id: str = ""  # what the image name meant when the container was created
 
     @classmethod
     def from_summary(cls, summary: dict[str, Any]) -> ContainerState:
@@ -63,6 +64,7 @@ class ContainerState:
             health=health,
             labels=labels,
             ports=tuple(summary.get("Ports") or ()),
+            image_id=summary.get("ImageID", ""),
         )
 
     @property

@@ -32,15 +32,20 @@ from typing import TYPE_CHECKING
 import allure
 
 from .backups import BackupError, Backups
+from .changes import repository_root
 from .checks.smoke import service_problems
-from .drift import record_deployed
+from .drift import DeployedState, config_drift, config_hash, containers_of, record_deployed
 from .engine import PullError
 from .history import History
+from .inventory import load_environment
 from .locks import LockHeldError, StackLock
 from .model import Stack
 from .probes import probe_all
+from .promotion import load_verified, promotion_problem, record_verified
 from .rollout import RolloutFigures, RolloutWatch
 from .signals import deferred
+from .stackfiles import parse_env
+from .versions import is_tag
 
 if TYPE_CHECKING:
     from .run import Run
@@ -107,6 +112,8 @@ class Deployer:
         self.action = "deploy"
         self._original_env: str | None = None
         self.signals: list[int] = []  # SIGINT/SIGTERM held while finishing
+        self._identities: dict[str, list[str]] = {}  # image -> what it is (DEP-5)
+        self._config_hash = ""
 
     @contextmanager
     def _phase(self, name: str) -> Iterator[None]:
@@ -146,6 +153,10 @@ class Deployer:
                 self._refuse(f"preflight failed: {', '.join(failed[:5])}")
             self._disk_free()
             images = self._available_images(version)
+            self._identities = {image: self.engine.identity(image) for image in images}
+            self._check_promotion()
+            if self._unchanged(env_text):
+                return self.deployment
         with self._phase("backup"):
             self._backup()
         with self._phase("pull"):
@@ -171,6 +182,54 @@ class Deployer:
                 if watch is not None:
                     self.deployment.rollout = watch.stop()
         return self.deployment
+
+    def _check_promotion(self) -> None:
+        """DEP-5: only a version (and image content) the source environment verified."""
+        promotion = self.run.inventory.promotion
+        if promotion is None:
+            return
+        version, force = self.deployment.version, self.run.settings.force
+        if promotion.require_tag:
+            repo = self.run.inventory.repo or repository_root(self.stack.run_dir)
+            if not is_tag(repo, version):
+                self._refuse(f"{version} is not a git tag of {repo}: untagged versions never "
+                             f"reach {self.env}")  # fmt: skip
+        source = load_environment(self.run.settings.inventory.value, promotion.source)
+        assert source.state_dir is not None
+        verified = load_verified(source.state_dir, self.stack.name)
+        problem = promotion_problem(verified, version, self._identities, promotion.source)
+        if problem and not force:
+            self._refuse(f"{problem} (--force REASON to deploy it anyway)")
+        if problem:
+            self.deployment.notes.append(f"forced: {force} ({problem})")
+
+    def _unchanged(self, env_text: str) -> bool:
+        """DEP-7: the same config as deployed (files + env with this version), and the
+        containers as deployed: nothing to do, and nothing is touched."""
+        assert self.run.inventory.state_dir is not None
+        recorded = DeployedState.load(self.run.inventory.state_dir, self.stack.name)
+        if recorded is None:
+            return False
+        compose_text = self.access.read(self.stack.compose_path) or ""
+        wanted = set_env_value(env_text, self.tag_var, self.deployment.version)
+        self._config_hash = config_hash(compose_text, parse_env(wanted))
+        if self._config_hash != recorded.config_hash:
+            return False
+        containers = self.run.containers(self.stack.host)
+        containers.refresh()
+        running = containers_of(containers, self.stack)
+        current = {ids[0] for ids in self._identities.values() if ids}
+        if any(c.image_id and c.image_id not in current for c in running):
+            return False  # the same tag now names other content: not the same deployment
+        drifted = config_drift(self.stack, recorded, self._config_hash, running)
+        if drifted:
+            return False
+        self.deployment.outcome = "unchanged"
+        self.deployment.notes.append(
+            f"{self.deployment.version}: config hash {self._config_hash[:12]} is the deployed "
+            "one; nothing to do"
+        )
+        return True
 
     def _disk_free(self) -> None:
         """PRE-5 for the stack's host, whether or not its disk test was selected."""
@@ -297,11 +356,15 @@ class Deployer:
         version, name = self.deployment.version, self.stack.name
         if self.deployment.outcome == "refused":
             return deploy_error or f"{name}: deploy of {version} refused, nothing changed"
+        if self.deployment.outcome == "unchanged":
+            return self._skipped(failures)
         if not failures and deploy_error is None:
-            backup = f"backup {self.deployment.backup}" if self.deployment.backup else ""
-            self.history.record(name, self.env, "deploy", version, "success", notes=backup)
-            self.deployment.outcome = "success"
-            return f"{name}: {version} deployed and verified"
+            return self._succeeded()
+        return self._failed(failures, deploy_error)
+
+    def _failed(self, failures: list[str], deploy_error: str | None) -> str:
+        """Record the failed deploy; roll back to the last good version and verify it."""
+        version, name = self.deployment.version, self.stack.name
         reason = deploy_error or f"{len(failures)} checks failed: {', '.join(failures[:3])}"
         inconclusive = deploy_error is None and all("INCONCLUSIVE" in f for f in failures)
         status = "inconclusive" if inconclusive else "fail"
@@ -330,6 +393,23 @@ class Deployer:
         if ok:
             return f"{name}: {version} failed ({reason}); rolled back to {target}, verified"
         return f"{name}: {version} failed; ROLLBACK TO {target} FAILED VERIFICATION: {verdict}"
+
+    def _skipped(self, failures: list[str]) -> str:
+        version, name = self.deployment.version, self.stack.name
+        verdict = "verified" if not failures else f"{len(failures)} checks failed"
+        notes = f"config {self._config_hash[:12]} unchanged; {verdict}"
+        self.history.record(name, self.env, "deploy", version, "skipped", notes=notes)
+        return f"{name}: {version} is already deployed (same config hash): skipped, {verdict}"
+
+    def _succeeded(self) -> str:
+        version, name = self.deployment.version, self.stack.name
+        notes = [f"backup {self.deployment.backup}"] if self.deployment.backup else []
+        notes += [n for n in self.deployment.notes if n.startswith("forced:")]
+        self.history.record(name, self.env, "deploy", version, "success", notes="; ".join(notes))
+        assert self.run.inventory.state_dir is not None
+        record_verified(self.run.inventory.state_dir, name, version, self._identities)
+        self.deployment.outcome = "success"
+        return f"{name}: {version} deployed and verified"
 
     def _rollback_target(self) -> str | None:
         last = self.history.last_good(self.stack.name, self.env)

@@ -87,6 +87,29 @@ class HostEngine:
         except docker.errors.DockerException as exc:
             raise PullError(f"pulling {image} on host {self.host.name} failed: {exc}") from None
 
+    def identity(self, image: str) -> list[str]:
+        """What the image IS, not what it is called: the engine's image id and the registry
+        digests it knows; in the registry only, its manifest digest. Empty when unknown."""
+        import docker  # noqa: PLC0415
+
+        api = client_for(self.host).api
+        try:
+            attrs = api.inspect_image(image)
+            return [attrs["Id"], *attrs.get("RepoDigests", [])]
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.DockerException as exc:
+            raise Inconclusive(
+                f"cannot inspect {image} on host {self.host.name!r}: {exc}"
+            ) from None
+        if registry_of(image) is None:
+            return []
+        try:
+            digest = api.inspect_distribution(image)["Descriptor"]["digest"]
+        except docker.errors.APIError:
+            return []
+        return [f"{image.rsplit(':', 1)[0]}@{digest}"]
+
     def inspect(self, container: Any) -> dict[str, Any]:
         """A container's full attributes (one API call): only for a container that drifted."""
         import docker  # noqa: PLC0415

@@ -376,6 +376,15 @@ class Stack(_Named):
         return self.services[name]
 
 
+class Promotion(_Model):
+    """Where this environment's versions come from (DEP-5): only what ``source`` verified."""
+
+    source: Name = Field(description="The environment that must have verified a version.")
+    require_tag: bool = Field(
+        default=True, description="Versions must be git tags of the repository."
+    )
+
+
 class Inventory(_Model):
     """One environment: everything ``--env NAME`` can select."""
 
@@ -396,6 +405,11 @@ class Inventory(_Model):
         default=None,
         description="Where deploy history and stack locks live; default: .deployproof/<env> "
         "beside the inventory file. Share it between everyone who deploys this environment.",
+    )
+    promotion: Promotion | None = Field(
+        default=None,
+        description="Deploy only versions (and image contents) that another environment "
+        "verified, e.g. production: {source: staging}.",
     )
     up_timeout_s: float = Field(
         default=120, gt=0, description="How long `docker compose up --wait` may take."

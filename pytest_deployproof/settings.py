@@ -44,6 +44,7 @@ class Settings:
     deploy: Setting[str | None] = Setting(None, "default")
     lock_wait_s: float = 0.0
     ordered: bool = False
+    force: str | None = None  # the reason to deploy what promotion would refuse
 
     @property
     def active(self) -> bool:
@@ -97,6 +98,12 @@ def add_options(parser: pytest.Parser) -> None:
         dest="deployproof_deploy",
         metavar="VERSION",
         help="Deploy VERSION to every selected stack before its tests; roll back when any fails.",
+    )
+    group.addoption(
+        "--force",
+        dest="deployproof_force",
+        metavar="REASON",
+        help="Deploy a version its promotion source did not verify; REASON goes into the history.",
     )
     group.addoption(
         "--lock-wait",
@@ -209,4 +216,5 @@ def resolve(config: pytest.Config) -> Settings:
         deploy=Setting(config.getoption("deployproof_deploy"), "--deploy"),
         lock_wait_s=float(config.getoption("deployproof_lock_wait") or 0.0),
         ordered=bool(config.getoption("deployproof_ordered", False)),
+        force=config.getoption("deployproof_force", None),
     )

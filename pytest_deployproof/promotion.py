@@ -1,0 +1,71 @@
+"""Verified promotion (DEP-5; seed 000 §5, seed 002 §B).
+
+Every deploy that passes its verification records, in its environment's state
+directory, the version AND the identity of each image it ran (the engine's image
+id, and the registry digests it knows). An environment with ``promotion: {source:
+staging}`` deploys only what its source verified: another version, or the same
+tag now naming other image content, is refused before anything is touched,
+unless ``--force REASON`` (the reason goes into the history). Its versions must
+also be git tags of the repository: an untagged commit never gets there.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+__all__ = ["Verified", "load_verified", "promotion_problem", "record_verified"]
+
+
+@dataclass(frozen=True)
+class Verified:
+    stack: str
+    version: str
+    images: dict[str, list[str]]  # image -> [image id, repo digests...]
+    at: float
+
+
+def _path(state_dir: Path, stack: str) -> Path:
+    return state_dir / "verified" / f"{stack}.jsonl"
+
+
+def record_verified(
+    state_dir: Path, stack: str, version: str, images: dict[str, list[str]]
+) -> None:
+    path = _path(state_dir, stack)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(asdict(Verified(stack, version, images, time.time())), sort_keys=True)
+    with path.open("a", encoding="utf-8") as file:
+        file.write(line + "\n")
+
+
+def load_verified(state_dir: Path, stack: str) -> list[Verified]:
+    try:
+        lines = _path(state_dir, stack).read_text().splitlines()
+    except OSError:
+        return []
+    return [Verified(**json.loads(line)) for line in lines if line.strip()]
+
+
+def promotion_problem(
+    verified: list[Verified], version: str, images: dict[str, list[str]], source: str
+) -> str | None:
+    """Why ``version`` with these ``images`` may not be promoted; ``None`` when it may."""
+    same = [v for v in verified if v.version == version]
+    if not same:
+        known = ", ".join(dict.fromkeys(v.version for v in reversed(verified))) or "none"
+        return f"{version} was never verified in {source} (verified there: {known})"
+    latest = same[-1]
+    changed = []
+    for image, identity in sorted(images.items()):
+        recorded = latest.images.get(image)
+        if recorded is None or not set(identity) & set(recorded):
+            changed.append(
+                f"{image} is {identity[0][:19] if identity else 'unknown'} here, "
+                f"{(recorded or ['nothing'])[0][:19]} when {source} verified it"
+            )
+    if changed:
+        return f"{version} is not what {source} verified: " + "; ".join(changed)
+    return None
