@@ -190,12 +190,19 @@ def test_two_concurrent_deploys_of_one_stack_never_both_proceed(
     pytester: pytest.Pytester, deploy_project: tuple[ComposeStack, Path]
 ) -> None:
     app, _ = deploy_project
-    pytester.makepyfile(test_slow=SLOW_CHECK.replace("time.sleep(60)", "time.sleep(3)"))
+    # The first run's test holds the stack until the second run has finished (or 120 s).
+    hold = (
+        "deadline = time.monotonic() + 120\n"
+        "    while not pathlib.Path('release').exists() and time.monotonic() < deadline:\n"
+        "        time.sleep(0.1)"
+    )
+    pytester.makepyfile(test_slow=SLOW_CHECK.replace("time.sleep(60)", hold))
 
     first = start_deploy(pytester, "v2.0.0")
     wait_for(pytester.path / "started")
     second = start_deploy(pytester, "v1.0.0")  # while the first holds the stack
     second_output, _ = second.communicate(timeout=120)
+    (pytester.path / "release").write_text("done")
     first_output, _ = first.communicate(timeout=120)
 
     assert first.returncode == 0, first_output
