@@ -321,6 +321,52 @@ def _affected(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runner(args: argparse.Namespace) -> int:
+    """The reference IaC runner for one stack (DEP-8): signed POST /deploy, GET /health."""
+    import os  # noqa: PLC0415
+
+    from .deploy import env_value, set_env_value  # noqa: PLC0415
+    from .hosts import HostAccess  # noqa: PLC0415
+    from .runner import RunnerServer  # noqa: PLC0415
+
+    try:
+        inventory = load_environment(Path(args.inventory), args.env)
+        stack = inventory.stacks[args.stack]
+    except (InventoryError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not stack.image_tag_var:
+        print(f"error: stack {stack.name} has no image_tag_var", file=sys.stderr)
+        return 2
+    access = HostAccess(inventory.hosts[stack.host])
+    tag_var = stack.image_tag_var
+
+    def apply(tag: str) -> None:
+        env_text = access.read(stack.env_path) or ""
+        access.write(stack.env_path, set_env_value(env_text, tag_var, tag))
+        timeout = str(int(inventory.up_timeout_s))
+        done = access.compose(stack, "up", "-d", "--wait", "--wait-timeout", timeout)
+        if done.rc != 0:
+            raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "failed")
+
+    try:
+        server = RunnerServer(
+            (args.host, args.port), os.environ.get("DEPLOYPROOF_RUNNER_SECRET", ""), args.env, apply
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    server.state["tag"] = env_value(access.read(stack.env_path) or "", tag_var)
+    print(f"deployproof runner: {stack.name} on {args.host}:{server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def _schema(args: argparse.Namespace) -> int:
     sys.stdout.write(schema_text())
     return 0
@@ -341,6 +387,13 @@ def _release_commands(commands: Any, environment: Any) -> None:
     environment(affected)
     affected.add_argument("--since", required=True, metavar="REV")
     affected.set_defaults(run=_affected)
+    runner = commands.add_parser("runner", help="the reference IaC runner for one stack")
+    runner.add_argument("action", choices=["serve"])
+    environment(runner)
+    runner.add_argument("--stack", required=True)
+    runner.add_argument("--host", default="127.0.0.1")
+    runner.add_argument("--port", type=int, default=8081)
+    runner.set_defaults(run=_runner)
 
 
 def _hook_commands(commands: Any) -> None:

@@ -20,6 +20,7 @@ both the failed deploy and the rollback are recorded.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import time
@@ -43,6 +44,7 @@ from .model import Stack
 from .probes import probe_all
 from .promotion import load_verified, promotion_problem, record_verified
 from .rollout import RolloutFigures, RolloutWatch
+from .runner import RunnerClient, RunnerError
 from .signals import deferred
 from .stackfiles import parse_env
 from .versions import is_tag
@@ -159,6 +161,17 @@ class Deployer:
                 return self.deployment
         with self._phase("backup"):
             self._backup()
+        if self.stack.runner is not None:
+            with self._phase("runner"):
+                self.deployment.changed = True  # from here on, a failure rolls back
+                self._through_runner(version)
+            return self.deployment
+        self._apply_locally(images, env_text)
+        return self.deployment
+
+    def _apply_locally(self, images: list[str], env_text: str) -> None:
+        """Pull, write the tag, migrate, ``compose up --wait``: the stack's own host does it."""
+        version = self.deployment.version
         with self._phase("pull"):
             try:
                 for image in images:
@@ -181,7 +194,26 @@ class Deployer:
             finally:
                 if watch is not None:
                     self.deployment.rollout = watch.stop()
-        return self.deployment
+
+    def _through_runner(self, version: str) -> None:
+        """DEP-8: the runner applies the tag; then the deployed state is recorded here."""
+        runner = self.stack.runner
+        assert runner is not None
+        secret = os.environ.get(runner.secret_env, "")
+        if not secret:
+            raise DeployError(f"stack {self.stack.name} deploys through {runner.url}, but "
+                              f"{runner.secret_env} is not set")  # fmt: skip
+        client = RunnerClient(runner.url, secret, runner.timeout_s)
+        try:
+            who = f"deployproof run {self.lock.run_id}"
+            note = client.deploy(self.env, version, triggered_by=who)
+        except RunnerError as exc:
+            raise DeployError(str(exc)) from None
+        self.deployment.notes.append(note)
+        self.run.invalidate(self.stack)
+        env_text = self.access.read(self.stack.env_path) or ""
+        assert self.run.inventory.state_dir is not None
+        record_deployed(self.run.inventory.state_dir, self.stack, self.access, version, env_text)
 
     def _check_promotion(self) -> None:
         """DEP-5: only a version (and image content) the source environment verified."""
@@ -420,6 +452,12 @@ class Deployer:
 
     def _rollback(self, target: str) -> str:
         """Put ``target`` back and verify it; return what is still wrong ('' when sound)."""
+        if self.stack.runner is not None:
+            try:
+                self._through_runner(target)
+            except DeployError as exc:
+                return str(exc)
+            return self.verify()
         assert self._original_env is not None
         restored = set_env_value(self._original_env, self.tag_var, target)
         self.access.write(self.stack.env_path, restored)

@@ -301,6 +301,18 @@ class Rollout(_Model):
     timeout_ms: float = Field(default=1000, gt=0, le=60_000)
 
 
+class Runner(_Model):
+    """Deploy through an IaC runner instead of local compose (DEP-8, seed 000 §4)."""
+
+    url: str = Field(description="The runner's base URL: POST /deploy, GET /health.")
+    secret_env: str = Field(
+        default="DEPLOYPROOF_RUNNER_SECRET",
+        pattern=ENV_KEY_PATTERN,
+        description="Process environment variable holding the shared secret (never the value).",
+    )
+    timeout_s: float = Field(default=300, gt=0)
+
+
 class Stack(_Named):
     """A Docker Compose stack: where it runs, what it must look like, how to probe it."""
 
@@ -327,6 +339,7 @@ class Stack(_Named):
         "scheme, host and port of its first http(s) endpoint.",
     )
     rollout: Rollout = Field(default_factory=Rollout)
+    runner: Runner | None = Field(default=None, description="Deploy through an IaC runner.")
     parity_allow: tuple[Literal["version", "missing"], ...] = Field(
         default=(),
         description="Differences from the other environment that --parity accepts "
