@@ -265,7 +265,12 @@ def _webhook(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"deployproof webhook: listening on {args.host}:{server.server_address[1]}", flush=True)
+    return _serve(server, f"deployproof webhook: listening on {args.host}")
+
+
+def _serve(server: Any, label: str) -> int:
+    """Serve until interrupted (Ctrl-C), then close."""
+    print(f"{label}:{server.server_address[1]}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -357,14 +362,7 @@ def _runner(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     server.state["tag"] = env_value(access.read(stack.env_path) or "", tag_var)
-    print(f"deployproof runner: {stack.name} on {args.host}:{server.server_address[1]}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return _serve(server, f"deployproof runner: {stack.name} on {args.host}")
 
 
 def _schema(args: argparse.Namespace) -> int:

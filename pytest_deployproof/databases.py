@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from .model import Database, ProbeSettings
 from .secrets import Masker
@@ -50,18 +51,24 @@ def _where(database: Database) -> str:
     return f"{database.kind} {user}{database.host}:{port}{name}"
 
 
+def connect_postgres(database: Database, password: str | None, timeout_s: float = 5) -> Any:
+    """A psycopg connection (autocommit) to ``database`` as its user."""
+    import psycopg  # noqa: PLC0415
+
+    return psycopg.connect(
+        host=database.host,
+        port=database.port or 5432,
+        dbname=database.dbname or database.user or "postgres",
+        user=database.user,
+        password=password,
+        connect_timeout=max(1, int(timeout_s)),
+        autocommit=True,
+    )
+
+
 def _connect_once(database: Database, password: str | None, timeout_s: float) -> None:
     if database.kind == "postgresql":
-        import psycopg  # noqa: PLC0415
-
-        with psycopg.connect(
-            host=database.host,
-            port=database.port or 5432,
-            dbname=database.dbname or database.user or "postgres",
-            user=database.user,
-            password=password,
-            connect_timeout=max(1, int(timeout_s)),
-        ) as connection:
+        with connect_postgres(database, password, timeout_s) as connection:
             connection.execute("SELECT 1").fetchone()
         return
     import redis  # noqa: PLC0415

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from .databases import password_for
+from .databases import connect_postgres, password_for
 from .errors import Inconclusive
 from .model import Database, Stack
 from .run import Run
@@ -83,17 +83,8 @@ def postgres_databases(stack: Stack) -> list[Database]:
 
 
 def connect(database: Database, password: str | None, timeout_s: float = 5) -> Any:
-    import psycopg  # noqa: PLC0415
-
-    return psycopg.connect(
-        host=database.host,
-        port=database.port or 5432,
-        dbname=database.dbname or database.user or "postgres",
-        user=database.user,
-        password=password,
-        connect_timeout=max(1, int(timeout_s)),
-        autocommit=True,
-    )
+    """A connection as the database's user (the same one the health probe makes)."""
+    return connect_postgres(database, password, timeout_s)
 
 
 @pytest.fixture
