@@ -281,14 +281,40 @@ def _serve(server: Any, label: str) -> int:
 
 
 def _version(args: argparse.Namespace) -> int:
-    """The next release tag (DEP-6)."""
+    """The next release tag (DEP-6): for staging, for production, or a hotfix."""
     from .versions import VersionError, next_version  # noqa: PLC0415
 
+    kind = "hotfix" if args.hotfix else args.env
     try:
-        print(next_version(Path(args.repo), args.kind, args.base))
+        print(next_version(Path(args.repo), kind, args.base))
     except VersionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    """Tag the staging release for production (minor+1, patch 0) on the same commit."""
+    import subprocess  # noqa: PLC0415
+
+    from .versions import VersionError, latest, next_version  # noqa: PLC0415
+
+    repo = Path(args.repo)
+    try:
+        base = args.base or latest(repo)
+        tag = next_version(repo, "production", base)
+    except VersionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    message = f"promote {base} to production"
+    done = subprocess.run(
+        ["git", "-C", str(repo), "tag", "-a", tag, "-m", message, str(base)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        print(f"error: git tag {tag} failed: {done.stderr.strip()}", file=sys.stderr)
+        return 1
+    print(tag)
     return 0
 
 
@@ -373,10 +399,15 @@ def _schema(args: argparse.Namespace) -> int:
 def _release_commands(commands: Any, environment: Any) -> None:
     version = commands.add_parser("version", help="the next release tag (semver)")
     version.add_argument("action", choices=["next"])
-    version.add_argument("--kind", required=True, choices=["staging", "production", "hotfix"])
+    version.add_argument("--env", required=True, choices=["staging", "production"])
+    version.add_argument("--hotfix", action="store_true", help="patch+1 of the production tag")
     version.add_argument("--from", dest="base", help="the tag to start from (default: latest)")
     version.add_argument("--repo", default=".", help="the git repository")
     version.set_defaults(run=_version)
+    promote = commands.add_parser("promote", help="tag the staging release for production")
+    promote.add_argument("--from", dest="base", help="the staging tag (default: latest)")
+    promote.add_argument("--repo", default=".", help="the git repository")
+    promote.set_defaults(run=_promote)
     verified = commands.add_parser("verified", help="versions an environment verified")
     environment(verified)
     verified.add_argument("stack")

@@ -38,6 +38,7 @@ class Reporter:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.outcomes = dashboard.Outcomes()
+        self.annotations: list[str] = []  # GitHub Actions ::error lines, at the end
 
     @property
     def run(self) -> Run:
@@ -126,5 +127,10 @@ class Reporter:
             with open(summary, "a", encoding="utf-8") as file:
                 file.write(markdown + "\n")
         if os.environ.get("GITHUB_ACTIONS") == "true":
-            for line in dashboard.error_annotations(self.outcomes.failures()):
-                print(masker(line))
+            failures = self.outcomes.failures()
+            self.annotations = [masker(line) for line in dashboard.error_annotations(failures)]
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        # Workflow commands must start a line: written here, by the terminal reporter.
+        for line in self.annotations:
+            terminalreporter.write_line(line)

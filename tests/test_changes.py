@@ -147,3 +147,17 @@ def test_glob_semantics(pattern: str, matches: list[str], misses: list[str]) -> 
 def test_bad_globs_are_rejected_with_the_reason(pattern: str, reason: str) -> None:
     with pytest.raises(GlobError, match=reason):
         compile_glob(pattern)
+
+
+def test_affected_prints_the_stacks_a_change_touches_and_why_others_are_skipped(
+    repo: pytest.Pytester, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_deployproof.cli import main
+
+    change(repo, "libs/common.py", "bootstrap/main.tf")
+    monkeypatch.chdir(repo.path)
+    assert main(["affected", "--env", "staging", "--since", "base"]) == 0
+    out, err = capfd.readouterr()
+    assert out.splitlines() == ["postgres", "web-seisei"]  # libs -> every platform stack
+    assert "# skipped bootstrap/main.tf: applied manually" in err
+    assert main(["affected", "--env", "staging", "--since", "nope"]) == 2

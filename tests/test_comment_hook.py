@@ -395,3 +395,21 @@ def test_the_webhook_checks_signatures_and_handles_each_delivery_once() -> None:
     )  # fmt: skip
     assert no_secret.returncode == 2
     assert "refusing to start without a webhook secret" in no_secret.stderr
+
+
+def test_revert_rolls_the_environment_back_and_reports_it(
+    github: FakeGitHub, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    reverted: list[str] = []
+
+    def revert(environment: str) -> int:
+        reverted.append(environment)
+        return 0
+
+    api = GitHub(REPO, token="t0ken", api=httpserver.url_for("").rstrip("/"))
+    settings_ = HookSettings(inventory=tmp_path, bot_login=BOT, revert=revert)
+    outcome = handle(event("/revert"), api, settings_, lambda args: pytest.fail("no checks"))
+    assert (outcome.action, reverted) == ("ran", ["staging"])
+    [board] = github.dashboards()
+    assert "| Revert | ✅ | exit code 0 |" in board["body"]
+    assert github.reactions == [(101, "eyes"), (101, "rocket")]

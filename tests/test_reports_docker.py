@@ -107,7 +107,7 @@ def test_a_failed_deploy_leaves_labels_steps_attachments_junit_and_a_dashboard(
 
 
 def test_under_xdist_with_clean_alluredir_the_metadata_is_there_once_and_failures_attached(
-    pytester: pytest.Pytester, compose_stack: MakeStack
+    pytester: pytest.Pytester, compose_stack: MakeStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     good, broken = compose_stack("good"), compose_stack("broken")
     good.up()
@@ -120,11 +120,20 @@ def test_under_xdist_with_clean_alluredir_the_metadata_is_there_once_and_failure
     allure.mkdir()
     (allure / "stale-result.json").write_text("{}")  # from an earlier run
 
+    summary = pytester.path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")  # as in GitHub Actions
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     result = pytester.runpytest_subprocess(
         "--env", "test", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup",
         "--alluredir", str(allure), "--clean-alluredir",
     )  # fmt: skip
     result.assert_outcomes(passed=2, failed=1, skipped=1)
+    # The step summary is the dashboard; each failed check is an annotation.
+    assert summary.read_text().startswith("<!-- deployproof-dashboard:")
+    assert "| Smoke: platform | ❌ | 1 failed, 1 blocked, 2 passed:" in summary.read_text()
+    result.stdout.fnmatch_lines(
+        ["::error title=failed%3A test/platform/broken/web::stack broken *: not running *"]
+    )
     files = sorted(p.name for p in allure.iterdir())
     for name in ("environment.properties", "executor.json", "categories.json"):
         assert files.count(name) == 1

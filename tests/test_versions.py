@@ -59,10 +59,17 @@ def test_conflicts_and_bad_input_are_named(tmp_path: Path) -> None:
 
 def test_the_cli_prints_the_next_tag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = repo_with(tmp_path, "v1.2.4")
-    assert main(["version", "next", "--kind", "production", "--repo", str(repo)]) == 0
+    assert main(["version", "next", "--env", "production", "--repo", str(repo)]) == 0
     assert capsys.readouterr().out == "v1.3.0\n"
-    git(repo, "tag", "v1.3.0")
-    again = ["version", "next", "--kind", "production", "--from", "v1.2.4", "--repo", str(repo)]
+    assert main(["version", "next", "--env", "staging", "--repo", str(repo)]) == 0
+    assert capsys.readouterr().out == "v1.2.5\n"
+    git(repo, "commit", "-q", "--allow-empty", "-m", "later work")
+    assert main(["promote", "--repo", str(repo)]) == 0  # v1.2.4's commit, tagged v1.3.0
+    assert capsys.readouterr().out == "v1.3.0\n"
+    assert git(repo, "rev-list", "-n", "1", "v1.3.0") == git(repo, "rev-list", "-n", "1", "v1.2.4")
+    assert main(["version", "next", "--env", "production", "--hotfix", "--repo", str(repo)]) == 0
+    assert capsys.readouterr().out == "v1.3.1\n"
+    again = ["version", "next", "--env", "production", "--from", "v1.2.4", "--repo", str(repo)]
     assert main(again) == 1
     assert "tag v1.3.0 already exists" in capsys.readouterr().err
 
