@@ -427,10 +427,16 @@ class Deployer:
         return f"{name}: {version} failed; ROLLBACK TO {target} FAILED VERIFICATION: {verdict}"
 
     def _skipped(self, failures: list[str]) -> str:
+        """Nothing was deployed; the checks still judged what runs. Verified, it counts as
+        good (a run killed after `up` leaves a version that was never verified)."""
         version, name = self.deployment.version, self.stack.name
         verdict = "verified" if not failures else f"{len(failures)} checks failed"
-        notes = f"config {self._config_hash[:12]} unchanged; {verdict}"
-        self.history.record(name, self.env, "deploy", version, "skipped", notes=notes)
+        notes = f"skipped: config {self._config_hash[:12]} already deployed; {verdict}"
+        status = "success" if not failures else "fail"
+        self.history.record(name, self.env, "deploy", version, status, notes=notes)
+        if not failures:
+            assert self.run.inventory.state_dir is not None
+            record_verified(self.run.inventory.state_dir, name, version, self._identities)
         return f"{name}: {version} is already deployed (same config hash): skipped, {verdict}"
 
     def _succeeded(self) -> str:

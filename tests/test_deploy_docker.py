@@ -279,5 +279,7 @@ def test_after_sigkill_the_next_deploy_reclaims_the_lock_and_says_so(
     assert "app: reclaimed the lease of " in output
     assert f"(pid {killed.pid}, run {lease['run_id']})" in output
     assert f"its process {killed.pid} is gone" in output
-    assert "app: v2.0.0 deployed and verified" in output
+    # The killed run had brought v2.0.0 up: nothing to redeploy, but now it is verified.
+    assert "app: v2.0.0 is already deployed (same config hash): skipped, verified" in output
+    assert history_lines(state)[-1][:3] == ("deploy", "v2.0.0", "success")
     assert not (state / "locks" / "app.lease").exists()

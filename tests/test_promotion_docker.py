@@ -84,7 +84,8 @@ def test_production_takes_only_what_staging_verified(
         ["web: v2.0.0 is already deployed (same config hash): skipped, verified"]
     )
     assert container_id(staging) == staged
-    assert history("staging")[-1][:3] == ("deploy", "v2.0.0", "skipped")
+    assert history("staging")[-1][:3] == ("deploy", "v2.0.0", "success")
+    assert history("staging")[-1][3].startswith("skipped: config ")
 
     # Production of the verified version passes.
     deploy("production", "v2.0.0").assert_outcomes(passed=2)
