@@ -143,7 +143,7 @@ class Backups:
         final = self.root / name
         work = self.root / f".{name}.partial"
         q = shlex.quote
-        steps = [f"set -e; umask 077; mkdir -p {q(str(work))}"]
+        steps = ["set -e; umask 077"]  # the work directory: made by _prepare
         entries: list[dict[str, Any]] = []
         for kind, source in (("compose", self.stack.compose_path), ("env", self.stack.env_path)):
             target = f"{kind}-{source.name}"

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import allure
 
@@ -135,17 +135,13 @@ class Deployer:
         """Run the phases up to a running new version; raise :class:`DeployError` if not."""
         version = self.deployment.version
         with self._phase("lock"):
-            try:
-                note = self.lock.acquire(timeout_s=self.run.settings.lock_wait_s)
-            except LockHeldError as exc:
-                self._refuse(str(exc))
+            note = self._take_lock()
             self.lock.start_heartbeat()
             if note:
                 self.deployment.notes.append(note)
         env_text = self.access.read(self.stack.env_path)
         if env_text is None:
             self._refuse(f"env file {self.stack.env_path} does not exist on host {self.stack.host}")
-        assert env_text is not None
         self._original_env = env_text
         self.deployment.previous = env_value(env_text, self.tag_var)
 
@@ -322,7 +318,14 @@ class Deployer:
                 f"databases is not undone: backup {self.deployment.backup} holds the state before"
             )
 
-    def _refuse(self, reason: str) -> None:
+    def _take_lock(self) -> str | None:
+        """The stack's lease, or a refusal naming its holder (DEP-9); returns a reclaim note."""
+        try:
+            return self.lock.acquire(timeout_s=self.run.settings.lock_wait_s)
+        except LockHeldError as exc:
+            self._refuse(str(exc))
+
+    def _refuse(self, reason: str) -> NoReturn:
         """Stop before anything changed: record it and say so."""
         self.deployment.outcome = "refused"
         name, version = self.stack.name, self.deployment.version
@@ -485,10 +488,7 @@ class Deployer:
         self.action = "rollback"
         version, name = self.deployment.version, self.stack.name
         try:
-            try:
-                self.lock.acquire(timeout_s=self.run.settings.lock_wait_s)
-            except LockHeldError as exc:
-                self._refuse(str(exc))
+            self._take_lock()
             env_text = self.access.read(self.stack.env_path)
             if env_text is None:
                 self._refuse(f"env file {self.stack.env_path} does not exist")
@@ -518,10 +518,7 @@ class Deployer:
         files = self.run.stack_files(self.stack.name)
         backups = Backups(self.stack, self.access, self.env, files.masker)
         try:
-            try:
-                self.lock.acquire(timeout_s=self.run.settings.lock_wait_s)
-            except LockHeldError as exc:
-                self._refuse(str(exc))
+            self._take_lock()
             try:
                 backup = backups.find(name)
                 self.deployment.version = backup.version or "-"

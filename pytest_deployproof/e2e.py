@@ -82,11 +82,6 @@ def postgres_databases(stack: Stack) -> list[Database]:
     return [d for d in stack.databases.values() if d.kind == "postgresql"]
 
 
-def connect(database: Database, password: str | None, timeout_s: float = 5) -> Any:
-    """A connection as the database's user (the same one the health probe makes)."""
-    return connect_postgres(database, password, timeout_s)
-
-
 @pytest.fixture
 def stack_db(deployproof_run: Run, stack: Stack) -> Iterator[Any]:
     """A connection to the stack's (first) PostgreSQL database as the stack's own user."""
@@ -99,7 +94,7 @@ def stack_db(deployproof_run: Run, stack: Stack) -> Iterator[Any]:
     files = deployproof_run.stack_files(stack.name)
     password = password_for(database, files.env, deployproof_run.inventory.secrets_prefix)
     try:
-        connection = connect(database, password)
+        connection = connect_postgres(database, password)
     except psycopg.OperationalError as exc:
         message = files.masker(" ".join(str(exc).split()))
         raise Inconclusive(f"stack {stack.name}: database {database.name}: {message}") from None

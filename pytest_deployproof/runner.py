@@ -21,13 +21,12 @@ import re
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 
-from .webhook import signature, verify
+from .webhook import Deliveries, Rejected, read_signed, signature
 
 __all__ = ["RunnerClient", "RunnerError", "RunnerServer"]
 
@@ -95,7 +94,7 @@ class RunnerServer(ThreadingHTTPServer):
                 "refusing to start without a runner secret (DEPLOYPROOF_RUNNER_SECRET)"
             )
         self.secret, self.env, self.apply = secret.encode(), env, apply
-        self.seen: OrderedDict[str, None] = OrderedDict()
+        self.deliveries = Deliveries()
         self.lock = threading.Lock()
         self.state: dict[str, Any] = {"status": "ok", "tag": None}
         self.applied: list[dict[str, Any]] = []
@@ -103,12 +102,7 @@ class RunnerServer(ThreadingHTTPServer):
 
     def accept(self, delivery: str) -> bool:
         with self.lock:
-            if not delivery or delivery in self.seen or self.state["status"] == "deploying":
-                return False
-            self.seen[delivery] = None
-            while len(self.seen) > 10_000:
-                self.seen.popitem(last=False)
-            return True
+            return self.state["status"] != "deploying" and self.deliveries.first(delivery)
 
     def run_deploy(self, request: dict[str, Any]) -> None:
         self.state = {"status": "deploying", "tag": request["tag"]}
@@ -150,43 +144,29 @@ class _RunnerRequest(BaseHTTPRequestHandler):
     def _judge(self) -> tuple[int, dict[str, Any], dict[str, Any] | None]:
         try:
             request = self._request()
-        except _Reject as reject:
+        except Rejected as reject:
             return reject.status, {"error": reject.message}, None
         return 202, {"accepted": request["tag"]}, request
 
     def _request(self) -> dict[str, Any]:
-        """The deploy request, or :class:`_Reject` with the answer to give."""
+        """The deploy request, or :class:`Rejected` with the answer to give."""
         if self.path != "/deploy":
-            raise _Reject(404, "not found")
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = -1
-        if length < 0 or length > MAX_BODY:
-            raise _Reject(413, "body too large")
-        body = self.rfile.read(length)
-        if not verify(self.server.secret, body, self.headers.get("X-Hub-Signature-256")):
-            raise _Reject(401, "bad or missing signature")
+            raise Rejected(404, "not found")
+        body = read_signed(self, self.server.secret, MAX_BODY)
         try:
             sent = int(self.headers.get("X-Deployproof-Timestamp", ""))
         except ValueError:
             sent = 0
         if abs(time.time() - sent) > MAX_AGE_S:
-            raise _Reject(401, "stale delivery")
+            raise Rejected(401, "stale delivery")
         try:
             request = json.loads(body)
         except ValueError:
-            raise _Reject(400, "not JSON") from None
+            raise Rejected(400, "not JSON") from None
         if not isinstance(request, dict) or not TAG.fullmatch(str(request.get("tag", ""))):
-            raise _Reject(400, "needs a JSON object with a plain tag")
+            raise Rejected(400, "needs a JSON object with a plain tag")
         if request.get("env") != self.server.env:
-            raise _Reject(400, f"this runner deploys {self.server.env}")
+            raise Rejected(400, f"this runner deploys {self.server.env}")
         if not self.server.accept(self.headers.get("X-Deployproof-Delivery", "")):
-            raise _Reject(409, "duplicate delivery, or a deploy in progress")
+            raise Rejected(409, "duplicate delivery, or a deploy in progress")
         return request
-
-
-class _Reject(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message

@@ -20,7 +20,15 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["MAX_BODY", "WebhookServer", "signature", "verify"]
+__all__ = [
+    "MAX_BODY",
+    "Deliveries",
+    "Rejected",
+    "WebhookServer",
+    "read_signed",
+    "signature",
+    "verify",
+]
 
 MAX_BODY = 1 << 20
 Handler = Callable[[dict[str, Any]], object]
@@ -34,6 +42,47 @@ def verify(secret: bytes, body: bytes, header: str | None) -> bool:
     return header is not None and hmac.compare_digest(signature(secret, body), header)
 
 
+class Rejected(Exception):
+    """A request answered with ``status`` and nothing done."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def read_signed(request: BaseHTTPRequestHandler, secret: bytes, max_body: int) -> bytes:
+    """The request's body, once its size and ``X-Hub-Signature-256`` are right; else
+    :class:`Rejected` (413, 401). Shared by the webhook and the runner."""
+    try:
+        length = int(request.headers.get("Content-Length", "0"))
+    except ValueError:
+        length = -1
+    if length < 0 or length > max_body:
+        raise Rejected(413, "body too large")
+    body = request.rfile.read(length)
+    if not verify(secret, body, request.headers.get("X-Hub-Signature-256")):
+        raise Rejected(401, "bad or missing signature")
+    return body
+
+
+class Deliveries:
+    """Delivery ids already taken (the newest ``keep``): each delivery is handled once."""
+
+    def __init__(self, keep: int = 10_000) -> None:
+        self.keep = keep
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first(self, delivery: str) -> bool:
+        with self._lock:
+            if not delivery or delivery in self._seen:
+                return False
+            self._seen[delivery] = None
+            while len(self._seen) > self.keep:
+                self._seen.popitem(last=False)
+            return True
+
+
 class WebhookServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -44,21 +93,11 @@ class WebhookServer(ThreadingHTTPServer):
             )
         self.secret = secret.encode()
         self.handler = handler
-        self.seen: OrderedDict[str, None] = OrderedDict()  # delivery ids, the newest 10,000
-        self.seen_lock = threading.Lock()
+        self.deliveries = Deliveries()
         self.work: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.worker = threading.Thread(target=self._work, name="deployproof-webhook", daemon=True)
         self.worker.start()
         super().__init__(address, _Request)
-
-    def first_delivery(self, delivery: str) -> bool:
-        with self.seen_lock:
-            if delivery in self.seen:
-                return False
-            self.seen[delivery] = None
-            while len(self.seen) > 10_000:
-                self.seen.popitem(last=False)
-            return True
 
     def _work(self) -> None:
         while (event := self.work.get()) is not None:
@@ -97,14 +136,9 @@ class _Request(BaseHTTPRequestHandler):
     def _judge(self) -> tuple[int, str, dict[str, Any] | None]:
         """The answer to this delivery, and the event to handle (only when accepted)."""
         try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = -1
-        if length < 0 or length > MAX_BODY:
-            return 413, "body too large", None
-        body = self.rfile.read(length)
-        if not verify(self.server.secret, body, self.headers.get("X-Hub-Signature-256")):
-            return 401, "bad or missing signature", None
+            body = read_signed(self, self.server.secret, MAX_BODY)
+        except Rejected as reject:
+            return reject.status, reject.message, None
         delivery = self.headers.get("X-GitHub-Delivery", "")
         try:
             event = json.loads(body) if delivery else None
@@ -112,7 +146,7 @@ class _Request(BaseHTTPRequestHandler):
             event = None
         if not isinstance(event, dict):
             return 400, "not a JSON object with an X-GitHub-Delivery", None
-        if not self.server.first_delivery(delivery):
+        if not self.server.deliveries.first(delivery):
             return 200, "duplicate delivery ignored", None
         if self.headers.get("X-GitHub-Event") != "issue_comment":
             return 202, "not an issue_comment event: ignored", None

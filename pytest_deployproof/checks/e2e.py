@@ -42,7 +42,8 @@ def expect_isolated(run: Run, stack: Stack, database: Database) -> None:
     __tracebackhide__ = True
     import psycopg  # noqa: PLC0415
 
-    from ..e2e import connect, postgres_databases  # noqa: PLC0415
+    from ..databases import connect_postgres as connect  # noqa: PLC0415
+    from ..e2e import postgres_databases  # noqa: PLC0415
 
     if database.kind != "postgresql":
         pytest.skip(
