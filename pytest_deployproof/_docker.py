@@ -10,6 +10,7 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import ssh
 from .errors import Inconclusive
 from .model import Host
 
@@ -26,7 +27,10 @@ def docker_url(host: Host) -> str | None:
     scheme = host.spec.partition("://")[0]
     if scheme == "local":
         return None
-    if scheme in ("ssh", "paramiko"):
+    if scheme == "ssh":
+        # The host's engine socket, forwarded over the process's one ssh connection.
+        return "unix://" + ssh.connection(host).docker_socket()
+    if scheme == "paramiko":
         parts = urlsplit(host.spec)
         user = f"{parts.username}@" if parts.username else ""
         port = f":{parts.port}" if parts.port else ""

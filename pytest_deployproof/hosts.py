@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import ssh
 from .errors import Inconclusive
 from .model import Host, Stack
 
-__all__ = ["CommandResult", "DiskUsage", "HostAccess"]
+__all__ = ["CommandResult", "DiskUsage", "HostAccess", "is_ssh", "testinfra_host"]
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,23 @@ class DiskUsage:
         return 100.0 * self.available_kib / self.size_kib if self.size_kib else 0.0
 
 
+def is_ssh(host: Host) -> bool:
+    """Whether deployproof reaches ``host`` through its own OpenSSH connection (ssh.py)."""
+    return host.spec.startswith("ssh://")
+
+
+def testinfra_host(host: Host) -> Any:
+    """The testinfra host for ``host`` (no connection is made until it runs something)."""
+    if is_ssh(host):
+        return ssh.connection(host).testinfra_host()
+    import testinfra  # noqa: PLC0415 - optional until a check needs the host
+
+    return testinfra.get_host(host.spec)
+
+
 class HostAccess:
-    """One inventory host, reached through testinfra (connections are cached by testinfra)."""
+    """One inventory host, reached through testinfra; ssh:// hosts through one shared
+    OpenSSH connection per process (:mod:`pytest_deployproof.ssh`)."""
 
     def __init__(self, host: Host) -> None:
         self.host = host
@@ -52,20 +68,25 @@ class HostAccess:
     @property
     def testinfra(self) -> Any:
         if self._testinfra is None:
-            import testinfra  # noqa: PLC0415 - optional until a check needs the host
-
-            self._testinfra = testinfra.get_host(self.host.spec)
+            self._testinfra = testinfra_host(self.host)
         return self._testinfra
 
     def run(self, *argv: str, cwd: Path | None = None) -> CommandResult:
         command = shlex.join(argv)
         if cwd is not None:
             command = f"cd {shlex.quote(str(cwd))} && {command}"
+        link = ssh.connection(self.host) if is_ssh(self.host) else None
+        if link is not None:
+            link.open()  # raises at once, with one message, for a host already found unreachable
         try:
             result = self.testinfra.run(command)
         except Exception as exc:  # testinfra raises RuntimeError and others for transport errors
+            if link is not None:
+                link.unreachable(_transport_error(exc))
             raise Inconclusive(f"cannot run commands on host {self.host.name!r}: {exc}") from None
         if result.rc == 255 and self.host.spec.startswith(("ssh://", "paramiko://")):
+            if link is not None:
+                link.unreachable(result.stderr.strip())
             raise Inconclusive(f"host {self.host.name!r} is unreachable: {result.stderr.strip()}")
         return CommandResult(result.rc, result.stdout, result.stderr)
 
@@ -158,3 +179,10 @@ class HostAccess:
         fields = lines[-1].split()
         used, available = int(fields[2]), int(fields[3])
         return DiskUsage(path, fields[5], used + available, available)
+
+
+def _transport_error(exc: Exception) -> str:
+    """What ssh said when testinfra's command could not reach the host."""
+    result = exc.args[0] if exc.args else None
+    stderr = getattr(result, "stderr", None)
+    return str(stderr).strip() if stderr else str(exc)

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import model
 from ._yaml import YamlError, line_of, load_yaml
+from .ansible import AnsibleError, merge_hosts, read_inventory
 from .model import PROJECT_PATTERN, Inventory
 
 __all__ = [
@@ -99,16 +100,19 @@ def discover(source: Path) -> dict[str, Path]:
     }
 
 
-def load_environment(source: Path, env: str) -> Inventory:
+def load_environment(source: Path, env: str, ansible_inventory: Path | None = None) -> Inventory:
     """Load the inventory of ``env`` from ``source`` (a file or a directory)."""
     files = discover(source)
     if env not in files:
         raise UnknownEnvironmentError(env, source, files)
-    return load_file(files[env])
+    return load_file(files[env], ansible_inventory)
 
 
-def load_file(path: Path) -> Inventory:
-    """Parse and validate one inventory file; raise :class:`InventoryError` on any problem."""
+def load_file(path: Path, ansible_inventory: Path | None = None) -> Inventory:
+    """Parse and validate one inventory file; raise :class:`InventoryError` on any problem.
+
+    ``ansible_inventory`` (else the file's own ``ansible_inventory``) completes its hosts.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -124,6 +128,7 @@ def load_file(path: Path) -> Inventory:
         message = f"an inventory is a mapping with hosts, layers and stacks; got {got}"
         raise InventoryError([Problem(path, 1, (), message)])
     data = {"environment": path.stem, **data}
+    data = _with_ansible_hosts(path, data, ansible_inventory)
     try:
         inventory = Inventory.model_validate(data)
     except ValidationError as exc:
@@ -136,6 +141,22 @@ def load_file(path: Path) -> Inventory:
     if problems:
         raise InventoryError(problems)
     return _resolve_paths(inventory, path.parent.resolve())
+
+
+def _with_ansible_hosts(
+    path: Path, data: dict[str, Any], ansible_inventory: Path | None
+) -> dict[str, Any]:
+    """``data`` with its hosts completed from the Ansible inventory, if one is named."""
+    named = data.get("ansible_inventory")
+    if ansible_inventory is None and not (named and isinstance(named, str)):
+        return data
+    source = ansible_inventory or (path.parent / str(named)).resolve()
+    where = "--ansible-inventory" if ansible_inventory else "ansible_inventory"
+    try:
+        hosts = merge_hosts(data, read_inventory(source))
+    except AnsibleError as exc:
+        raise InventoryError([Problem(path, None, (where,), str(exc))]) from None
+    return {**data, "ansible_inventory": str(source), "hosts": hosts}
 
 
 def _resolve_paths(inventory: Inventory, base: Path) -> Inventory:
@@ -159,9 +180,20 @@ def _resolve_paths(inventory: Inventory, base: Path) -> Inventory:
         )
         for name, stack in inventory.stacks.items()
     }
+    hosts = {
+        name: host.model_copy(
+            update={
+                "identity_file": absolute(host.identity_file) if host.identity_file else None,
+                "ssh_config": absolute(host.ssh_config) if host.ssh_config else None,
+            }
+        )
+        for name, host in inventory.hosts.items()
+    }
     repo = absolute(inventory.repo) if inventory.repo else None
     state = absolute(inventory.state_dir or Path(".deployproof") / inventory.environment)
-    return inventory.model_copy(update={"stacks": stacks, "repo": repo, "state_dir": state})
+    return inventory.model_copy(
+        update={"hosts": hosts, "stacks": stacks, "repo": repo, "state_dir": state}
+    )
 
 
 def _cross_reference_problems(inventory: Inventory, stem: str) -> list[tuple[Location, str]]:
@@ -190,7 +222,7 @@ def _cross_reference_problems(inventory: Inventory, stem: str) -> list[tuple[Loc
     for stack in inventory.stacks.values():
         here: Location = ("stacks", stack.name)
         problems += _unknown((*here, "layer"), "layer", stack.layer, inventory.layers)
-        problems += _unknown((*here, "host"), "host", stack.host, inventory.hosts)
+        problems += _unknown_host(inventory, stack)
         if not PROJECT_PATTERN.match(stack.project_name):
             problems.append(
                 (
@@ -230,6 +262,13 @@ def _cross_reference_problems(inventory: Inventory, stem: str) -> list[tuple[Loc
             at = (*here, "migration", "service")
             problems += _unknown(at, "service", stack.migration.service, stack.services)
     return problems
+
+
+def _unknown_host(inventory: Inventory, stack: model.Stack) -> list[tuple[Location, str]]:
+    found = _unknown(("stacks", stack.name, "host"), "host", stack.host, inventory.hosts)
+    if found and inventory.ansible_inventory:
+        return [(found[0][0], f"{found[0][1]}; nor is it in {inventory.ansible_inventory}")]
+    return found
 
 
 def _unknown(

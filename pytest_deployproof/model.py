@@ -115,8 +115,33 @@ class Host(_Named):
     )
     docker_url: str | None = Field(
         default=None,
-        description="Docker engine URL; default: the environment's engine for local://, "
-        "ssh://user@host for ssh hosts.",
+        description="Docker engine URL; default: the environment's engine for local://, the "
+        "host's docker_socket forwarded over deployproof's ssh connection for ssh:// hosts.",
+    )
+    docker_socket: str = Field(
+        default="/var/run/docker.sock",
+        description="The Docker engine's socket on an ssh:// host (forwarded over ssh).",
+    )
+    identity_file: Path | None = Field(
+        default=None, description="Private key for ssh:// hosts (ssh -i); default: ssh's own."
+    )
+    ssh_config: Path | None = Field(
+        default=None, description="ssh_config file for ssh:// hosts (ssh -F)."
+    )
+    ssh_args: tuple[str, ...] = Field(
+        default=(),
+        description="Extra ssh arguments for ssh:// hosts, e.g. [-o, ProxyJump=bastion].",
+    )
+    connect_timeout_s: float = Field(
+        default=10,
+        gt=0,
+        le=300,
+        description="How long reaching an ssh host may take before its checks are inconclusive.",
+    )
+    groups: tuple[Name, ...] = Field(
+        default=(),
+        description="Groups the host belongs to (also read from an Ansible inventory); "
+        "--host accepts group names.",
     )
 
     @field_validator("spec")
@@ -431,6 +456,11 @@ class Inventory(_Model):
         default=IMAGE_TAG_PATTERN,
         description="Tags critical services may deploy: registry tags (sha-<commit> or semver), "
         "never latest or a local pin tag (PRE-2).",
+    )
+    ansible_inventory: Path | None = Field(
+        default=None,
+        description="An Ansible inventory (INI, YAML or any source ansible-inventory reads) "
+        "supplying hosts' connections and groups by name; --ansible-inventory overrides it.",
     )
     hosts: dict[Name, Host] = Field(min_length=1)
     layers: dict[Name, Layer] = Field(default_factory=lambda: dict(_default_layers()))

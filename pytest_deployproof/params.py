@@ -7,9 +7,8 @@ readable id such as ``staging/platform/web`` or
 a sorted, stable order, so every xdist worker collects the same tests.
 
 Every row carries a :class:`Target`, attached to the test item as the
-``deployproof_target`` mark: it is how fixtures, xdist grouping and reporters
-learn which environment, layer, host and stack a test is about without
-parsing node ids.
+``deployproof_target`` mark: it is how fixtures and reporters learn which
+environment, layer, host and stack a test is about without parsing node ids.
 """
 
 from __future__ import annotations
@@ -50,13 +49,6 @@ class Target:
         if self.kind == "host":
             parts = [self.environment, self.host]
         return "/".join(part for part in parts if part)
-
-    @property
-    def group(self) -> str:
-        """The xdist group: a stack's tests stay together (one deploy per stack)."""
-        if self.stack:
-            return f"stack:{self.environment}/{self.stack}"
-        return f"host:{self.environment}/{self.host}" if self.host else f"layer:{self.id}"
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from . import e2e, fixtures
+from . import e2e, fixtures, ssh
 from .changes import ChangeError, changed_files, impact_of, repository_root
 from .deploy import DeployError
 from .errors import Inconclusive
+from .hosts import testinfra_host
 from .inventory import InventoryError, discover, load_environment
 from .params import (
     BLOCKS_MARK,
@@ -36,6 +37,7 @@ from .selection import SelectionError, select
 from .settings import Settings, add_options, resolve
 from .signals import restore_terminate, terminate_as_interrupt
 from .stash import RUN_KEY, SETTINGS_KEY
+from .xdist_groups import TargetGroups, make_scheduler
 
 MARKERS = {
     "preflight": "gate checked before anything is deployed (PRE)",
@@ -113,7 +115,9 @@ def _spreads_stacks(config: pytest.Config) -> bool:
 def _start_run(config: pytest.Config, settings: Settings) -> Run:
     assert settings.env.value is not None
     try:
-        inventory = load_environment(settings.inventory.value, settings.env.value)
+        inventory = load_environment(
+            settings.inventory.value, settings.env.value, settings.ansible_inventory.value
+        )
         impact = None
         if settings.changed_since.value:
             file = discover(settings.inventory.value)[settings.env.value]
@@ -130,11 +134,22 @@ def _start_run(config: pytest.Config, settings: Settings) -> Run:
         raise pytest.UsageError(str(exc)) from None
     except ChangeError as exc:
         raise pytest.UsageError(f"--changed-since: {exc}") from None
-    return Run(settings, selection, worker=hasattr(config, "workerinput"))
+    workerinput = getattr(config, "workerinput", None)
+    known = workerinput.get("deployproof_secrets") if workerinput is not None else None
+    return Run(settings, selection, worker=workerinput is not None, known_secrets=known)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist, on the controller: hand each worker the secrets to mask (read once, here)."""
+    run = node.config.stash.get(RUN_KEY, None)
+    if run is not None:
+        node.workerinput["deployproof_secrets"] = list(run.secrets().values)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     restore_terminate()
+    ssh.close_all()  # this process's ssh master connections (atexit would, later)
     if config.pluginmanager.is_registered(fixtures):
         config.pluginmanager.unregister(fixtures)
     for name in ("deployproof-reporting", "deployproof-e2e"):
@@ -185,12 +200,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for mark in metafunc.definition.iter_markers(ONLY_MARK):
         only.update(mark.kwargs)
     rows = build_rows(run.selection, wanted, _testinfra_host(run), only)
-    grouped = metafunc.config.pluginmanager.hasplugin("xdist")
     params: list[Any] = []
     for row in rows:
+        # No xdist_group mark: under --dist loadgroup our scheduler groups by target id.
         marks = [getattr(pytest.mark, TARGET_MARK)(row.target)]
-        if grouped:
-            marks.append(pytest.mark.xdist_group(row.target.group))
         values = [row.values[name] for name in argnames]
         params.append(pytest.param(*values, id=row.target.id, marks=marks))
     if not params:
@@ -208,11 +221,18 @@ def _testinfra_host(run: Run) -> Any:
     hosts = run.inventory.hosts
 
     def host_object(name: str) -> Any:
-        import testinfra  # noqa: PLC0415 - only when a test asks for `host`
-
-        return testinfra.get_host(hosts[name].spec)
+        return testinfra_host(hosts[name])  # no connection until the test runs a command
 
     return host_object
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under --dist loadgroup, group by stack or host ourselves (see xdist_groups.py)."""
+    run = config.stash.get(RUN_KEY, None)
+    if run is None or config.getvalue("dist") != "loadgroup":
+        return None
+    return make_scheduler(config, log, TargetGroups(run.selection, run.settings.group_by))
 
 
 @pytest.hookimpl(trylast=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -45,7 +46,14 @@ T = TypeVar("T")
 class Run:
     """Selection, observers and cached observations of one process."""
 
-    def __init__(self, settings: Settings, selection: Selection, *, worker: bool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        selection: Selection,
+        *,
+        worker: bool,
+        known_secrets: Iterable[str] | None = None,
+    ) -> None:
         self.settings = settings
         self.selection = selection
         self.worker = worker
@@ -65,7 +73,11 @@ class Run:
         self.deploys: list[dict[str, object]] = []  # one record per deployed stack, for reports
         self.rollout_stacks: set[str] = set()  # stacks whose rollout a collected test judges
         self.interrupted = False
-        self._secrets: Masker | None = None
+        # Under xdist the controller reads the secrets once and hands them to its workers,
+        # so a worker never connects to a host it has no tests for just to mask a report.
+        self._secrets: Masker | None = (
+            None if known_secrets is None else self.masker.plus(*known_secrets)
+        )
         self._hashes: dict[str, dict[str, str]] = {}
         self._planned_layers: set[str] = set()
         self._layer_plans: dict[str, LayerPlan] = {}
@@ -133,12 +145,16 @@ class Run:
         with self._lock:
             if self._secrets is None:
                 masker = self.masker
+                by_host: dict[str, list[Stack]] = {}
                 for stack in self.selection.stacks:
-                    try:
-                        text = self.access(stack.host).read(stack.env_path)
-                    except Inconclusive:
-                        continue  # an unreachable host: nothing read from it can leak
-                    masker = masker.with_env(parse_env(text or ""))
+                    by_host.setdefault(stack.host, []).append(stack)
+                # Hosts in parallel: an unreachable one costs one connect timeout, not one each.
+                # (Accesses are made here: the threads must not take this run's lock.)
+                jobs = [(self.access(host), stacks) for host, stacks in by_host.items()]
+                with ThreadPoolExecutor(max(1, min(16, len(jobs)))) as pool:
+                    for texts in pool.map(lambda job: _env_files(*job), jobs):
+                        for text in texts:
+                            masker = masker.with_env(parse_env(text))
                 prefix = self.inventory.secrets_prefix
                 if prefix:
                     masker = masker.plus(
@@ -272,3 +288,14 @@ class Run:
         assert target.stack
         stack = self.stack(target.stack)
         return next(e for e in stack.endpoints if e.name == target.name)
+
+
+def _env_files(access: HostAccess, stacks: list[Stack]) -> list[str]:
+    """The env files of ``stacks`` (all on ``access``'s host) that could be read."""
+    texts: list[str] = []
+    for stack in stacks:
+        try:
+            texts.append(access.read(stack.env_path) or "")
+        except Inconclusive:
+            break  # an unreachable host: nothing read from it can leak
+    return texts

@@ -52,6 +52,24 @@ def _unknown(kind: str, name: str, known: list[str]) -> SelectionError:
     return SelectionError(message)
 
 
+def _expand_groups(inventory: Inventory, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Host names for ``--host`` values: a host group stands for its hosts (a host's own
+    name wins over a group of the same name); a name that is neither is an error."""
+    groups: dict[str, set[str]] = {}
+    for host in inventory.hosts.values():
+        for group in host.groups:
+            groups.setdefault(group, set()).add(host.name)
+    hosts: set[str] = set()
+    for name in names:
+        if name in inventory.hosts:
+            hosts.add(name)
+        elif name in groups:
+            hosts |= groups[name]
+        else:
+            raise _unknown("host", name, sorted({*inventory.hosts, *groups}))
+    return tuple(sorted(hosts))
+
+
 def select(
     inventory: Inventory,
     stacks: tuple[str, ...] = (),
@@ -67,9 +85,7 @@ def select(
     for name in layers:
         if name not in inventory.layers:
             raise _unknown("layer", name, sorted(inventory.layers))
-    for name in hosts:
-        if name not in inventory.hosts:
-            raise _unknown("host", name, sorted(inventory.hosts))
+    hosts = _expand_groups(inventory, hosts)
 
     order = {layer.name: layer.order for layer in inventory.layers.values()}
     chosen = [

@@ -42,6 +42,8 @@ class Settings:
     hosts: Setting[tuple[str, ...]]
     changed_since: Setting[str | None]
     deploy: Setting[str | None] = Setting(None, "default")
+    ansible_inventory: Setting[Path | None] = Setting(None, "default")
+    group_by: str = "auto"  # xdist groups: host, stack, or auto (host for ssh hosts)
     lock_wait_s: float = 0.0
     ordered: bool = False
     force: str | None = None  # the reason to deploy what promotion would refuse
@@ -91,7 +93,7 @@ def add_options(parser: pytest.Parser) -> None:
         dest="deployproof_hosts",
         action="append",
         metavar="NAME",
-        help="Only stacks on these inventory hosts (repeatable, comma-separated).",
+        help="Only stacks on these inventory hosts or host groups (repeatable, comma-separated).",
     )
     group.addoption(
         "--deploy",
@@ -145,6 +147,15 @@ def add_options(parser: pytest.Parser) -> None:
         dest="deployproof_dashboard",
         metavar="PATH",
         help="Write the run's markdown dashboard (seed 001 schema) to PATH.",
+    )
+    group.addoption(
+        "--group-by",
+        dest="deployproof_group_by",
+        choices=("auto", "host", "stack"),
+        default="auto",
+        help="Under xdist (--dist loadgroup), keep each host's or each stack's tests on one "
+        "worker; auto (default): by host for ssh hosts (one connection per host), by stack "
+        "otherwise. An Ansible inventory is read with testinfra's --ansible-inventory.",
     )
     parser.addini("deployproof_env", "Default environment (like --env).", type="string")
     parser.addini(
@@ -205,6 +216,19 @@ def _inventory(config: pytest.Config) -> Setting[Path]:
     return Setting(path if path.is_absolute() else base / path, picked.source)
 
 
+def _ansible_inventory(config: pytest.Config) -> Setting[Path | None]:
+    """testinfra's own --ansible-inventory option (pytest-testinfra defines it), else
+    DEPLOYPROOF_ANSIBLE_INVENTORY; the inventory file's ansible_inventory comes after."""
+    value = config.getoption("ansible_inventory", None)
+    source = "--ansible-inventory"
+    if not value and os.environ.get("DEPLOYPROOF_ANSIBLE_INVENTORY"):
+        value, source = os.environ["DEPLOYPROOF_ANSIBLE_INVENTORY"], "DEPLOYPROOF_ANSIBLE_INVENTORY"
+    if not value:
+        return Setting(None, "default")
+    path = Path(value).expanduser()
+    return Setting(path if path.is_absolute() else config.invocation_params.dir / path, source)
+
+
 def resolve(config: pytest.Config) -> Settings:
     return Settings(
         env=_pick_text(config, "env", "--env"),
@@ -214,6 +238,8 @@ def resolve(config: pytest.Config) -> Settings:
         hosts=_pick_list(config, "hosts", "--host"),
         changed_since=_pick_text(config, "changed_since", "--changed-since"),
         deploy=Setting(config.getoption("deployproof_deploy"), "--deploy"),
+        ansible_inventory=_ansible_inventory(config),
+        group_by=config.getoption("deployproof_group_by", "auto") or "auto",
         lock_wait_s=float(config.getoption("deployproof_lock_wait") or 0.0),
         ordered=bool(config.getoption("deployproof_ordered", False)),
         force=config.getoption("deployproof_force", None),

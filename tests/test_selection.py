@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
+
+from pytest_deployproof.inventory import load_file
+from pytest_deployproof.selection import select
+from pytest_deployproof.xdist_groups import TargetGroups
 
 INVENTORY = """\
 hosts:
@@ -213,22 +220,61 @@ def test_collection_is_identical_on_every_xdist_worker(project: pytest.Pytester)
     assert "Different tests were collected" not in result.stdout.str()
 
 
-def test_stack_tests_carry_an_xdist_group_per_stack(project: pytest.Pytester) -> None:
-    project.makeconftest(
-        """
-        def pytest_collection_modifyitems(items):
-            for item in items:
-                mark = item.get_closest_marker("xdist_group")
-                print("GROUP", item.name, mark.args[0] if mark else None)
-        """
+def workers_by_target(result: pytest.RunResult) -> dict[str, set[str]]:
+    """Which xdist workers ran the tests of each stack (or host, for host tests)."""
+    seen: dict[str, set[str]] = {}
+    for worker, target in re.findall(
+        r"\[(gw\d+)\].* PASSED \S+::\w+\[staging/([^\]]+)\]", result.stdout.str()
+    ):
+        parts = target.split("/")
+        key = parts[1] if len(parts) > 1 and parts[0] in ("platform", "data-staging") else parts[0]
+        seen.setdefault(key, set()).add(worker)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("group_by", "together"),
+    [
+        ("stack", [{"postgres"}, {"etl"}, {"web-seisei"}]),
+        # auto: these are ssh hosts, so each host's tests share a worker (one connection).
+        ("auto", [{"postgres", "etl", "vps1"}, {"web-seisei", "vps2"}]),
+    ],
+)
+def test_xdist_loadgroup_keeps_a_stacks_or_hosts_tests_on_one_worker(
+    project: pytest.Pytester, group_by: str, together: list[set[str]]
+) -> None:
+    """pytest 9.2 broke xdist's own loadgroup (pytest-dev/pytest-xdist#1386): tests with
+    xdist_group marks are dealt one by one. deployproof's scheduler groups them."""
+    result = project.runpytest_subprocess(
+        "--env", "staging", "-n", "2", "--dist", "loadgroup", "--group-by", group_by,
+        "-v", "-p", "no:cacheprovider",
+    )  # fmt: skip
+    result.assert_outcomes(passed=16)
+    workers = workers_by_target(result)
+    for names in together:
+        assert len(set().union(*(workers[name] for name in names))) == 1, (names, workers)
+
+
+def test_target_groups_read_the_target_from_any_node_id(tmp_path: Path) -> None:
+    (tmp_path / "staging.yml").write_text(INVENTORY)
+    selection = select(load_file(tmp_path / "staging.yml"))
+    groups = TargetGroups(selection, "stack")
+    assert (
+        groups.group("t.py::test_stack[staging/platform/web-seisei]") == "stack:staging/web-seisei"
     )
-    result = project.runpytest("--env", "staging", "--collect-only", "-s")
-    result.stdout.fnmatch_lines(
-        [
-            "GROUP test_stack[[]staging/platform/postgres[]] stack:staging/postgres",
-            "GROUP test_service[[]staging/platform/postgres/db[]] stack:staging/postgres",
-            "GROUP test_host[[]staging/vps1[]] host:staging/vps1",
-        ]
+    # a child, another parametrisation joined with "-", the suffix older pytest + xdist add
+    assert (
+        groups.group("t.py::test_x[staging/platform/web-seisei/home]") == "stack:staging/web-seisei"
+    )
+    assert groups.group("t.py::test_x[staging/platform/web-seisei-3]") == "stack:staging/web-seisei"
+    assert groups.group("t.py::test_x[staging/data-staging/etl]@g") == "stack:staging/etl"
+    assert groups.group("t.py::test_host[staging/vps1]") == "host:staging/vps1"
+    assert groups.group("t.py::test_layer[staging/bootstrap]") == "layer:staging/bootstrap"
+    assert groups.group("t.py::test_layer[staging/platform/vps2]") == "host:staging/vps2"
+    assert groups.group("t.py::test_plain") is None
+    assert groups.group("t.py::test_other[1-2]") is None
+    assert TargetGroups(selection, "auto").group("t.py::test_x[staging/data-staging/etl]") == (
+        "host:staging/vps1"
     )
 
 
