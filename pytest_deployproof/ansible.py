@@ -145,9 +145,10 @@ def read_inventory(path: Path) -> dict[str, AnsibleHost]:
     except subprocess.TimeoutExpired:
         raise AnsibleError(f"ansible-inventory -i {path} took longer than 120 s") from None
     # ansible-inventory warns (exit 0) about sources it could not parse: that is an error here.
-    problem = [line for line in done.stderr.splitlines() if "Unable to parse" in line]
-    if done.returncode != 0 or problem:
-        reason = " ".join((problem or done.stderr.strip().splitlines() or ["failed"])[-1:])
+    lines = [line.removeprefix("[WARNING]: ").strip() for line in done.stderr.splitlines()]
+    if done.returncode != 0 or any("Unable to parse" in line for line in lines):
+        causes = [line for line in lines if line.startswith("Failed to parse inventory:")]
+        reason = (causes or [line for line in lines if line] or ["it failed"])[-1]
         raise AnsibleError(f"ansible-inventory could not read {path}: {reason}")
     try:
         listing = json.loads(done.stdout)

@@ -10,20 +10,20 @@ against a stack on each host, driven by the deployproof inventory or by an Ansib
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import SUITES, ComposeStack, compose_binary, need, write_compose_stack
+from pytest_deployproof.history import History
+from tests.conftest import IMAGE, SUITES, ComposeStack, compose_binary, need, write_compose_stack
 from tests.sshhosts import SshHosts, missing_parts
-
-# The module's hosts are made once; under xdist --dist loadgroup its tests share a worker.
-pytestmark = pytest.mark.xdist_group("ssh-hosts")
 
 HOSTS = ("h1", "h2", "h3")
 CHECKS = {name: SUITES[name] for name in ("test_preflight", "test_smoke")}
@@ -271,3 +271,48 @@ def test_host_groups_from_ansible_select_hosts(fleet: Fleet, pytester: pytest.Py
     collected = [line for line in result.stdout.lines if "::" in line]
     assert collected
     assert {host_of(line.split("::")[1]) for line in collected} == {"h3"}
+
+
+def test_a_failed_deploy_over_ssh_rolls_back_on_each_host_once(
+    fleet: Fleet, pytester: pytest.Pytester, bad_image: str, tmp_path: Path
+) -> None:
+    """--deploy of a version whose health check fails, to the stacks on h1 and h2, on two
+    xdist workers: each stack is deployed once (its tests share a worker), backed up,
+    verified and rolled back on its own host, all through that host's ssh connection."""
+    state = tmp_path / "state"
+    hosts = {name: fleet.host_entry(name) for name in HOSTS}
+    inventory = fleet.inventory(hosts, state_dir=str(state), up_timeout_s=60)
+    (pytester.path / "inventories").mkdir()
+    (pytester.path / "inventories" / "test.yml").write_text(inventory)
+    pytester.makepyfile(**CHECKS)
+    before = {name: fleet.stacks[name].container("web") for name in ("h1", "h2")}
+
+    result = pytester.runpytest_subprocess(
+        "--env", "test", "--deploy", bad_image, "--stack", "app-h1,app-h2", "-m", "smoke",
+        "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider",
+    )  # fmt: skip
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    history = [
+        (e.stack, e.action, e.version, e.status)
+        for e in History(state / "deploy-history.log").entries()
+    ]
+    for name in ("h1", "h2"):
+        stack = fleet.stacks[name]
+        actions = [entry[1:] for entry in history if entry[0] == stack.name]
+        assert actions == [("deploy", bad_image, "fail"), ("rollback", "v1.0.0", "success")]
+        # On the host: the env file names the old version again, and a backup was taken there.
+        assert "APP_IMAGE_TAG=v1.0.0" in (stack.run_dir / ".env").read_text()
+        backups = fleet.hosts.hosts[name].files / "backups" / stack.name
+        assert [p for p in backups.iterdir() if (p / "manifest.json").is_file()]
+        assert container_image(before[name]) == f"{IMAGE}:v1.0.0"
+
+
+def container_image(name: str) -> str:
+    done = subprocess.run(
+        ["docker", "inspect", name, "--format", "{{.Config.Image}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
