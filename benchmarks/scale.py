@@ -95,7 +95,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,5000")
     args = parser.parse_args()
-    pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    # hypothesis is one of our dev tools, not a user's plugin: its 1.3 s import would pad both.
+    pytest = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:hypothesispytest",
+    ]
     print(
         f"{'stacks':>7} {'tests':>6} | {'collect':>8} {'total':>7} {'RSS MiB':>8} | "
         f"{'bare collect':>12} {'bare total':>10} {'bare RSS':>8} | time x  RSS x"
