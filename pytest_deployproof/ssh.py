@@ -186,19 +186,7 @@ class SshConnection:
                 "-N",
                 self.target,
             ]
-            try:
-                done = subprocess.run(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    capture_output=True,
-                    text=True,
-                    timeout=self.timeout_s + 5,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired:
-                self.unreachable(f"no answer within {self.timeout_s} s")
-            except OSError as exc:  # no ssh client on this machine
-                raise Inconclusive(f"cannot run ssh for host {self.host.name!r}: {exc}") from None
+            done = self._ssh(argv)
             if done.returncode != 0:
                 self.unreachable(_last_line(done.stderr) or f"ssh exited {done.returncode}")
             self._open = True
@@ -210,11 +198,6 @@ class SshConnection:
                 f"host {self.host.name!r} is unreachable over ssh ({self.host.spec}): {why}"
             )
         raise Inconclusive(self._unreachable)
-
-    def check(self) -> None:
-        """Raise at once if this host was found unreachable earlier in the run."""
-        if self._unreachable is not None:
-            raise Inconclusive(self._unreachable)
 
     def docker_socket(self) -> str:
         """A local unix socket that reaches the host's Docker engine through the master."""
@@ -241,10 +224,14 @@ class SshConnection:
 
     def _control(self, command: str, *args: str) -> subprocess.CompletedProcess[str]:
         """A control command (``ssh -O``) to the running master."""
-        argv = ["ssh", "-o", f"ControlPath={self.control_path}", "-O", command, *args]
+        control = ["-o", f"ControlPath={self.control_path}", "-O", command, *args]
+        return self._ssh(["ssh", *control, self.target])
+
+    def _ssh(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        """Run ssh; a hang past the connect timeout is exit 255, as ssh's own failures are."""
         try:
             return subprocess.run(
-                [*argv, self.target],
+                argv,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
@@ -252,7 +239,9 @@ class SshConnection:
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            return subprocess.CompletedProcess(argv, 255, "", "the ssh master did not answer")
+            return subprocess.CompletedProcess(argv, 255, "", f"no answer in {self.timeout_s} s")
+        except OSError as exc:  # no ssh client on this machine
+            raise Inconclusive(f"cannot run ssh for host {self.host.name!r}: {exc}") from None
 
 
 def _last_line(text: str) -> str:

@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 MAX_BODY = 1 << 20
+DRAIN_LIMIT = 16 << 20  # an oversized body up to this size is read before the 413
 Handler = Callable[[dict[str, Any]], object]
 
 
@@ -58,6 +59,15 @@ def read_signed(request: BaseHTTPRequestHandler, secret: bytes, max_body: int) -
     except ValueError:
         length = -1
     if length < 0 or length > max_body:
+        # Read (and drop) a moderately large body before answering: a client still sending
+        # it when the connection closes sees a broken pipe instead of our 413. A huge one
+        # is not worth reading; its sender gets the closed connection.
+        if 0 < length <= DRAIN_LIMIT:
+            while length > 0:
+                chunk = request.rfile.read(min(length, 1 << 16))
+                if not chunk:
+                    break
+                length -= len(chunk)
         raise Rejected(413, "body too large")
     body = request.rfile.read(length)
     if not verify(secret, body, request.headers.get("X-Hub-Signature-256")):

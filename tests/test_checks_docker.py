@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import yaml
 
+from tests import junit
 from tests.conftest import SUITES, ComposeStack, Postgres, Redis, free_port
+from tests.junit import Outcome
 
 MakeStack = Callable[..., ComposeStack]
 # The preflight, smoke and health suites (drift has its own tests: it needs a recorded deploy).
@@ -29,13 +29,6 @@ PG_PASSWORD = "pg-" + uuid.uuid4().hex[:10]
 EMPTY = {"test_health_endpoint[none-selected]"}
 
 
-@dataclass(frozen=True)
-class Outcome:
-    status: str  # passed, failed, error, skipped
-    message: str
-    properties: dict[str, str] = field(default_factory=dict)
-
-
 def run_suites(pytester: pytest.Pytester, inventory: str, *args: str) -> dict[str, Outcome]:
     (pytester.path / "inventories").mkdir(exist_ok=True)
     (pytester.path / "inventories" / "test.yml").write_text(inventory)
@@ -44,16 +37,7 @@ def run_suites(pytester: pytest.Pytester, inventory: str, *args: str) -> dict[st
     result = pytester.runpytest_subprocess(
         "--env", "test", "-p", "no:cacheprovider", f"--junitxml={report}", "-rs", *args
     )
-    outcomes: dict[str, Outcome] = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        status, message = "passed", ""
-        for kind in ("failure", "error", "skipped"):
-            found = case.find(kind)
-            if found is not None:
-                status = {"failure": "failed"}.get(kind, kind)
-                message = (found.get("message") or "") + "\n" + (found.text or "")
-        properties = {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
-        outcomes[case.get("name", "")] = Outcome(status, message, properties)
+    outcomes = junit.outcomes(report)
     outcomes["__output__"] = Outcome("", result.stdout.str() + result.stderr.str())
     return outcomes
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +21,9 @@ import pytest
 import yaml
 
 from pytest_deployproof.history import History
+from tests import junit
 from tests.conftest import IMAGE, SUITES, ComposeStack, compose_binary, need, write_compose_stack
+from tests.junit import Outcome
 from tests.sshhosts import SshHosts, missing_parts
 
 HOSTS = ("h1", "h2", "h3")
@@ -90,14 +91,6 @@ def fleet(demo_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         hosts.remove()
 
 
-@dataclass(frozen=True)
-class Outcome:
-    status: str  # passed, failed, error, skipped
-    message: str
-    seconds: float
-    worker: str | None = None
-
-
 def run_checks(pytester: pytest.Pytester, inventory: str, *args: str) -> dict[str, Outcome]:
     """Run the bundled preflight and smoke suites; each test's outcome, by test id."""
     (pytester.path / "inventories").mkdir(exist_ok=True)
@@ -114,16 +107,7 @@ def run_checks(pytester: pytest.Pytester, inventory: str, *args: str) -> dict[st
             r"\[(gw\d+)\][^\n]*? (?:PASSED|FAILED|ERROR) \S+::(\S+)", output
         )
     }
-    outcomes: dict[str, Outcome] = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        status, message = "passed", ""
-        for kind in ("failure", "error", "skipped"):
-            found = case.find(kind)
-            if found is not None:
-                status = {"failure": "failed"}.get(kind, kind)
-                message = (found.get("message") or "") + "\n" + (found.text or "")
-        name = case.get("name", "")
-        outcomes[name] = Outcome(status, message, float(case.get("time", 0)), workers.get(name))
+    outcomes = junit.outcomes(report, workers)
     assert outcomes, output
     return outcomes
 
