@@ -155,7 +155,17 @@ def main() -> None:
         (work / "naive").mkdir()
         (work / "naive" / "test_naive.py").write_text(NAIVE.format(urls=urls))
         (work / "floor.py").write_text(FLOOR.format(urls=urls))
-        pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        # hypothesis is one of our dev tools, not a user's plugin: its 1.3 s import would pad all.
+        pytest = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:hypothesispytest",
+        ]
 
         deployproof = timed(
             [

@@ -20,7 +20,7 @@ from .locks import StackLock, stale_reason
 from .schema import schema_text
 
 if TYPE_CHECKING:
-    from .model import Stack
+    from .model import Inventory, Stack
     from .run import Run
 
 __all__ = ["main"]
@@ -45,7 +45,8 @@ def _check(args: argparse.Namespace) -> int:
     failed = 0
     for env, path in files.items():
         try:
-            inventory = load_file(path)
+            ansible = getattr(args, "ansible_inventory", None)
+            inventory = load_file(path, Path(ansible) if ansible else None)
         except InventoryError as exc:
             failed += 1
             print(exc, file=sys.stderr)
@@ -54,10 +55,16 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _load(args: argparse.Namespace) -> Inventory:
+    """The environment an operator command names (``--ansible-inventory`` completes hosts)."""
+    ansible = getattr(args, "ansible_inventory", None)
+    return load_environment(Path(args.inventory), args.env, Path(ansible) if ansible else None)
+
+
 def _state(args: argparse.Namespace) -> Path | None:
     """The environment's state directory (history, locks), or None after saying why."""
     try:
-        inventory = load_environment(Path(args.inventory), args.env)
+        inventory = _load(args)
     except InventoryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
@@ -113,7 +120,7 @@ def _operator_run(args: argparse.Namespace) -> tuple[Run, Stack] | None:
     from .settings import Setting, Settings  # noqa: PLC0415
 
     try:
-        inventory = load_environment(Path(args.inventory), args.env)
+        inventory = _load(args)
         if args.stack not in inventory.stacks:
             known = ", ".join(sorted(inventory.stacks))
             raise InventoryError(f"no stack {args.stack!r} in {args.env}: known are {known}")
@@ -323,7 +330,7 @@ def _verified(args: argparse.Namespace) -> int:
     from .promotion import load_verified  # noqa: PLC0415
 
     try:
-        inventory = load_environment(Path(args.inventory), args.env)
+        inventory = _load(args)
     except InventoryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -339,7 +346,7 @@ def _affected(args: argparse.Namespace) -> int:
     from .changes import ChangeError, changed_files, impact_of, repository_root  # noqa: PLC0415
 
     try:
-        inventory = load_environment(Path(args.inventory), args.env)
+        inventory = _load(args)
         repo = inventory.repo or repository_root(Path(args.inventory).resolve())
         impact = impact_of(inventory, changed_files(repo, args.since))
     except (InventoryError, ChangeError) as exc:
@@ -361,7 +368,7 @@ def _runner(args: argparse.Namespace) -> int:
     from .runner import RunnerServer  # noqa: PLC0415
 
     try:
-        inventory = load_environment(Path(args.inventory), args.env)
+        inventory = _load(args)
         stack = inventory.stacks[args.stack]
     except (InventoryError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -445,6 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate inventory files")
     check.add_argument("--inventory", default="inventories", help="file or directory")
     check.add_argument("--env", action="append", help="only these environments")
+    check.add_argument("--ansible-inventory", help="hosts and groups from this Ansible inventory")
     check.set_defaults(run=_check)
     schema = commands.add_parser("schema", help="print the inventory JSON Schema")
     schema.set_defaults(run=_schema)
@@ -452,6 +460,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     def environment(command: argparse.ArgumentParser) -> None:
         command.add_argument("--env", required=True, help="the environment")
         command.add_argument("--inventory", default="inventories", help="file or directory")
+        command.add_argument(
+            "--ansible-inventory", help="hosts and groups from this Ansible inventory"
+        )
 
     history = commands.add_parser("history", help="deploy history of an environment")
     environment(history)

@@ -301,6 +301,8 @@ def _from_pydantic(path: Path, text: str, error: Any) -> Problem:
     last = str(location[-1]) if location else ""
     if kind == "missing":
         message = f"missing required field {last!r}"
+        if location[:1] == ("hosts",) and last == "spec":
+            message += " (or take the host from an Ansible inventory: ansible_inventory)"
         line = line_of(text, location[:-1])
     elif kind == "extra_forbidden":
         message = f"unknown field {last!r}"

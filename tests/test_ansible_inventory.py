@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_deployproof.cli import main
 from pytest_deployproof.inventory import InventoryError, load_file
 from pytest_deployproof.selection import SelectionError, select
 
@@ -135,3 +136,23 @@ def test_a_missing_ansible_inventory_is_named(tmp_path: Path) -> None:
     file.write_text(ENVIRONMENT.format(source="nowhere.ini"))
     with pytest.raises(InventoryError, match=r"Ansible inventory .*nowhere\.ini does not exist"):
         load_file(file)
+
+
+def test_deployproof_check_takes_the_ansible_inventory_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "staging.yml"
+    file.write_text(
+        ENVIRONMENT.format(source="nowhere.ini").replace("ansible_inventory: nowhere.ini\n", "")
+    )
+    (tmp_path / "hosts.ini").write_text(INI)
+    assert main(["check", "--inventory", str(file)]) == 1  # w1 has no spec, d1 is unknown
+    error = capsys.readouterr().err
+    assert "hosts.w1.spec: missing required field 'spec' (or take the host from an Ansible" in error
+    assert (
+        main(
+            ["check", "--inventory", str(file), "--ansible-inventory", str(tmp_path / "hosts.ini")]
+        )
+        == 0
+    )
+    assert "ok: staging: 2 stacks, 2 hosts" in capsys.readouterr().out
