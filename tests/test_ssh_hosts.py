@@ -241,6 +241,40 @@ def test_unreachable_hosts_error_quickly_and_only_their_tests(
     assert hung.process.poll() is None
 
 
+LOSE_HOST = """
+import subprocess
+
+def pytest_runtest_setup(item):
+    # h2 has served its stack's checks through its connection; now it goes away entirely
+    # (every process in its namespace, the sshd serving that connection included).
+    if item.name == "test_disk_free[test/h2]":
+        pids = subprocess.run(["ip", "netns", "pids", "{namespace}"], capture_output=True,
+                              text=True).stdout.split()
+        subprocess.run(["kill", "-9", *pids])
+"""
+
+
+def test_a_host_lost_mid_run_errors_its_later_checks_and_the_run_goes_on(
+    fleet: Fleet, pytester: pytest.Pytester
+) -> None:
+    host = fleet.hosts.hosts["h2"]
+    pytester.makeconftest(LOSE_HOST.format(namespace=host.namespace))
+    try:
+        started = time.monotonic()
+        outcomes = run_checks(pytester, fleet.inventory({n: fleet.host_entry(n) for n in HOSTS}))
+        elapsed = time.monotonic() - started
+    finally:
+        host.stop_sshd()
+        host.start_sshd()
+    lost = outcomes.pop("test_disk_free[test/h2]")
+    assert lost.status == "error"
+    assert "host 'h2' is unreachable over ssh" in lost.message
+    assert "Connection refused" in lost.message
+    # Everything else, h2's stack checks included (they ran before), passed.
+    assert {o.status for o in outcomes.values()} == {"passed"}, outcomes
+    assert elapsed < 60
+
+
 def test_host_groups_from_ansible_select_hosts(fleet: Fleet, pytester: pytest.Pytester) -> None:
     (pytester.path / "hosts.ini").write_text(
         "[web]\nh1\nh2\n[edge]\nh3\n[all:vars]\nansible_connection=local\n"
