@@ -12,6 +12,7 @@ Usage: python benchmarks/scale.py [--sizes 100,1000,5000]
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -80,10 +81,20 @@ print(elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
 
 
+# Bytecode caches on, as on a user's machine (these machines set PYTHONDONTWRITEBYTECODE,
+# which makes every run recompile this package and re-rewrite its plugin modules' asserts).
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def measure(argv: list[str], cwd: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one child process."""
     done = subprocess.run(
-        [sys.executable, "-c", WRAPPER, *argv], cwd=cwd, capture_output=True, text=True, check=False
+        [sys.executable, "-c", WRAPPER, *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=CHILD_ENV,
     )
     if done.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed:\n{done.stderr}")
