@@ -12,11 +12,12 @@ Usage: python benchmarks/scale.py [--sizes 100,1000,5000]
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from common import CHILD_ENV, PYTEST
 
 CHECKS = """\
 def test_stack_named(stack):
@@ -81,11 +82,6 @@ print(elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
 
 
-# Bytecode caches on, as on a user's machine (these machines set PYTHONDONTWRITEBYTECODE,
-# which makes every run recompile this package and re-rewrite its plugin modules' asserts).
-CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-
-
 def measure(argv: list[str], cwd: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one child process."""
     done = subprocess.run(
@@ -106,17 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,5000")
     args = parser.parse_args()
-    # hypothesis is one of our dev tools, not a user's plugin: its 1.3 s import would pad both.
-    pytest = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:hypothesispytest",
-    ]
+    pytest = PYTEST
     print(
         f"{'stacks':>7} {'tests':>6} | {'collect':>8} {'total':>7} {'RSS MiB':>8} | "
         f"{'bare collect':>12} {'bare total':>10} {'bare RSS':>8} | time x  RSS x"

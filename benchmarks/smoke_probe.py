@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from common import CHILD_ENV, PYTEST
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -131,12 +132,6 @@ asyncio.run(main())
 """
 
 
-# Bytecode caches on, as on a user's machine: with PYTHONDONTWRITEBYTECODE (set on these
-# machines) every run recompiles this package and pytest re-rewrites its plugin modules'
-# asserts, ~0.45 s that each pytest variant here would pay on every run.
-CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-
-
 def timed(argv: list[str], cwd: Path) -> float:
     started = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, env=CHILD_ENV)
@@ -162,17 +157,7 @@ def main() -> None:
         (work / "naive").mkdir()
         (work / "naive" / "test_naive.py").write_text(NAIVE.format(urls=urls))
         (work / "floor.py").write_text(FLOOR.format(urls=urls))
-        # hypothesis is one of our dev tools, not a user's plugin: its 1.3 s import would pad all.
-        pytest = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:hypothesispytest",
-        ]
+        pytest = PYTEST
 
         ours = [*pytest, "--env", "bench", "-m", "smoke", "-k", "test_endpoint_answers"]
         timed([*ours, "test_smoke.py"], work)  # warm-up: writes the bytecode caches
