@@ -18,7 +18,7 @@ from . import e2e, fixtures, ssh
 from .changes import ChangeError, changed_files, impact_of, repository_root
 from .deploy import DeployError
 from .errors import Inconclusive
-from .hosts import testinfra_host
+from .hosts import is_ssh, testinfra_host
 from .inventory import InventoryError, discover, load_environment
 from .params import (
     BLOCKS_MARK,
@@ -254,6 +254,19 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     run = session.config.stash.get(RUN_KEY, None)
     if run is not None:
         run.plan(session.items)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test given an ssh host's testinfra ``host`` errors as INCONCLUSIVE, before its body
+    runs, when the host cannot be reached (testinfra would raise mid-test, a failure)."""
+    run = item.config.stash.get(RUN_KEY, None)
+    target = target_of(item)
+    if run is None or target is None or not target.host:
+        return
+    host = run.inventory.hosts[target.host]
+    if "host" in getattr(item, "fixturenames", ()) and is_ssh(host):
+        ssh.connection(host).open()
 
 
 @pytest.hookimpl(wrapper=True)

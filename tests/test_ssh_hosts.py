@@ -216,6 +216,10 @@ def test_unreachable_hosts_error_quickly_and_only_their_tests(
     stacks["app-h4"] = {**fleet.stack_entry("h1"), "host": "h4", "project": "dp-hung"}
     document = yaml.safe_load(fleet.inventory())
     inventory = yaml.safe_dump({**document, "stacks": stacks}, sort_keys=False)
+    # A user's own testinfra check, given each host's testinfra `host`.
+    pytester.makepyfile(
+        test_own="def test_hostname(host):\n    assert host.file('/etc').is_directory\n"
+    )
     fleet.hosts.hosts["h2"].stop_sshd()
     try:
         started = time.monotonic()
@@ -234,7 +238,8 @@ def test_unreachable_hosts_error_quickly_and_only_their_tests(
         for outcome in by_host[name].values():
             assert f"host '{name}' is unreachable over ssh" in outcome.message
             assert why in outcome.message
-    # The hung host cost one connect timeout, not one per test (11 tests on it).
+    assert outcomes["test_hostname[test/h1]"].status == "passed"  # through h1's connection
+    # The hung host cost one connect timeout, not one per test (12 tests on it).
     assert sum(o.seconds for o in by_host["h4"].values()) < 2 * CONNECT_TIMEOUT_S + 2
     assert elapsed < 60
     assert hung.process is not None
