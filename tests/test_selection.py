@@ -13,8 +13,9 @@ from pytest_deployproof.xdist_groups import TargetGroups
 
 INVENTORY = """\
 hosts:
-  vps1: {spec: "ssh://deploy@vps1.example.invalid:2222"}
-  vps2: {spec: "ssh://deploy@vps2.example.invalid"}
+  # Not ssh:// hosts: a test given the testinfra `host` of an ssh host needs it reachable.
+  vps1: {spec: "docker://vps1"}
+  vps2: {spec: "docker://vps2"}
 layers:
   bootstrap: {order: 1, engine: terraform, path: bootstrap}
   platform: {order: 2, engine: compose, paths: ["libs/**"]}
@@ -105,7 +106,8 @@ def test_values_are_the_inventory_models(project: pytest.Pytester) -> None:
             assert layer.name == stack.layer
             # `host` is the stack's own testinfra host, not testinfra's default.
             assert host.backend.get_pytest_id() == {
-                "vps1": "ssh://vps1.example.invalid", "vps2": "ssh://vps2.example.invalid"
+                "vps1": "docker://vps1",
+                "vps2": "docker://vps2",
             }[stack.host]
         """
     )
@@ -236,8 +238,8 @@ def workers_by_target(result: pytest.RunResult) -> dict[str, set[str]]:
     ("group_by", "together"),
     [
         ("stack", [{"postgres"}, {"etl"}, {"web-seisei"}]),
-        # auto: these are ssh hosts, so each host's tests share a worker (one connection).
-        ("auto", [{"postgres", "etl", "vps1"}, {"web-seisei", "vps2"}]),
+        # (auto groups ssh:// hosts by host: tests/test_ssh_hosts.py, on reachable hosts)
+        ("host", [{"postgres", "etl", "vps1"}, {"web-seisei", "vps2"}]),
     ],
 )
 def test_xdist_loadgroup_keeps_a_stacks_or_hosts_tests_on_one_worker(
@@ -256,7 +258,7 @@ def test_xdist_loadgroup_keeps_a_stacks_or_hosts_tests_on_one_worker(
 
 
 def test_target_groups_read_the_target_from_any_node_id(tmp_path: Path) -> None:
-    (tmp_path / "staging.yml").write_text(INVENTORY)
+    (tmp_path / "staging.yml").write_text(INVENTORY.replace("docker://", "ssh://"))
     selection = select(load_file(tmp_path / "staging.yml"))
     groups = TargetGroups(selection, "stack")
     assert (
