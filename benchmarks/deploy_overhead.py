@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import CHILD_ENV, PYTEST
+
 REPO = Path(__file__).resolve().parent.parent
 
 COMPOSE = """\
@@ -68,7 +70,7 @@ def compose_binary() -> str:
 
 def run(argv: list[str], cwd: Path, expect: int | None = 0) -> float:
     started = time.perf_counter()
-    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, env=CHILD_ENV)
     elapsed = time.perf_counter() - started
     if expect is not None and done.returncode != expect:
         sys.exit(f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
@@ -107,12 +109,7 @@ def main() -> None:
             ours.append(
                 run(
                     [
-                        sys.executable,
-                        "-m",
-                        "pytest",
-                        "-q",
-                        "-p",
-                        "no:cacheprovider",
+                        *PYTEST,
                         "--env",
                         "bench",
                         "--deploy",
