@@ -45,8 +45,7 @@ def _check(args: argparse.Namespace) -> int:
     failed = 0
     for env, path in files.items():
         try:
-            ansible = getattr(args, "ansible_inventory", None)
-            inventory = load_file(path, Path(ansible) if ansible else None)
+            inventory = load_file(path, _ansible(args))
         except InventoryError as exc:
             failed += 1
             print(exc, file=sys.stderr)
@@ -55,10 +54,15 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _ansible(args: argparse.Namespace) -> Path | None:
+    """The command's ``--ansible-inventory``, if given."""
+    value = getattr(args, "ansible_inventory", None)
+    return Path(value) if value else None
+
+
 def _load(args: argparse.Namespace) -> Inventory:
     """The environment an operator command names (``--ansible-inventory`` completes hosts)."""
-    ansible = getattr(args, "ansible_inventory", None)
-    return load_environment(Path(args.inventory), args.env, Path(ansible) if ansible else None)
+    return load_environment(Path(args.inventory), args.env, _ansible(args))
 
 
 def _state(args: argparse.Namespace) -> Path | None:

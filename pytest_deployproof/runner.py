@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from .webhook import Deliveries, Rejected, read_signed, signature
+from .webhook import Deliveries, Rejected, read_signed, send, signature
 
 __all__ = ["RunnerClient", "RunnerError", "RunnerServer"]
 
@@ -122,12 +122,7 @@ class _RunnerRequest(BaseHTTPRequestHandler):
         return
 
     def _answer(self, status: int, data: dict[str, Any]) -> None:
-        body = json.dumps(data).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send(self, status, json.dumps(data).encode(), "application/json")
 
     def do_GET(self) -> None:
         if self.path != "/health":

@@ -26,6 +26,7 @@ __all__ = [
     "Rejected",
     "WebhookServer",
     "read_signed",
+    "send",
     "signature",
     "verify",
 ]
@@ -73,6 +74,15 @@ def read_signed(request: BaseHTTPRequestHandler, secret: bytes, max_body: int) -
     if not verify(secret, body, request.headers.get("X-Hub-Signature-256")):
         raise Rejected(401, "bad or missing signature")
     return body
+
+
+def send(request: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str) -> None:
+    """Answer ``request`` with ``body``. Shared by the webhook and the runner."""
+    request.send_response(status)
+    request.send_header("Content-Type", content_type)
+    request.send_header("Content-Length", str(len(body)))
+    request.end_headers()
+    request.wfile.write(body)
 
 
 class Deliveries:
@@ -130,12 +140,7 @@ class _Request(BaseHTTPRequestHandler):
         return  # requests are not logged: a body may hold what a user pasted
 
     def _answer(self, status: int, text: str) -> None:
-        body = (text + "\n").encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send(self, status, (text + "\n").encode(), "text/plain; charset=utf-8")
 
     def do_POST(self) -> None:
         status, text, event = self._judge()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,3 +32,9 @@ def outcomes(report: Path, workers: dict[str, str] | None = None) -> dict[str, O
         worker = (workers or {}).get(name)
         found[name] = Outcome(status, message, properties, float(case.get("time", 0)), worker)
     return found
+
+
+def workers(output: str) -> dict[str, str]:
+    """The xdist worker that ran each test, by test name, from a ``-v`` run's output."""
+    found = re.findall(r"\[(gw\d+)\][^\n]*? (?:PASSED|FAILED|ERROR) \S+::(\S+)", output)
+    return {test: worker for worker, test in found}

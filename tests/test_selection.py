@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from pytest_deployproof.inventory import load_file
 from pytest_deployproof.selection import select
 from pytest_deployproof.xdist_groups import TargetGroups
+from tests import junit
 
 INVENTORY = """\
 hosts:
@@ -225,10 +225,8 @@ def test_collection_is_identical_on_every_xdist_worker(project: pytest.Pytester)
 def workers_by_target(result: pytest.RunResult) -> dict[str, set[str]]:
     """Which xdist workers ran the tests of each stack (or host, for host tests)."""
     seen: dict[str, set[str]] = {}
-    for worker, target in re.findall(
-        r"\[(gw\d+)\].* PASSED \S+::\w+\[staging/([^\]]+)\]", result.stdout.str()
-    ):
-        parts = target.split("/")
+    for test, worker in junit.workers(result.stdout.str()).items():
+        parts = test.split("[staging/", 1)[1].rstrip("]").split("/")
         key = parts[1] if len(parts) > 1 and parts[0] in ("platform", "data-staging") else parts[0]
         seen.setdefault(key, set()).add(worker)
     return seen

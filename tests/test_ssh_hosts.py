@@ -101,13 +101,7 @@ def run_checks(pytester: pytest.Pytester, inventory: str, *args: str) -> dict[st
         "--env", "test", "-p", "no:cacheprovider", "-v", f"--junitxml={report}", *args
     )
     output = result.stdout.str()
-    workers = {
-        test: worker
-        for worker, test in re.findall(
-            r"\[(gw\d+)\][^\n]*? (?:PASSED|FAILED|ERROR) \S+::(\S+)", output
-        )
-    }
-    outcomes = junit.outcomes(report, workers)
+    outcomes = junit.outcomes(report, junit.workers(output))
     assert outcomes, output
     return outcomes
 
