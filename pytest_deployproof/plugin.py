@@ -76,6 +76,8 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     if settings.active:
         config.stash[RUN_KEY] = _start_run(config, settings)
+        if settings.deploy.value is not None:
+            config.pluginmanager.register(fixtures.DeployFirst(), "deployproof-deploy-first")
         config.pluginmanager.register(Reporter(config), "deployproof-reporting")
         _check_suites(config)
     if settings.deploy.value is not None:
@@ -152,7 +154,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     ssh.close_all()  # this process's ssh master connections (atexit would, later)
     if config.pluginmanager.is_registered(fixtures):
         config.pluginmanager.unregister(fixtures)
-    for name in ("deployproof-reporting", "deployproof-e2e"):
+    for name in ("deployproof-reporting", "deployproof-e2e", "deployproof-deploy-first"):
         plugin = config.pluginmanager.get_plugin(name)
         if plugin is not None:
             config.pluginmanager.unregister(plugin)
