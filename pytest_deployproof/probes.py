@@ -13,21 +13,65 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
-from .model import Endpoint, ProbeSettings
-
-__all__ = ["Attempt", "ProbeResult", "exchange", "judge", "probe_all"]
+__all__ = [
+    "Attempt",
+    "EndpointSpec",
+    "Pace",
+    "ProbeResult",
+    "exchange",
+    "judge",
+    "probe_all",
+    "probe_many",
+]
 
 BODY_EXCERPT = 200
 EXCHANGE_BODY = 2000  # a report attachment has room for more of the body
 _MISSING = object()
+
+
+# Probing is typed by what it reads, not by the inventory model: the prober child process
+# (prober.py) probes without importing pydantic, which would double its start-up time.
+class EndpointSpec(Protocol):
+    """What probing reads of an endpoint (the model's ``Endpoint`` is one)."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def body(self) -> str | None: ...
+    @property
+    def json_fields(self) -> dict[str, Any] | None: ...
+    @property
+    def latency_ms(self) -> float | None: ...
+    @property
+    def tries(self) -> int | None: ...
+    @property
+    def is_tcp(self) -> bool: ...
+
+
+class Pace(Protocol):
+    """How patiently to probe (the model's ``ProbeSettings`` is one)."""
+
+    @property
+    def tries(self) -> int: ...
+    @property
+    def interval_s(self) -> float: ...
+    @property
+    def timeout_s(self) -> float: ...
+    @property
+    def deadline_s(self) -> float: ...
+    @property
+    def concurrency(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -110,7 +154,9 @@ def exchange(result: ProbeResult, masker: Callable[[str], str]) -> str:
     return masker("\n".join(lines))
 
 
-def judge(endpoint: Endpoint, status: int | None, body: str, latency_ms: float) -> tuple[str, ...]:
+def judge(
+    endpoint: EndpointSpec, status: int | None, body: str, latency_ms: float
+) -> tuple[str, ...]:
     """Everything wrong with one answer, as readable phrases (empty: it passes).
 
     ``status`` is ``None`` for a TCP endpoint that accepted the connection.
@@ -145,10 +191,12 @@ def _judge_json(expected: dict[str, Any], body: str) -> list[str]:
 
 
 async def _probe(
-    client: httpx.AsyncClient, gate: asyncio.Semaphore, endpoint: Endpoint, probes: ProbeSettings
+    client: httpx.AsyncClient, gate: asyncio.Semaphore, endpoint: EndpointSpec, probes: Pace
 ) -> ProbeResult:
     tries = endpoint.tries or probes.tries
-    started = time.monotonic()
+    # The clock starts when the first attempt gets its turn: time spent queueing behind
+    # other endpoints is neither this endpoint's latency nor taken from its deadline.
+    started = 0.0
     attempts: list[Attempt] = []
     for attempt in range(tries):
         if attempt:
@@ -160,6 +208,7 @@ async def _probe(
         try:
             async with gate:
                 sent = time.monotonic()
+                started = started or sent
                 if endpoint.is_tcp:
                     await _connect(endpoint.url, probes.timeout_s)
                     status, body = None, ""
@@ -169,7 +218,9 @@ async def _probe(
             latency = (time.monotonic() - sent) * 1000
             problems = judge(endpoint, status, body, latency)
             headers = tuple(response.headers.items()) if problems and status is not None else ()
-            attempts.append(Attempt(status, latency, body, None, problems, headers))
+            # Kept: what a report shows of the body, and whether there was more.
+            kept = body[: EXCHANGE_BODY + 1]
+            attempts.append(Attempt(status, latency, kept, None, problems, headers))
         except (httpx.HTTPError, OSError, TimeoutError) as exc:
             latency = (time.monotonic() - sent) * 1000
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -196,11 +247,21 @@ async def _connect(url: str, timeout_s: float) -> None:
 POOL_SIZE = 10
 
 
-async def _probe_many(
-    targets: dict[str, Endpoint],
-    probes: ProbeSettings,
+def _tls_context(targets: Iterable[EndpointSpec]) -> ssl.SSLContext:
+    """One TLS context for every pool: httpx would load the CA bundle once per client
+    (~50 ms each). Without an https:// target (redirects are not followed) the context
+    is never used, so it loads nothing, and would verify nothing as trusted."""
+    if any(target.url.startswith("https://") for target in targets):
+        return httpx.create_ssl_context()  # what each client would have made
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+async def probe_many(
+    targets: Mapping[str, EndpointSpec],
+    probes: Pace,
     done: Callable[[str, ProbeResult], None],
 ) -> None:
+    """Probe ``targets`` concurrently, handing each result to ``done`` as it completes."""
     pools = -(-probes.concurrency // POOL_SIZE)  # ceiling division
     per_pool = -(-probes.concurrency // pools)
     limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
@@ -210,10 +271,13 @@ async def _probe_many(
     async def one(client: httpx.AsyncClient, key: str) -> None:
         done(key, await _probe(client, gate, targets[key], probes))
 
+    verify = _tls_context(targets.values())
     async with contextlib.AsyncExitStack() as stack:
         clients = [
             await stack.enter_async_context(
-                httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
+                httpx.AsyncClient(
+                    limits=limits, timeout=timeout, follow_redirects=False, verify=verify
+                )
             )
             for _ in range(pools)
         ]
@@ -222,12 +286,10 @@ async def _probe_many(
         )
 
 
-def probe_all(
-    targets: Iterable[tuple[str, Endpoint]], probes: ProbeSettings
-) -> dict[str, ProbeResult]:
+def probe_all(targets: Iterable[tuple[str, EndpointSpec]], probes: Pace) -> dict[str, ProbeResult]:
     """Probe every ``(key, endpoint)`` concurrently; results by key."""
     wanted = dict(targets)
     results: dict[str, ProbeResult] = {}
     if wanted:
-        asyncio.run(_probe_many(wanted, probes, results.__setitem__))
+        asyncio.run(probe_many(wanted, probes, results.__setitem__))
     return results

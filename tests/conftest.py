@@ -24,6 +24,8 @@ import pytest
 import yaml
 from filelock import FileLock
 
+from tests.loopback import serving
+
 pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -397,3 +399,10 @@ def deploy_inventory(app: ComposeStack, state: Path, extra: str = "") -> str:
         "    services: {web: {critical: true}}\n"
         f"    endpoints: [{{name: health, url: '{app.url}/cgi-bin/health'}}]\n" + extra
     )
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """A loopback HTTP server's base URL (tests/loopback.py); ``Handler.hits`` counts requests."""
+    with serving() as url:
+        yield url

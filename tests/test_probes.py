@@ -2,59 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 
 import pytest
 
 from pytest_deployproof.model import Endpoint, ProbeSettings
 from pytest_deployproof.probes import probe_all
-
-
-class Handler(BaseHTTPRequestHandler):
-    """`/fail-N` fails N times then answers; `/slow-MS` sleeps; `/json` and `/text` answer."""
-
-    hits: ClassVar[dict[str, int]] = {}
-
-    def do_GET(self) -> None:
-        count = Handler.hits[self.path] = Handler.hits.get(self.path, 0) + 1
-        status, body, kind = 200, b"ok", "text/plain"
-        if self.path.startswith("/fail-") and count <= int(self.path.split("-")[1]):
-            status, body = 503, b"warming up"
-        elif self.path.startswith("/slow-"):
-            time.sleep(int(self.path.split("-")[1].split("?")[0]) / 1000)
-        elif self.path == "/json":
-            body, kind = (
-                b'{"status": "ok", "db": {"ok": true}, "version": "v2"}',
-                "application/json",
-            )
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # the default backlog of 5 refuses concurrent probes
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    httpd = Server(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-
 
 FAST = ProbeSettings(tries=3, interval_s=0.05, timeout_s=2, deadline_s=5)
 
@@ -123,3 +76,19 @@ def test_endpoints_are_probed_concurrently(server: str) -> None:
     assert all(result.passed for result in results.values())
     # Sequentially this is 8 s; with 20 in flight, about 0.4 s.
     assert elapsed < 4, f"40 probes of 200 ms took {elapsed:.1f} s: not concurrent"
+
+
+def test_time_and_deadline_start_when_a_probe_gets_its_turn_not_while_it_queues(
+    server: str,
+) -> None:
+    """With one probe in flight, the third endpoint waits 2 s for its turn: its 1.5 s
+    deadline must still allow its retry, and its time must not include the wait."""
+    endpoints = [
+        ("a", Endpoint(url=f"{server}/slow-1000?queue-a")),
+        ("b", Endpoint(url=f"{server}/slow-1000?queue-b")),
+        ("late", Endpoint(url=f"{server}/fail-1?queue")),
+    ]
+    pace = ProbeSettings(tries=3, interval_s=0.05, timeout_s=5, deadline_s=1.5, concurrency=1)
+    late = probe_all(endpoints, pace)["late"]
+    assert [a.status for a in late.attempts] == [503, 200]
+    assert late.elapsed_s < 1.0, late.describe()
