@@ -151,6 +151,9 @@ def pytest_configure_node(node: Any) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     restore_terminate()
+    run = config.stash.get(RUN_KEY, None)
+    if run is not None:
+        run.close()
     ssh.close_all()  # this process's ssh master connections (atexit would, later)
     if config.pluginmanager.is_registered(fixtures):
         config.pluginmanager.unregister(fixtures)
@@ -178,6 +181,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             lines.append(f"deployproof: {name.replace('_', '-')} {shown} (from {setting.source})")
     if selection.impact is not None:
         lines.append(f"deployproof: change set: {selection.impact.describe()}")
+    if run.probing_ahead:
+        lines.append(
+            "deployproof: endpoints are probed by a separate process while the tests run "
+            f"(more than {run.inventory.probes.concurrency} in the selection)"
+        )
     return lines
 
 
@@ -249,6 +257,20 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     # Before -m deselects: a test of suites/e2e/<name>/ is an e2e check.
     if e2e.suite_of(item.path) and not item.get_closest_marker("e2e"):
         item.add_marker(pytest.mark.e2e)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Before collection, so the prober's interpreter starts while pytest collects. Not on
+    # an xdist controller (it runs no tests) nor for --collect-only (it probes nothing).
+    run = session.config.stash.get(RUN_KEY, None)
+    config = session.config
+    if (
+        run is not None
+        and run.probes_ahead()
+        and not config.option.collectonly
+        and not config.pluginmanager.has_plugin("dsession")
+    ):
+        run.start_prober()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

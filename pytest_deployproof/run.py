@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,6 +33,7 @@ from .errors import Inconclusive
 from .hosts import DiskUsage, HostAccess
 from .model import Endpoint, Host, Inventory, Layer, Stack
 from .params import BLOCKS_MARK, ROLLOUT_MARK, Target, target_of
+from .prober import Prober
 from .probes import ProbeResult, probe_all
 from .secrets import Masker
 from .selection import Selection
@@ -67,6 +69,7 @@ class Run:
         self._disks: dict[str, DiskUsage] = {}
         self._planned: dict[str, tuple[str, Endpoint]] = {}
         self._probed: dict[str, ProbeResult] = {}
+        self._prober: Prober | None = None
         self._reporters: dict[tuple[str, ...], str] = {}
         self.failures: dict[str, list[str]] = {}  # stack -> failed or erroring test ids
         self.deploy_summaries: list[str] = []
@@ -105,8 +108,35 @@ class Run:
     def stack(self, name: str) -> Stack:
         return self.inventory.stacks[name]
 
+    def probes_ahead(self) -> bool:
+        """Whether to start a prober process before collection: only where it can pay.
+
+        Not under xdist or --deploy (a worker learns its stacks one by one; a deploy changes
+        each stack just before its tests), and not for one round of probes or fewer, which
+        this process does faster than a new interpreter starts.
+        """
+        if self.worker or self.deploying:
+            return False
+        endpoints = sum(len(stack.endpoints) for stack in self.selection.stacks)
+        return endpoints > self.inventory.probes.concurrency
+
+    def start_prober(self) -> None:
+        self._prober = Prober()
+
+    @property
+    def probing_ahead(self) -> bool:
+        return self._prober is not None
+
+    def close(self) -> None:
+        """Stop what this run started that outlives a test (the prober process)."""
+        if self._prober is not None:
+            self._prober.close()
+
     def plan(self, items: Iterable[pytest.Item]) -> None:
-        """Note the endpoints the collected tests will probe, and which tests report what."""
+        """Note the endpoints the collected tests will probe, and which tests report what.
+
+        With a prober process started, it now probes them all, in the order the tests run.
+        """
         for item in items:
             target = target_of(item)
             if target is not None and target.kind == "layer" and target.layer:
@@ -120,6 +150,9 @@ class Run:
             for mark in item.iter_markers(BLOCKS_MARK):
                 key = (mark.args[0], target.stack, *([target.name] if target.name else []))
                 self._reporters.setdefault(key, item.nodeid)
+        if self._prober is not None:
+            endpoints = {key: endpoint for key, (_, endpoint) in self._planned.items()}
+            self._prober.submit(endpoints, self.inventory.probes)
 
     # -- per-host observers ------------------------------------------------
 
@@ -226,20 +259,38 @@ class Run:
             return self._disks[host]
 
     def probe(self, target: Target) -> ProbeResult:
-        """This endpoint's result. The first call probes every planned endpoint not yet
-        probed (under xdist: of this stack) concurrently; later calls read the cache.
+        """This endpoint's result: from the prober process when it has this endpoint (see
+        prober.py). Otherwise the first call probes every planned endpoint not yet probed
+        (under xdist: of this stack) concurrently, here; later calls read the cache.
 
-        Probing is CPU-bound in httpx, so it is done in one batch on this thread:
-        streaming results from a background thread was measured slower (GIL contention
-        with pytest's own per-test work).
+        In this process probing is done in one batch on this thread: it is CPU-bound in
+        httpx, and streaming results from a background thread was measured slower (GIL
+        contention with pytest's own per-test work).
         """
         assert target.stack
+        prober = self._prober
+        if prober is not None and prober.expects(target.id):
+            # Generous: this endpoint starts at the latest when those probed before it end.
+            pace = self.inventory.probes
+            result = prober.result(target.id, 2 * (pace.deadline_s + pace.timeout_s) + 10)
+            if result is not None:
+                return result
+            delivered, reason = prober.abandon()
+            warnings.warn(
+                f"deployproof: the prober process failed: {self.secrets()(reason)}; "
+                "probing the rest of the endpoints in this process",
+                stacklevel=1,
+            )
+            with self._lock:
+                self._probed.update(delivered)
+                self._prober = prober = None
         with self._lock:
             if target.id not in self._probed:
                 batch = {
                     key: endpoint
                     for key, (stack, endpoint) in self._planned.items()
                     if key not in self._probed
+                    and not (prober is not None and prober.expects(key))
                     # A worker does not know its other stacks; a deploy changes each stack
                     # just before its tests: then only this stack's endpoints are current.
                     and (not (self.worker or self.deploying) or stack == target.stack)
