@@ -19,14 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .databases import connect_postgres, password_for
 from .errors import Inconclusive
-from .model import Database, Stack
-from .run import Run
+
+if TYPE_CHECKING:  # plugin.py imports this module in every pytest run: keep it light
+    from .model import Database, Stack
+    from .run import Run
 
 __all__ = [
     "e2e_suites",
@@ -86,6 +87,8 @@ def postgres_databases(stack: Stack) -> list[Database]:
 def stack_db(deployproof_run: Run, stack: Stack) -> Iterator[Any]:
     """A connection to the stack's (first) PostgreSQL database as the stack's own user."""
     import psycopg  # noqa: PLC0415
+
+    from .databases import connect_postgres, password_for  # noqa: PLC0415
 
     databases = postgres_databases(stack)
     if not databases:

@@ -10,22 +10,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from .containers import ServiceState
-from .databases import DatabaseResult
-from .deploy import Deployer, DeployError, Deployment
-from .drift import LayerPlan, plan_command
-from .engine import HostEngine
 from .errors import Inconclusive
-from .hosts import DiskUsage
-from .model import Host, Inventory, Stack
 from .params import Target, target_of
-from .probes import ProbeResult
-from .run import Run
-from .stackfiles import StackFiles
 from .stash import RUN_KEY, SETTINGS_KEY
+
+if TYPE_CHECKING:  # plugin.py registers this module in every pytest run: keep it light
+    from .containers import ServiceState
+    from .databases import DatabaseResult
+    from .deploy import Deployment
+    from .drift import LayerPlan
+    from .engine import HostEngine
+    from .hosts import DiskUsage
+    from .model import Host, Inventory, Stack
+    from .probes import ProbeResult
+    from .run import Run
+    from .stackfiles import StackFiles
 
 __all__ = [
     "compose_config",
@@ -189,6 +192,8 @@ def layer_plan(deployproof_run: Run, deployproof_target: Target) -> LayerPlan:
     An engine that fails is inconclusive; a compose layer is judged stack by stack."""
     run = deployproof_run
     layer = run.inventory.layers[deployproof_target.layer or ""]
+    from .drift import plan_command  # noqa: PLC0415 - heavy: see the imports above
+
     if plan_command(layer) is None:
         pytest.skip(f"layer {layer.name} is {layer.engine}: its stacks are checked one by one")
     blocker = run.layer_blocker(layer)
@@ -228,6 +233,8 @@ def deployment(deployproof_run: Run, stack: Stack) -> Iterator[Deployment | None
     if version is None:
         yield None
         return
+    from .deploy import Deployer, DeployError  # noqa: PLC0415 - heavy: see the imports above
+
     deployer = Deployer(run, stack, version)
     error: str | None = None
     try:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .model import Database, Endpoint, Service, Stack
-from .selection import Selection
+if TYPE_CHECKING:  # plugin.py imports this module in every pytest run: keep it light
+    from .model import Database, Endpoint, Service, Stack
+    from .selection import Selection
 
 __all__ = ["CHILD_KINDS", "PARAM_NAMES", "Row", "Target", "build_rows", "deploy_order", "target_of"]
 

@@ -29,11 +29,13 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 from .errors import Inconclusive
-from .model import Host
+
+if TYPE_CHECKING:  # plugin.py imports this module in every pytest run: keep it light
+    from .model import Host
 
 __all__ = ["SshConnection", "close_all", "connection"]
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from .run import Run
-from .settings import Settings
+if TYPE_CHECKING:  # plugin.py imports this module in every pytest run: keep it light
+    from .run import Run
+    from .settings import Settings
 
 __all__ = ["RUN_KEY", "SETTINGS_KEY"]
 
-SETTINGS_KEY = pytest.StashKey[Settings]()
-RUN_KEY = pytest.StashKey[Run]()
+SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()
+RUN_KEY: pytest.StashKey[Run] = pytest.StashKey()

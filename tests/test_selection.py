@@ -299,6 +299,24 @@ def test_without_an_environment_nothing_changes_but_checks_say_what_they_need(
     )
 
 
+def test_without_an_environment_the_plugin_imports_nothing_heavy(
+    pytester: pytest.Pytester,
+) -> None:
+    """A project's ordinary pytest run pays ~0.05 s for the installed plugin, not ~0.4 s."""
+    pytester.makepyfile(
+        """
+        import sys
+
+        def test_nothing_heavy_was_imported():
+            heavy = {"pydantic", "docker", "psycopg", "semver", "filelock"}
+            heavy |= {f"pytest_deployproof.{name}" for name in ("run", "model", "deploy")}
+            assert sorted(heavy & set(sys.modules)) == []
+            assert "pytest_deployproof.plugin" in sys.modules
+        """
+    )
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
 def test_testinfra_keeps_its_own_host_without_an_environment(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_host(host): assert host.backend.get_pytest_id() == 'local'")
     pytester.runpytest().assert_outcomes(passed=1)

@@ -1,0 +1,263 @@
+"""The hooks of a run with an environment chosen (``--env``): plugin.py registers this
+module then, and only then. Each hook hands its work to the module that owns it.
+
+Kept apart from plugin.py because its imports (pydantic, httpx, the Docker SDK, ...)
+cost ~0.4 s: a pytest run of a project that merely has the plugin installed must not
+pay for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import e2e, fixtures, ssh
+from .changes import ChangeError, changed_files, impact_of, repository_root
+from .deploy import DeployError
+from .errors import Inconclusive
+from .hosts import is_ssh, testinfra_host
+from .inventory import InventoryError, discover, load_environment
+from .params import (
+    CHILD_KINDS,
+    ONLY_MARK,
+    PARAM_NAMES,
+    TARGET_MARK,
+    build_rows,
+    deploy_order,
+    target_of,
+)
+from .reporting import Reporter
+from .run import Run
+from .selection import SelectionError, select
+from .settings import Settings
+from .signals import terminate_as_interrupt
+from .stash import RUN_KEY, SETTINGS_KEY
+from .xdist_groups import TargetGroups, make_scheduler
+
+__all__ = ["start"]
+
+
+def start(config: pytest.Config, settings: Settings) -> None:
+    """Load the environment's inventory and selection, and register the run's reporter
+    (plugin.py then registers this module's hooks)."""
+    config.stash[RUN_KEY] = _new_run(config, settings)
+    config.pluginmanager.register(Reporter(config), "deployproof-reporting")
+    if settings.deploy.value is not None:
+        config.pluginmanager.register(fixtures.DeployFirst(), "deployproof-deploy-first")
+        terminate_as_interrupt()  # a cancelled CI job rolls back like Ctrl-C (DEP-2)
+    _check_suites(config)
+
+
+def _new_run(config: pytest.Config, settings: Settings) -> Run:
+    assert settings.env.value is not None
+    try:
+        inventory = load_environment(
+            settings.inventory.value, settings.env.value, settings.ansible_inventory.value
+        )
+        impact = None
+        if settings.changed_since.value:
+            file = discover(settings.inventory.value)[settings.env.value]
+            repo = inventory.repo or repository_root(file.parent)
+            impact = impact_of(inventory, changed_files(repo, settings.changed_since.value))
+        selection = select(
+            inventory,
+            stacks=settings.stacks.value,
+            layers=settings.layers.value,
+            hosts=settings.hosts.value,
+            impact=impact,
+        )
+    except (InventoryError, SelectionError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+    except ChangeError as exc:
+        raise pytest.UsageError(f"--changed-since: {exc}") from None
+    workerinput = getattr(config, "workerinput", None)
+    known = workerinput.get("deployproof_secrets") if workerinput is not None else None
+    return Run(settings, selection, worker=workerinput is not None, known_secrets=known)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist, on the controller: hand each worker the secrets to mask (read once, here)."""
+    run = node.config.stash[RUN_KEY]
+    node.workerinput["deployproof_secrets"] = list(run.secrets().values)
+
+
+def _suites(config: pytest.Config) -> tuple[str, ...]:
+    values = config.getoption("deployproof_suites", None) or []
+    return tuple(s.strip() for value in values for s in value.split(",") if s.strip())
+
+
+def _check_suites(config: pytest.Config) -> None:
+    asked = _suites(config)
+    if not asked:
+        return
+    folder = config.rootpath / "suites" / "e2e"
+    known = e2e.e2e_suites(config.rootpath) if folder.is_dir() else []
+    unknown = [s for s in asked if s != "all" and s not in known]
+    if unknown:
+        raise pytest.UsageError(
+            f"--suite: no E2E suite {', '.join(map(repr, unknown))} in {folder}; "
+            f"known are: {', '.join(known) or '(none)'}"
+        )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    return True if e2e.ignored_by_suites(collection_path, _suites(config)) else None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    settings = config.stash[SETTINGS_KEY]
+    run = config.stash[RUN_KEY]
+    selection = run.selection
+    lines = [
+        f"deployproof: env {settings.env}, inventory {settings.inventory}",
+        f"deployproof: {len(selection.stacks)} of {len(run.inventory.stacks)} stacks, "
+        f"{len(selection.layers)} layers, {len(selection.hosts)} hosts selected",
+    ]
+    for name in ("stacks", "layers", "hosts", "changed_since"):
+        setting = getattr(settings, name)
+        if setting.value:
+            shown = ",".join(setting.value) if isinstance(setting.value, tuple) else setting.value
+            lines.append(f"deployproof: {name.replace('_', '-')} {shown} (from {setting.source})")
+    if selection.impact is not None:
+        lines.append(f"deployproof: change set: {selection.impact.describe()}")
+    if run.probing_ahead:
+        lines.append(
+            "deployproof: endpoints are probed by a separate process while the tests run "
+            f"(more than {run.inventory.probes.concurrency} in the selection)"
+        )
+    return lines
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    wanted = {name for name in PARAM_NAMES if name in metafunc.fixturenames}
+    run = metafunc.config.stash[RUN_KEY]
+    if not wanted:
+        return
+    if wanted & set(CHILD_KINDS) and "stack" not in wanted:
+        # A service/endpoint/database test is also a test of its stack: making
+        # `stack` a parameter of it too keeps all of a stack's tests together,
+        # where a per-stack fixture (the deploy) sets up and tears down once.
+        metafunc.fixturenames.append("stack")
+        wanted.add("stack")
+    if "host" in wanted and "_testinfra_host" in metafunc.fixturenames:
+        # We give `host` its value (the stack's testinfra host): testinfra must
+        # not parametrise its own `_testinfra_host` behind it as well.
+        metafunc.fixturenames.remove("_testinfra_host")
+    argnames = sorted(wanted)
+    only: dict[str, Any] = {}
+    for mark in metafunc.definition.iter_markers(ONLY_MARK):
+        only.update(mark.kwargs)
+    rows = build_rows(run.selection, wanted, _testinfra_host(run), only)
+    params: list[Any] = []
+    for row in rows:
+        # No xdist_group mark: under --dist loadgroup our scheduler groups by target id.
+        marks = [getattr(pytest.mark, TARGET_MARK)(row.target)]
+        values = [row.values[name] for name in argnames]
+        params.append(pytest.param(*values, id=row.target.id, marks=marks))
+    if not params:
+        reason = run.selection.empty_reason()
+        children = sorted(wanted & set(CHILD_KINDS))
+        if run.selection.stacks and children:
+            reason = f"the selected stacks declare no {children[0]}"
+            reason += f" with {only}" if only else ""
+        skip = pytest.mark.skip(reason=reason)
+        params = [pytest.param(*[None] * len(argnames), id="none-selected", marks=skip)]
+    metafunc.parametrize(argnames, params, scope="session")
+
+
+def _testinfra_host(run: Run) -> Any:
+    hosts = run.inventory.hosts
+
+    def host_object(name: str) -> Any:
+        return testinfra_host(hosts[name])  # no connection until the test runs a command
+
+    return host_object
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under --dist loadgroup, group by stack or host ourselves (see xdist_groups.py)."""
+    run = config.stash[RUN_KEY]
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    return make_scheduler(config, log, TargetGroups(run.selection, run.settings.group_by))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item], config: pytest.Config) -> None:
+    run = config.stash[RUN_KEY]
+    if run.deploying:
+        items[:] = deploy_order(items)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Before collection, so the prober's interpreter starts while pytest collects. Not on
+    # an xdist controller (it runs no tests) nor for --collect-only (it probes nothing).
+    run = session.config.stash[RUN_KEY]
+    config = session.config
+    if (
+        run.probes_ahead()
+        and not config.option.collectonly
+        and not config.pluginmanager.has_plugin("dsession")
+    ):
+        run.start_prober()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # After -k/-m deselection: a check that will not run blocks nothing.
+    session.config.stash[RUN_KEY].plan(session.items)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test given an ssh host's testinfra ``host`` errors as INCONCLUSIVE, before its body
+    runs, when the host cannot be reached (testinfra would raise mid-test, a failure)."""
+    run = item.config.stash[RUN_KEY]
+    target = target_of(item)
+    if target is None or not target.host:
+        return
+    host = run.inventory.hosts[target.host]
+    if "host" in getattr(item, "fixturenames", ()) and is_ssh(host):
+        ssh.connection(host).open()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    inconclusive = call.excinfo is not None and call.excinfo.errisinstance(Inconclusive)
+    if call.excinfo is not None and call.excinfo.errisinstance((Inconclusive, DeployError)):
+        # Facts about the infrastructure or the deploy, not bugs in the plugin: no traceback.
+        label = "INCONCLUSIVE" if inconclusive else "DEPLOY FAILED"
+        report.longrepr = f"{label}: {call.excinfo.value}"
+    run = item.config.stash[RUN_KEY]
+    target = target_of(item)
+    if report.failed and target is not None and target.stack:
+        # The real outcome, as the deploy fixture's teardown will read it (DEP-2).
+        # A stack has many stack-level checks: name the one that failed.
+        label = target.id + (f" {item.originalname}" if target.kind == "stack" else "")  # type: ignore[attr-defined]
+        run.record_failure(target.stack, ("INCONCLUSIVE " if inconclusive else "") + label)
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Runs before pytest's runner tears the session fixtures down: a deploy still in
+    # progress when Ctrl-C stopped the run learns it here, and rolls back.
+    run = session.config.stash[RUN_KEY]
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        run.interrupted = True
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    run = config.stash[RUN_KEY]
+    if run.deploy_summaries:
+        terminalreporter.section("deployproof deploy")
+        for line in run.deploy_summaries:
+            terminalreporter.write_line(line)
