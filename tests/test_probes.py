@@ -92,3 +92,13 @@ def test_time_and_deadline_start_when_a_probe_gets_its_turn_not_while_it_queues(
     late = probe_all(endpoints, pace)["late"]
     assert [a.status for a in late.attempts] == [503, 200]
     assert late.elapsed_s < 1.0, late.describe()
+
+
+def test_an_unexpected_exception_fails_its_endpoint_not_the_batch(server: str) -> None:
+    """A host name that cannot even be encoded raises UnicodeError (not an OSError) before
+    any packet is sent: it is what was seen for that endpoint; the others are judged."""
+    unencodable = Endpoint(url="tcp://" + "a" * 64 + ".example:80", tries=1)
+    results = probe_all([("bad", unencodable), ("good", Endpoint(url=f"{server}/json"))], FAST)
+    assert results["good"].passed
+    assert not results["bad"].passed
+    assert "no answer: UnicodeError: encoding with 'idna' codec failed" in results["bad"].describe()
