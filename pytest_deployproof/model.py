@@ -244,6 +244,11 @@ class Endpoint(_Model):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https", "tcp") or not parts.hostname:
             raise ValueError(f"{url!r} is not an http(s):// or tcp:// URL with a host")
+        try:
+            parts.hostname.encode("idna")  # what the resolver will do with it
+        except UnicodeError as exc:
+            reason = str(exc.__cause__ or exc)
+            raise ValueError(f"{url!r}: {parts.hostname!r} is not a host name ({reason})") from None
         if parts.scheme == "tcp":
             try:
                 port = parts.port

@@ -89,6 +89,13 @@ MISTAKES = [
         "is not an http(s):// or tcp:// URL",
     ),
     (
+        "unresolvable-host-name",
+        ("http://127.0.0.1:8080/health", "http://" + "a" * 64 + ".example/health"),
+        12,
+        "stacks.web.endpoints[0].url",
+        "is not a host name (label empty or too long)",
+    ),
+    (
         "duplicate-layer-order",
         (
             "  platform: {order: 2, engine: compose}",
