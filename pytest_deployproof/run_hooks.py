@@ -126,8 +126,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(f"deployproof: change set: {selection.impact.describe()}")
     if run.probing_ahead:
         lines.append(
-            "deployproof: endpoints are probed by a separate process while the tests run "
-            f"(more than {run.inventory.probes.concurrency} in the selection)"
+            "deployproof: endpoint checks get their probes from a separate process, "
+            f"streamed as the tests run (more than {run.inventory.probes.concurrency} "
+            "endpoints selected)"
         )
     return lines
 

@@ -21,7 +21,7 @@ from tests.conftest import SMOKE_SUITE, free_port
 from tests.loopback import Handler
 
 FAST = ProbeSettings(tries=3, interval_s=0.05, timeout_s=2, deadline_s=5)
-HEADER = "deployproof: endpoints are probed by a separate process while the tests run*"
+HEADER = "deployproof: endpoint checks get their probes from a separate process, streamed*"
 
 
 def endpoints(base: str, tag: str, closed: int) -> dict[str, Endpoint]:
