@@ -33,7 +33,7 @@ BLOCKS_MARK = "deployproof_blocks"  # deployproof_blocks("containers"): this tes
 ROLLOUT_MARK = "deployproof_rollout"  # this test judges the stack's rollout: watch it (E2E-3)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Target:
     """What one parametrised test is about. ``stack`` is ``None`` for layer/host tests."""
 
