@@ -91,7 +91,8 @@ class Prober:
     def abandon(self) -> tuple[dict[str, ProbeResult], str]:
         """Stop the child after it failed to deliver: what it did deliver, and why it
         failed (its exit status and the end of its stderr), for a warning."""
-        hung = self._process.poll() is None
+        with self._changed:
+            hung = not self._ended  # its output ends just before it exits: ask the reader
         if hung:
             self._process.kill()
         self._process.wait()

@@ -107,6 +107,17 @@ def test_a_child_given_nothing_ends_at_once() -> None:
     assert (delivered, reason) == ({}, "it ended early (exit status 0)")
 
 
+def test_a_child_that_sends_nothing_in_time_is_stopped_and_says_so(server: str) -> None:
+    prober = Prober()
+    prober.submit(
+        {"stuck": Endpoint(url=f"{server}/slow-5000?stuck")},
+        ProbeSettings(tries=1, timeout_s=10, deadline_s=20),
+    )
+    assert prober.result("stuck", timeout_s=0.5) is None
+    delivered, reason = prober.abandon()
+    assert (delivered, reason) == ({}, "it sent no result for too long (exit status -9)")
+
+
 def test_the_child_writes_one_line_per_endpoint_as_each_ends(server: str) -> None:
     """The child's side of the pipe, run here: one batch in, one JSON line per result out."""
     batch = {
