@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, Any
 
@@ -131,9 +131,6 @@ class Prober:
 
 # -- the wire format -----------------------------------------------------------
 
-_PACE = ("tries", "interval_s", "timeout_s", "deadline_s", "concurrency")
-_ENDPOINT = ("url", "status", "body", "json_fields", "latency_ms", "tries")
-
 
 @dataclass(frozen=True)
 class _Endpoint:
@@ -144,10 +141,6 @@ class _Endpoint:
     latency_ms: float | None
     tries: int | None
 
-    @property
-    def is_tcp(self) -> bool:
-        return self.url.startswith("tcp://")
-
 
 @dataclass(frozen=True)
 class _Pace:
@@ -156,6 +149,11 @@ class _Pace:
     timeout_s: float
     deadline_s: float
     concurrency: int
+
+
+# What crosses the pipe: the fields of these two records, read off the parent's objects.
+_ENDPOINT = tuple(field.name for field in fields(_Endpoint))
+_PACE = tuple(field.name for field in fields(_Pace))
 
 
 def _endpoint_wire(endpoint: EndpointSpec) -> dict[str, Any]:

@@ -55,8 +55,6 @@ class EndpointSpec(Protocol):
     def latency_ms(self) -> float | None: ...
     @property
     def tries(self) -> int | None: ...
-    @property
-    def is_tcp(self) -> bool: ...
 
 
 class Pace(Protocol):
@@ -119,7 +117,7 @@ class ProbeResult:
     def describe(self) -> str:
         """What was seen, for a failure message: problems, status, body, latency, attempts."""
         last = self.last
-        tcp = self.url.startswith("tcp://")
+        tcp = _is_tcp(self.url)
         verb, expected = (
             ("CONNECT", "a connection") if tcp else ("GET", f"HTTP {self.expected_status}")
         )
@@ -141,7 +139,7 @@ def exchange(result: ProbeResult, masker: Callable[[str], str]) -> str:
     """The failed probe's last exchange, as an operator reads it in a report attachment:
     request line, status, headers, body excerpt (secrets masked), then every attempt."""
     last = result.last
-    verb = "CONNECT" if result.url.startswith("tcp://") else "GET"
+    verb = "CONNECT" if _is_tcp(result.url) else "GET"
     lines = [f"{verb} {result.url}", ""]
     if last.status is None:
         lines.append(f"no answer: {last.error or 'connected'} after {last.latency_ms:.0f} ms")
@@ -209,7 +207,7 @@ async def _probe(
             async with gate:
                 sent = time.monotonic()
                 started = started or sent
-                if endpoint.is_tcp:
+                if _is_tcp(endpoint.url):
                     await _connect(endpoint.url, probes.timeout_s)
                     status, body = None, ""
                 else:
@@ -232,6 +230,10 @@ async def _probe(
         if not attempts[-1].problems:
             break
     return ProbeResult(endpoint.url, endpoint.status, tuple(attempts), time.monotonic() - started)
+
+
+def _is_tcp(url: str) -> bool:
+    return url.startswith("tcp://")
 
 
 async def _connect(url: str, timeout_s: float) -> None:

@@ -108,20 +108,18 @@ class Run:
     def stack(self, name: str) -> Stack:
         return self.inventory.stacks[name]
 
-    def probes_ahead(self) -> bool:
-        """Whether to start a prober process before collection: only where it can pay.
+    def start_prober(self) -> None:
+        """Start a prober process (before collection), only where it can pay.
 
         Not under xdist or --deploy (a worker learns its stacks one by one; a deploy changes
         each stack just before its tests), and not for one round of probes or fewer, which
         this process does faster than a new interpreter starts.
         """
         if self.worker or self.deploying:
-            return False
+            return
         endpoints = sum(len(stack.endpoints) for stack in self.selection.stacks)
-        return endpoints > self.inventory.probes.concurrency
-
-    def start_prober(self) -> None:
-        self._prober = Prober()
+        if endpoints > self.inventory.probes.concurrency:
+            self._prober = Prober()
 
     @property
     def probing_ahead(self) -> bool:

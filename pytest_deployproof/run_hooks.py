@@ -199,14 +199,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item], config: pytest.Confi
 def pytest_sessionstart(session: pytest.Session) -> None:
     # Before collection, so the prober's interpreter starts while pytest collects. Not on
     # an xdist controller (it runs no tests) nor for --collect-only (it probes nothing).
-    run = session.config.stash[RUN_KEY]
     config = session.config
-    if (
-        run.probes_ahead()
-        and not config.option.collectonly
-        and not config.pluginmanager.has_plugin("dsession")
-    ):
-        run.start_prober()
+    if not config.option.collectonly and not config.pluginmanager.has_plugin("dsession"):
+        config.stash[RUN_KEY].start_prober()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
