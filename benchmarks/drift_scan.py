@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 from docker.api.client import APIClient
 
-from pytest_deployproof.drift import record_deployed
-from pytest_deployproof.hosts import HostAccess
-from pytest_deployproof.inventory import load_environment
+from pytest_deployproof.inventory.load import load_environment
+from pytest_deployproof.observe.drift import record_deployed
+from pytest_deployproof.reach.hosts import HostAccess
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pytest_deployproof import ssh
-from pytest_deployproof.model import Host
+from pytest_deployproof.inventory.model import Host
+from pytest_deployproof.reach import ssh
 from tests.sshhosts import SshHosts, missing_parts
 
 LABEL = "com.docker.compose.project"

@@ -15,20 +15,20 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .errors import Inconclusive
-from .params import Target, target_of
 from .stash import RUN_KEY, SETTINGS_KEY
+from .targets import Target, target_of
 
 if TYPE_CHECKING:  # plugin.py registers this module in every pytest run: keep it light
-    from .containers import ServiceState
-    from .databases import DatabaseResult
-    from .deploy import Deployment
-    from .drift import LayerPlan
-    from .engine import HostEngine
-    from .hosts import DiskUsage
-    from .model import Host, Inventory, Stack
-    from .probes import ProbeResult
-    from .run import Run
-    from .stackfiles import StackFiles
+    from .deploy.deployer import Deployment
+    from .inventory.model import Host, Inventory, Stack
+    from .observe.containers import ServiceState
+    from .observe.databases import DatabaseResult
+    from .observe.docker_engine import HostEngine
+    from .observe.drift import LayerPlan
+    from .observe.observations import Run
+    from .observe.probes import ProbeResult
+    from .observe.stackfiles import StackFiles
+    from .reach.hosts import DiskUsage
 
 __all__ = [
     "compose_config",
@@ -56,7 +56,7 @@ def _needs_environment(request: pytest.FixtureRequest) -> None:
     __tracebackhide__ = True
     settings = request.config.stash[SETTINGS_KEY]
     try:
-        from .inventory import discover  # noqa: PLC0415
+        from .inventory.load import discover  # noqa: PLC0415
 
         known = ", ".join(discover(settings.inventory.value)) or "(none)"
     except Exception:
@@ -192,7 +192,7 @@ def layer_plan(deployproof_run: Run, deployproof_target: Target) -> LayerPlan:
     An engine that fails is inconclusive; a compose layer is judged stack by stack."""
     run = deployproof_run
     layer = run.inventory.layers[deployproof_target.layer or ""]
-    from .drift import plan_command  # noqa: PLC0415 - heavy: see the imports above
+    from .observe.drift import plan_command  # noqa: PLC0415 - heavy: see the imports above
 
     if plan_command(layer) is None:
         pytest.skip(f"layer {layer.name} is {layer.engine}: its stacks are checked one by one")
@@ -208,7 +208,7 @@ def layer_plan(deployproof_run: Run, deployproof_target: Target) -> LayerPlan:
 @pytest.fixture(scope="session")
 def parity_inventory(request: pytest.FixtureRequest, deployproof_run: Run) -> Inventory:
     """The other environment of ``--parity`` (DRF-4); tests that need it skip without it."""
-    from .inventory import InventoryError, load_environment  # noqa: PLC0415
+    from .inventory.load import InventoryError, load_environment  # noqa: PLC0415
 
     value = request.config.getoption("deployproof_parity", None)
     here = deployproof_run.inventory.environment
@@ -233,7 +233,7 @@ def deployment(deployproof_run: Run, stack: Stack) -> Iterator[Deployment | None
     if version is None:
         yield None
         return
-    from .deploy import Deployer, DeployError  # noqa: PLC0415 - heavy: see the imports above
+    from .deploy.deployer import Deployer, DeployError  # noqa: PLC0415 - heavy: see the imports above
 
     deployer = Deployer(run, stack, version)
     error: str | None = None

@@ -1,6 +1,6 @@
 """The pytest plugin's entry point: options, markers, and nothing else until an
 environment is chosen (``--env``, ``DEPLOYPROOF_ENV`` or the ``deployproof_env`` ini
-key). Then run_hooks.py loads the inventory and registers the run's hooks.
+key). Then hooks.py loads the inventory and registers the run's hooks.
 
 Installing the plugin into a project without an inventory changes nothing there:
 testinfra's own ``host`` parametrisation is left alone, and the modules imported
@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import pytest
 
-from . import e2e, fixtures, ssh
-from .params import BLOCKS_MARK, ONLY_MARK, ROLLOUT_MARK, TARGET_MARK
+from . import e2e_fixtures, fixtures
+from .deploy.signals import restore_terminate
+from .reach import ssh
 from .settings import add_options, resolve
-from .signals import restore_terminate
 from .stash import RUN_KEY, SETTINGS_KEY
+from .targets import BLOCKS_MARK, ONLY_MARK, ROLLOUT_MARK, TARGET_MARK
 
 MARKERS = {
     "preflight": "gate checked before anything is deployed (PRE)",
@@ -43,7 +44,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, description in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
     config.pluginmanager.register(fixtures, "deployproof-fixtures")
-    config.pluginmanager.register(e2e, "deployproof-e2e")
+    config.pluginmanager.register(e2e_fixtures, "deployproof-e2e")
     settings = resolve(config)
     config.stash[SETTINGS_KEY] = settings
     if settings.deploy.value is not None and not settings.active:
@@ -54,10 +55,10 @@ def pytest_configure(config: pytest.Config) -> None:
             "by the one worker that runs all of its tests"
         )
     if settings.active:
-        from . import run_hooks  # noqa: PLC0415 - the heavy part, for deployproof runs only
+        from . import hooks  # noqa: PLC0415 - the heavy part, for deployproof runs only
 
-        run_hooks.start(config, settings)
-        config.pluginmanager.register(run_hooks, "deployproof-run")
+        hooks.start(config, settings)
+        config.pluginmanager.register(hooks, "deployproof-run")
 
 
 def _spreads_stacks(config: pytest.Config) -> bool:
@@ -87,5 +88,5 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_itemcollected(item: pytest.Item) -> None:
     # Before -m deselects: a test of suites/e2e/<name>/ is an e2e check.
-    if e2e.suite_of(item.path) and not item.get_closest_marker("e2e"):
+    if e2e_fixtures.suite_of(item.path) and not item.get_closest_marker("e2e"):
         item.add_marker(pytest.mark.e2e)

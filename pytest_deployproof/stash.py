@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:  # plugin.py imports this module in every pytest run: keep it light
-    from .run import Run
+    from .observe.observations import Run
     from .settings import Settings
 
 __all__ = ["RUN_KEY", "SETTINGS_KEY"]

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .hosts import is_ssh
-from .selection import Selection
+from .inventory.selection import Selection
+from .reach.hosts import is_ssh
 
 __all__ = ["TargetGroups", "make_scheduler"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_deployproof.history import History
+from pytest_deployproof.deploy.history import History
 from tests.conftest import ComposeStack
 
 

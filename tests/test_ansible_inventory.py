@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_deployproof.cli import main
-from pytest_deployproof.inventory import InventoryError, load_file
-from pytest_deployproof.selection import SelectionError, select
+from pytest_deployproof.inventory.load import InventoryError, load_file
+from pytest_deployproof.inventory.selection import SelectionError, select
+from pytest_deployproof.ops.cli import main
 
 ENVIRONMENT = """\
 ansible_inventory: {source}

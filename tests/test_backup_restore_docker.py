@@ -18,8 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pytest_deployproof.cli import main
-from pytest_deployproof.deploy import env_value
+from pytest_deployproof.deploy.deployer import env_value
+from pytest_deployproof.ops.cli import main
 from tests.conftest import SUITES, ComposeStack, Postgres, deploy_inventory
 from tests.deploying import container, deploy, history_lines
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_deployproof.backups import Backup, BackupError, Backups
-from pytest_deployproof.hosts import HostAccess
-from pytest_deployproof.model import Host, Stack
+from pytest_deployproof.deploy.backups import Backup, BackupError, Backups
+from pytest_deployproof.inventory.model import Host, Stack
+from pytest_deployproof.reach.hosts import HostAccess
 from pytest_deployproof.secrets import Masker
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_deployproof._glob import GlobError, compile_glob
+from pytest_deployproof.inventory._glob import GlobError, compile_glob
 from tests.test_selection import INVENTORY
 
 
@@ -152,7 +152,7 @@ def test_bad_globs_are_rejected_with_the_reason(pattern: str, reason: str) -> No
 def test_affected_prints_the_stacks_a_change_touches_and_why_others_are_skipped(
     repo: pytest.Pytester, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pytest_deployproof.cli import main
+    from pytest_deployproof.ops.cli import main
 
     change(repo, "libs/common.py", "bootstrap/main.tf")
     monkeypatch.chdir(repo.path)

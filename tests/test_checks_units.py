@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from pytest_deployproof.checks import preflight
-from pytest_deployproof.hosts import DiskUsage, HostAccess
-from pytest_deployproof.model import IMAGE_TAG_PATTERN, Host, Stack
+from pytest_deployproof.inventory.model import IMAGE_TAG_PATTERN, Host, Stack
+from pytest_deployproof.observe.stackfiles import StackFiles
+from pytest_deployproof.reach.hosts import DiskUsage, HostAccess
 from pytest_deployproof.secrets import MASK, Masker, is_secret_key
-from pytest_deployproof.stackfiles import StackFiles
 
 STACK = Stack.model_validate(
     {

@@ -27,10 +27,10 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from pytest_deployproof.commands import LAYERS, HelpNeeded, parse
-from pytest_deployproof.github import GitHub
-from pytest_deployproof.hook import HookSettings, handle
-from pytest_deployproof.webhook import WebhookServer
+from pytest_deployproof.ops.commands import LAYERS, HelpNeeded, parse
+from pytest_deployproof.ops.comment_hook import HookSettings, handle
+from pytest_deployproof.ops.github import GitHub
+from pytest_deployproof.ops.webhook import WebhookServer
 from tests.conftest import SUITES, ComposeStack, inventory_yaml
 
 REPO = "acme/infra"

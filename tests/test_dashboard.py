@@ -6,7 +6,7 @@ import calendar
 
 import pytest
 
-from pytest_deployproof.dashboard import (
+from pytest_deployproof.report.dashboard import (
     Outcomes,
     Stage,
     deploy_stages,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_deployproof.deploy import set_env_value
-from pytest_deployproof.history import History
+from pytest_deployproof.deploy.deployer import set_env_value
+from pytest_deployproof.deploy.history import History
 from tests.conftest import SUITES, ComposeStack
 from tests.deploying import (
     SLOW_CHECK,
@@ -220,7 +220,7 @@ def test_manual_rollback_by_list_last_good_and_version(
     deploy_project: tuple[ComposeStack, Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from pytest_deployproof.cli import main
+    from pytest_deployproof.ops.cli import main
 
     app, state = deploy_project
     pytester.makepyfile(test_smoke=SUITES["test_smoke"])

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from pytest_deployproof.engine import HostEngine, registry_of
 from pytest_deployproof.errors import Inconclusive
-from pytest_deployproof.model import Host
+from pytest_deployproof.inventory.model import Host
+from pytest_deployproof.observe.docker_engine import HostEngine, registry_of
 
 LOCAL = Host(name="here", spec="local://")
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_deployproof.history import Entry, History, HistoryError
-from pytest_deployproof.locks import Lease, LockHeldError, LockLostError, StackLock
+from pytest_deployproof.deploy.history import Entry, History, HistoryError
+from pytest_deployproof.deploy.locks import Lease, LockHeldError, LockLostError, StackLock
 from pytest_deployproof.secrets import Masker
 
 
@@ -253,7 +253,7 @@ def test_a_torn_lease_file_counts_as_stale(tmp_path: Path) -> None:
 
 
 def test_cli_history_and_lock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pytest_deployproof.cli import main
+    from pytest_deployproof.ops.cli import main
 
     (tmp_path / "staging.yml").write_text(
         "hosts: {here: {spec: 'local://'}}\nstate_dir: state\nstacks:\n"

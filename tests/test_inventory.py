@@ -9,9 +9,9 @@ import jsonschema
 import pytest
 import yaml
 
-from pytest_deployproof.cli import main
-from pytest_deployproof.inventory import InventoryError, load_environment, load_file
-from pytest_deployproof.schema import schema_text
+from pytest_deployproof.inventory.load import InventoryError, load_environment, load_file
+from pytest_deployproof.inventory.schema import schema_text
+from pytest_deployproof.ops.cli import main
 from tests.test_inventory_errors import GOOD
 
 REPO = Path(__file__).resolve().parent.parent

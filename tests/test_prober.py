@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from pytest_deployproof.model import Endpoint, ProbeSettings
-from pytest_deployproof.prober import Prober, main
-from pytest_deployproof.probes import ProbeResult, probe_all
+from pytest_deployproof.inventory.model import Endpoint, ProbeSettings
+from pytest_deployproof.observe.prober import Prober, main
+from pytest_deployproof.observe.probes import ProbeResult, probe_all
 from tests.conftest import SMOKE_SUITE, free_port
 from tests.loopback import Handler
 
@@ -154,7 +154,7 @@ def prober_children():
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     return [
         int(child) for child in children
-        if b"pytest_deployproof.prober" in Path(f"/proc/{child}/cmdline").read_bytes()
+        if b"pytest_deployproof.observe.prober" in Path(f"/proc/{child}/cmdline").read_bytes()
     ]
 """
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from pytest_deployproof.model import Endpoint, ProbeSettings
-from pytest_deployproof.probes import probe_all
+from pytest_deployproof.inventory.model import Endpoint, ProbeSettings
+from pytest_deployproof.observe.probes import probe_all
 
 FAST = ProbeSettings(tries=3, interval_s=0.05, timeout_s=2, deadline_s=5)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_deployproof.history import History
+from pytest_deployproof.deploy.history import History
 from tests.conftest import SUITES, ComposeStack, deploy_inventory
 from tests.test_versions import git, repo_with
 

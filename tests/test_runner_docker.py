@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pytest_deployproof.deploy import env_value
-from pytest_deployproof.webhook import signature
+from pytest_deployproof.deploy.deployer import env_value
+from pytest_deployproof.ops.webhook import signature
 from tests.conftest import SUITES, ComposeStack, deploy_inventory, free_port, wait_for_port
 from tests.deploying import container, history_lines
 

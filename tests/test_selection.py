@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_deployproof.inventory import load_file
-from pytest_deployproof.selection import select
+from pytest_deployproof.inventory.load import load_file
+from pytest_deployproof.inventory.selection import select
 from pytest_deployproof.xdist_groups import TargetGroups
 from tests import junit
 
@@ -309,7 +309,10 @@ def test_without_an_environment_the_plugin_imports_nothing_heavy(
 
         def test_nothing_heavy_was_imported():
             heavy = {"pydantic", "docker", "psycopg", "semver", "filelock"}
-            heavy |= {f"pytest_deployproof.{name}" for name in ("run", "model", "deploy")}
+            heavy |= {
+                f"pytest_deployproof.{name}"
+                for name in ("observe.observations", "inventory.model", "deploy.deployer")
+            }
             assert sorted(heavy & set(sys.modules)) == []
             assert "pytest_deployproof.plugin" in sys.modules
         """

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pytest_deployproof.signals import deferred, restore_terminate, terminate_as_interrupt
+from pytest_deployproof.deploy.signals import deferred, restore_terminate, terminate_as_interrupt
 
 
 def deliver(signum: int) -> None:

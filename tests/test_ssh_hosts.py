@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_deployproof.history import History
+from pytest_deployproof.deploy.history import History
 from tests import junit
 from tests.conftest import IMAGE, SUITES, ComposeStack, compose_binary, need, write_compose_stack
 from tests.junit import Outcome

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_deployproof.cli import main
-from pytest_deployproof.versions import VersionError, latest, next_version, parse_tag
+from pytest_deployproof.deploy.versions import VersionError, latest, next_version, parse_tag
+from pytest_deployproof.ops.cli import main
 
 
 def git(repo: Path, *args: str) -> str:

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .. import drift
-from ..drift import LayerPlan
-from ..model import Inventory, Layer, Stack
+from ..inventory.model import Inventory, Layer, Stack
+from ..observe import drift
+from ..observe.drift import LayerPlan
 
 if TYPE_CHECKING:
-    from ..run import Run
+    from ..observe.observations import Run
 
 __all__ = [
     "expect_config_as_deployed",
@@ -75,8 +75,8 @@ def expect_parity(run: Run, stack: Stack, other: Inventory) -> None:
     """DRF-4: the stack exists in the other environment and runs the same version there,
     unless the stack's ``parity_allow`` accepts the difference."""
     __tracebackhide__ = True
-    from ..deploy import env_value  # noqa: PLC0415
-    from ..hosts import HostAccess  # noqa: PLC0415
+    from ..deploy.deployer import env_value  # noqa: PLC0415
+    from ..reach.hosts import HostAccess  # noqa: PLC0415
 
     theirs = other.stacks.get(stack.name)
     here, there = run.inventory.environment, other.environment

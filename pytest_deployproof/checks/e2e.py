@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..databases import password_for
 from ..errors import Inconclusive
-from ..model import Database, Stack
+from ..inventory.model import Database, Stack
+from ..observe.databases import password_for
 
 if TYPE_CHECKING:
-    from ..deploy import Deployment
-    from ..run import Run
+    from ..deploy.deployer import Deployment
+    from ..observe.observations import Run
 
 __all__ = [
     "expect_isolated",
@@ -42,8 +42,8 @@ def expect_isolated(run: Run, stack: Stack, database: Database) -> None:
     __tracebackhide__ = True
     import psycopg  # noqa: PLC0415
 
-    from ..databases import connect_postgres as connect  # noqa: PLC0415
-    from ..e2e import postgres_databases  # noqa: PLC0415
+    from ..e2e_fixtures import postgres_databases  # noqa: PLC0415
+    from ..observe.databases import connect_postgres as connect  # noqa: PLC0415
 
     if database.kind != "postgresql":
         pytest.skip(

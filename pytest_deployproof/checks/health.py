@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ..databases import DatabaseResult
-from ..model import Stack
+from ..inventory.model import Stack
+from ..observe.databases import DatabaseResult
 
 __all__ = ["expect_database_answers"]
 

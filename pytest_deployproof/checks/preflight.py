@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from ..engine import HostEngine
-from ..hosts import DiskUsage
-from ..model import Host, Stack
+from ..inventory.model import Host, Stack
+from ..observe.docker_engine import HostEngine
+from ..observe.stackfiles import StackFiles
+from ..reach.hosts import DiskUsage
 from ..secrets import is_secret_key
-from ..stackfiles import StackFiles
 
 __all__ = [
     "expect_compose_parses",

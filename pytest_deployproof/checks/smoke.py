@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from ..containers import ServiceState
-from ..model import Service, Stack
-from ..probes import ProbeResult
+from ..inventory.model import Service, Stack
+from ..observe.containers import ServiceState
+from ..observe.probes import ProbeResult
 
 __all__ = ["expect_endpoint_answers", "expect_service_running", "service_problems"]
 

@@ -35,12 +35,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .errors import Inconclusive
-from .model import Layer, Stack
+from ..errors import Inconclusive
+from ..inventory.model import Layer, Stack
 
 if TYPE_CHECKING:
+    from ..reach.hosts import HostAccess
     from .containers import ContainerState, HostContainers
-    from .hosts import HostAccess
 
 __all__ = [
     "DeployedState",

@@ -10,9 +10,9 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..errors import Inconclusive
+from ..inventory.model import Host
 from . import ssh
-from .errors import Inconclusive
-from .model import Host
 
 __all__ = ["client_for", "docker_url"]
 

@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ._docker import client_for
-from .errors import Inconclusive
-from .model import Host, ProbeSettings, Stack
+from ..errors import Inconclusive
+from ..inventory.model import Host, ProbeSettings, Stack
+from ..reach.docker_client import client_for
 
 __all__ = ["ContainerState", "HostContainers", "ServiceState"]
 

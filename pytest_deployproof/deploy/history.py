@@ -23,7 +23,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from .secrets import Masker
+from ..secrets import Masker
 
 __all__ = ["Entry", "History", "HistoryError"]
 

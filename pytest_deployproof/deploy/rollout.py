@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from .model import Endpoint, Rollout
+from ..inventory.model import Endpoint, Rollout
 
 __all__ = ["RolloutFigures", "RolloutWatch"]
 

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import allure_report, dashboard
-from .params import target_of
-from .secrets import mask_files
-from .stash import RUN_KEY
+from ..secrets import mask_files
+from ..stash import RUN_KEY
+from ..targets import target_of
+from . import allure_results, dashboard
 
 if TYPE_CHECKING:
-    from .run import Run
+    from ..observe.observations import Run
 
 __all__ = ["Reporter"]
 
@@ -59,20 +59,20 @@ class Reporter:
                 ("layer", target.layer or "-"),
                 ("stack", target.stack or "-"),
                 ("host", target.host or "-"),
-                ("check", allure_report.kind_of(item) or "other"),
+                ("check", allure_results.kind_of(item) or "other"),
             ]
             item.user_properties += [shared.setdefault(pair, pair) for pair in pairs]
             item.user_properties.append(("target", target.id))
-        if allure_report.alluredir(self.config) is not None:
-            allure_report.add_labels(items, self.run)
+        if allure_results.alluredir(self.config) is not None:
+            allure_results.add_labels(items, self.run)
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
-        if report.failed and allure_report.alluredir(self.config) is not None:
-            allure_report.attach_failure(item, self.run, str(report.longrepr))
+        if report.failed and allure_results.alluredir(self.config) is not None:
+            allure_results.attach_failure(item, self.run, str(report.longrepr))
         if report.failed or report.sections:
             masker = self.run.secrets()
             text = str(report.longrepr) if report.longrepr is not None else ""
@@ -84,13 +84,13 @@ class Reporter:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_call(self, item: pytest.Item) -> None:
         """A parameter whose text holds a secret (a URL with a password) is shown masked."""
-        if allure_report.alluredir(self.config) is None:
+        if allure_results.alluredir(self.config) is None:
             return
         callspec = getattr(item, "callspec", None)
         for name, value in (callspec.params if callspec else {}).items():
             text = repr(value)
             if self.run.masker(text) != text:
-                allure_report.mask_parameter(name, text)
+                allure_results.mask_parameter(name, text)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not _is_worker(self.config):
@@ -112,15 +112,15 @@ class Reporter:
             output["deployproof_summaries"] = run.deploy_summaries
             return
         masker = run.secrets()
-        results = allure_report.alluredir(self.config)
+        results = allure_results.alluredir(self.config)
         if results is not None:
-            allure_report.write_metadata(results, run, run.settings.deploy.value)
+            allure_results.write_metadata(results, run, run.settings.deploy.value)
             mask_files(sorted(p for p in results.iterdir() if p.is_file()), masker)
         xml = getattr(self.config.option, "xmlpath", None)
         if xml and Path(xml).is_file():
             mask_files([Path(xml)], masker)
         stages = self.outcomes.stages() + dashboard.deploy_stages(run.deploys)
-        sha = allure_report.commit_of(run) or "0000000"
+        sha = allure_results.commit_of(run) or "0000000"
         markdown = masker(dashboard.render(sha, stages))
         target = self.config.getoption("deployproof_dashboard", None)
         if target:

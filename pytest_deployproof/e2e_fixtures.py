@@ -26,8 +26,8 @@ import pytest
 from .errors import Inconclusive
 
 if TYPE_CHECKING:  # plugin.py imports this module in every pytest run: keep it light
-    from .model import Database, Stack
-    from .run import Run
+    from .inventory.model import Database, Stack
+    from .observe.observations import Run
 
 __all__ = [
     "e2e_suites",
@@ -88,7 +88,7 @@ def stack_db(deployproof_run: Run, stack: Stack) -> Iterator[Any]:
     """A connection to the stack's (first) PostgreSQL database as the stack's own user."""
     import psycopg  # noqa: PLC0415
 
-    from .databases import connect_postgres, password_for  # noqa: PLC0415
+    from .observe.databases import connect_postgres, password_for  # noqa: PLC0415
 
     databases = postgres_databases(stack)
     if not databases:
@@ -116,7 +116,7 @@ def stack_containers(deployproof_run: Run, stack: Stack) -> list[Any]:
     """The stack's containers (``docker.models.containers.Container``), running or not."""
     import docker  # noqa: PLC0415
 
-    from ._docker import client_for  # noqa: PLC0415
+    from .reach.docker_client import client_for  # noqa: PLC0415
 
     host = deployproof_run.inventory.hosts[stack.host]
     try:

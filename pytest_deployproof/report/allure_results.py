@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .params import Target, target_of
+from ..targets import Target, target_of
 
 if TYPE_CHECKING:
-    from .run import Run
+    from ..observe.observations import Run
 
 __all__ = [
     "CATEGORIES",
@@ -121,7 +121,7 @@ def attach_failure(item: pytest.Item, run: Run, verdict: str) -> None:
         return
     try:
         if target.kind == "endpoint":
-            from .probes import exchange  # noqa: PLC0415
+            from ..observe.probes import exchange  # noqa: PLC0415
 
             allure.attach(
                 exchange(run.probe(target), masker), name="HTTP exchange", attachment_type=text
@@ -178,7 +178,7 @@ def _escape(value: str) -> str:
 
 def commit_of(run: Run) -> str | None:
     """The commit under test: ``$GITHUB_SHA`` in Actions, else the inventory's repository."""
-    from .changes import head_sha  # noqa: PLC0415
+    from ..inventory.changes import head_sha  # noqa: PLC0415
 
     start = run.inventory.repo or Path(str(run.settings.inventory.value)).resolve()
     return os.environ.get("GITHUB_SHA") or head_sha(start if start.is_dir() else start.parent)

@@ -14,9 +14,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from ._docker import client_for
-from .errors import Inconclusive
-from .model import Host
+from ..errors import Inconclusive
+from ..inventory.model import Host
+from ..reach.docker_client import client_for
 
 __all__ = ["HostEngine", "ImageLookup", "PullError", "registry_of"]
 

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .model import Database, ProbeSettings
-from .secrets import Masker
+from ..inventory.model import Database, ProbeSettings
+from ..secrets import Masker
 
 __all__ = ["DatabaseResult", "probe_database"]
 

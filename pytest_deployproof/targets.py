@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:  # plugin.py imports this module in every pytest run: keep it light
-    from .model import Database, Endpoint, Service, Stack
-    from .selection import Selection
+    from .inventory.model import Database, Endpoint, Service, Stack
+    from .inventory.selection import Selection
 
 __all__ = ["CHILD_KINDS", "PARAM_NAMES", "Row", "Target", "build_rows", "deploy_order", "target_of"]
 

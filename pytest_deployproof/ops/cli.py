@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .history import History, HistoryError
-from .inventory import InventoryError, discover, load_environment, load_file
-from .locks import StackLock, stale_reason
-from .schema import schema_text
+from ..deploy.history import History, HistoryError
+from ..deploy.locks import StackLock, stale_reason
+from ..inventory.load import InventoryError, discover, load_environment, load_file
+from ..inventory.schema import schema_text
 
 if TYPE_CHECKING:
-    from .model import Inventory, Stack
-    from .run import Run
+    from ..inventory.model import Inventory, Stack
+    from ..observe.observations import Run
 
 __all__ = ["main"]
 
@@ -119,9 +119,9 @@ def _lock(args: argparse.Namespace) -> int:
 def _operator_run(args: argparse.Namespace) -> tuple[Run, Stack] | None:
     """A run over one stack for an operator command; ``None`` (after saying why) when the
     inventory or the stack name is wrong."""
-    from .run import Run  # noqa: PLC0415 - the deploy machinery is heavy
-    from .selection import select  # noqa: PLC0415
-    from .settings import Setting, Settings  # noqa: PLC0415
+    from ..inventory.selection import select  # noqa: PLC0415
+    from ..observe.observations import Run  # noqa: PLC0415 - the deploy machinery is heavy
+    from ..settings import Setting, Settings  # noqa: PLC0415
 
     try:
         inventory = _load(args)
@@ -146,7 +146,7 @@ def _operator_run(args: argparse.Namespace) -> tuple[Run, Stack] | None:
 
 def _rollback(args: argparse.Namespace) -> int:
     """Roll a stack back by hand, through the same path a failed deploy takes."""
-    from .deploy import Deployer, DeployError  # noqa: PLC0415
+    from ..deploy.deployer import Deployer, DeployError  # noqa: PLC0415
 
     found = _operator_run(args)
     if found is None:
@@ -177,8 +177,8 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _restore(args: argparse.Namespace) -> int:
     """Put a stack's backup back: files, databases, then up and verify."""
-    from .backups import Backups  # noqa: PLC0415
-    from .deploy import Deployer, DeployError  # noqa: PLC0415
+    from ..deploy.backups import Backups  # noqa: PLC0415
+    from ..deploy.deployer import Deployer, DeployError  # noqa: PLC0415
 
     found = _operator_run(args)
     if found is None:
@@ -204,8 +204,8 @@ def _hook_settings(args: argparse.Namespace) -> Any:
     """The hook's configuration, from the checked-out (default) branch and its environment."""
     import os  # noqa: PLC0415
 
-    from .e2e import e2e_suites  # noqa: PLC0415
-    from .hook import DEFAULT_AUTHORS, HookSettings  # noqa: PLC0415
+    from ..e2e_fixtures import e2e_suites  # noqa: PLC0415
+    from .comment_hook import DEFAULT_AUTHORS, HookSettings  # noqa: PLC0415
 
     authors = os.environ.get("DEPLOYPROOF_AUTHORS")
     inventory = Path(args.inventory).resolve()
@@ -247,7 +247,7 @@ def _comment(args: argparse.Namespace) -> int:
     """Handle one issue_comment event file (GitHub Actions: $GITHUB_EVENT_PATH)."""
     import json  # noqa: PLC0415
 
-    from .hook import handle  # noqa: PLC0415
+    from .comment_hook import handle  # noqa: PLC0415
 
     event = json.loads(Path(args.event).read_text())
     repository = (event.get("repository") or {}).get("full_name")
@@ -260,7 +260,7 @@ def _webhook(args: argparse.Namespace) -> int:
     """Serve the hook over HTTP until interrupted."""
     import os  # noqa: PLC0415
 
-    from .hook import handle  # noqa: PLC0415
+    from .comment_hook import handle  # noqa: PLC0415
     from .webhook import WebhookServer  # noqa: PLC0415
 
     settings = _hook_settings(args)
@@ -293,7 +293,7 @@ def _serve(server: Any, label: str) -> int:
 
 def _version(args: argparse.Namespace) -> int:
     """The next release tag (DEP-6): for staging, for production, or a hotfix."""
-    from .versions import VersionError, next_version  # noqa: PLC0415
+    from ..deploy.versions import VersionError, next_version  # noqa: PLC0415
 
     kind = "hotfix" if args.hotfix else args.env
     try:
@@ -308,7 +308,7 @@ def _promote(args: argparse.Namespace) -> int:
     """Tag the staging release for production (minor+1, patch 0) on the same commit."""
     import subprocess  # noqa: PLC0415
 
-    from .versions import VersionError, latest, next_version  # noqa: PLC0415
+    from ..deploy.versions import VersionError, latest, next_version  # noqa: PLC0415
 
     repo = Path(args.repo)
     try:
@@ -331,7 +331,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 def _verified(args: argparse.Namespace) -> int:
     """What an environment verified for a stack: what may be promoted from it (DEP-5)."""
-    from .promotion import load_verified  # noqa: PLC0415
+    from ..deploy.promotion import load_verified  # noqa: PLC0415
 
     try:
         inventory = _load(args)
@@ -347,7 +347,7 @@ def _verified(args: argparse.Namespace) -> int:
 
 def _affected(args: argparse.Namespace) -> int:
     """Which stacks a change touches (seed 000 §4.5), and which changes map to none."""
-    from .changes import ChangeError, changed_files, impact_of, repository_root  # noqa: PLC0415
+    from ..inventory.changes import ChangeError, changed_files, impact_of, repository_root  # noqa: PLC0415
 
     try:
         inventory = _load(args)
@@ -367,9 +367,9 @@ def _runner(args: argparse.Namespace) -> int:
     """The reference IaC runner for one stack (DEP-8): signed POST /deploy, GET /health."""
     import os  # noqa: PLC0415
 
-    from .deploy import env_value, set_env_value  # noqa: PLC0415
-    from .hosts import HostAccess  # noqa: PLC0415
-    from .runner import RunnerServer  # noqa: PLC0415
+    from ..deploy.deployer import env_value, set_env_value  # noqa: PLC0415
+    from ..deploy.runner import RunnerServer  # noqa: PLC0415
+    from ..reach.hosts import HostAccess  # noqa: PLC0415
 
     try:
         inventory = _load(args)

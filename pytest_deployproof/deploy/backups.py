@@ -27,10 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .databases import password_for
-from .hosts import HostAccess
-from .model import Database, Stack
-from .secrets import Masker
+from ..inventory.model import Database, Stack
+from ..observe.databases import password_for
+from ..reach.hosts import HostAccess
+from ..secrets import Masker
 
 __all__ = ["Backup", "BackupError", "Backups"]
 

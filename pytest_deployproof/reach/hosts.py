@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import Inconclusive
+from ..inventory.model import Host, Stack
 from . import ssh
-from .errors import Inconclusive
-from .model import Host, Stack
 
 __all__ = ["CommandResult", "DiskUsage", "HostAccess", "is_ssh", "testinfra_host"]
 

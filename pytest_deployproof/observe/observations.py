@@ -25,19 +25,19 @@ from typing import TypeVar
 
 import pytest
 
+from ..errors import Inconclusive
+from ..inventory.model import Endpoint, Host, Inventory, Layer, Stack
+from ..inventory.selection import Selection
+from ..reach.hosts import DiskUsage, HostAccess
+from ..secrets import Masker
+from ..settings import Settings
+from ..targets import BLOCKS_MARK, ROLLOUT_MARK, Target, target_of
 from .containers import HostContainers, ServiceState
 from .databases import DatabaseResult, probe_database
+from .docker_engine import HostEngine
 from .drift import LayerPlan, scan_layers, service_hashes
-from .engine import HostEngine
-from .errors import Inconclusive
-from .hosts import DiskUsage, HostAccess
-from .model import Endpoint, Host, Inventory, Layer, Stack
-from .params import BLOCKS_MARK, ROLLOUT_MARK, Target, target_of
 from .prober import Prober
 from .probes import ProbeResult, probe_all
-from .secrets import Masker
-from .selection import Selection
-from .settings import Settings
 from .stackfiles import StackFiles, observe_stack_files, parse_env
 
 __all__ = ["Run"]
@@ -314,7 +314,7 @@ class Run:
 
     def blocked_by_containers(self, stack: Stack, services: Iterable[str]) -> str | None:
         """Why checks that need these services up cannot say anything, or ``None``."""
-        from .checks.smoke import service_problems  # noqa: PLC0415 - checks import run's types
+        from ..checks.smoke import service_problems  # noqa: PLC0415 - checks import run's types
 
         for name in services:
             reporter = self._reporters.get(("containers", stack.name, name))

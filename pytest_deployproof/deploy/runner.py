@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from .webhook import Deliveries, Rejected, read_signed, send, signature
+from ..ops.webhook import Deliveries, Rejected, read_signed, send, signature
 
 __all__ = ["RunnerClient", "RunnerError", "RunnerServer"]
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import dashboard
+from ..report import dashboard
 from .commands import HELP, Command, HelpNeeded, parse
 from .github import GitHub, truncate
 

@@ -32,25 +32,25 @@ from typing import TYPE_CHECKING, NoReturn
 
 import allure
 
+from ..checks.smoke import service_problems
+from ..inventory.changes import repository_root
+from ..inventory.load import load_environment
+from ..inventory.model import Stack
+from ..observe.docker_engine import PullError
+from ..observe.drift import DeployedState, config_drift, config_hash, containers_of, record_deployed
+from ..observe.probes import probe_all
+from ..observe.stackfiles import parse_env
 from .backups import BackupError, Backups
-from .changes import repository_root
-from .checks.smoke import service_problems
-from .drift import DeployedState, config_drift, config_hash, containers_of, record_deployed
-from .engine import PullError
 from .history import History
-from .inventory import load_environment
 from .locks import LockHeldError, StackLock
-from .model import Stack
-from .probes import probe_all
 from .promotion import load_verified, promotion_problem, record_verified
 from .rollout import RolloutFigures, RolloutWatch
 from .runner import RunnerClient, RunnerError
 from .signals import deferred
-from .stackfiles import parse_env
 from .versions import is_tag
 
 if TYPE_CHECKING:
-    from .run import Run
+    from ..observe.observations import Run
 
 __all__ = ["DeployError", "Deployer", "Deployment", "env_value", "set_env_value"]
 

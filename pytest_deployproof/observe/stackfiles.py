@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 from dotenv import dotenv_values
 
-from .hosts import HostAccess
-from .model import Stack
-from .secrets import Masker
+from ..inventory.model import Stack
+from ..reach.hosts import HostAccess
+from ..secrets import Masker
 
 __all__ = ["StackFiles", "observe_stack_files", "parse_env"]
 

@@ -39,7 +39,7 @@ __all__ = ["Prober"]
 # package is not installed (a source checkout on sys.path).
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from pytest_deployproof.prober import main; main()"
+    "from pytest_deployproof.observe.prober import main; main()"
 )
 _STDERR_TAIL = 2000
 

@@ -14,13 +14,20 @@ from typing import Any
 
 import pytest
 
-from . import e2e, fixtures, ssh
-from .changes import ChangeError, changed_files, impact_of, repository_root
-from .deploy import DeployError
+from . import e2e_fixtures, fixtures
+from .deploy.deployer import DeployError
+from .deploy.signals import terminate_as_interrupt
 from .errors import Inconclusive
-from .hosts import is_ssh, testinfra_host
-from .inventory import InventoryError, discover, load_environment
-from .params import (
+from .inventory.changes import ChangeError, changed_files, impact_of, repository_root
+from .inventory.load import InventoryError, discover, load_environment
+from .inventory.selection import SelectionError, select
+from .observe.observations import Run
+from .reach import ssh
+from .reach.hosts import is_ssh, testinfra_host
+from .report.reporter import Reporter
+from .settings import Settings
+from .stash import RUN_KEY, SETTINGS_KEY
+from .targets import (
     CHILD_KINDS,
     ONLY_MARK,
     PARAM_NAMES,
@@ -29,12 +36,6 @@ from .params import (
     deploy_order,
     target_of,
 )
-from .reporting import Reporter
-from .run import Run
-from .selection import SelectionError, select
-from .settings import Settings
-from .signals import terminate_as_interrupt
-from .stash import RUN_KEY, SETTINGS_KEY
 from .xdist_groups import TargetGroups, make_scheduler
 
 __all__ = ["start"]
@@ -95,7 +96,7 @@ def _check_suites(config: pytest.Config) -> None:
     if not asked:
         return
     folder = config.rootpath / "suites" / "e2e"
-    known = e2e.e2e_suites(config.rootpath) if folder.is_dir() else []
+    known = e2e_fixtures.e2e_suites(config.rootpath) if folder.is_dir() else []
     unknown = [s for s in asked if s != "all" and s not in known]
     if unknown:
         raise pytest.UsageError(
@@ -105,7 +106,7 @@ def _check_suites(config: pytest.Config) -> None:
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    return True if e2e.ignored_by_suites(collection_path, _suites(config)) else None
+    return True if e2e_fixtures.ignored_by_suites(collection_path, _suites(config)) else None
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

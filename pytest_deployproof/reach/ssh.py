@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
-from .errors import Inconclusive
+from ..errors import Inconclusive
 
 if TYPE_CHECKING:  # plugin.py imports this module in every pytest run: keep it light
-    from .model import Host
+    from ..inventory.model import Host
 
 __all__ = ["SshConnection", "close_all", "connection"]
 

@@ -1,0 +1,1 @@
+"""Changing what runs: deploy, roll back, restore, and the state they keep."""

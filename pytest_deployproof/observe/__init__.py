@@ -1,0 +1,1 @@
+"""Observing what runs: containers, engines, probes, stack files, databases, drift."""

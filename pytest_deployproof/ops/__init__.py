@@ -1,0 +1,1 @@
+"""Operator and CI entry points beside pytest: the CLI, the comment hook, the webhook."""

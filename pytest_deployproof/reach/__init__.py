@@ -1,0 +1,1 @@
+"""Reaching a host: commands and files through testinfra, OpenSSH masters, Docker clients."""

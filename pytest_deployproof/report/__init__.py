@@ -1,0 +1,1 @@
+"""What a run tells: JUnit properties, Allure results, the markdown dashboard."""
