@@ -27,7 +27,7 @@ from .errors import Inconclusive
 
 if TYPE_CHECKING:  # plugin.py imports this module in every pytest run: keep it light
     from .inventory.model import Database, Stack
-    from .observe.observations import Run
+    from .run import Run
 
 __all__ = [
     "e2e_suites",
@@ -94,7 +94,7 @@ def stack_db(deployproof_run: Run, stack: Stack) -> Iterator[Any]:
     if not databases:
         pytest.skip(f"stack {stack.name} declares no PostgreSQL database")
     database = databases[0]
-    files = deployproof_run.stack_files(stack.name)
+    files = deployproof_run.observations.stack_files(stack.name)
     password = password_for(database, files.env, deployproof_run.inventory.secrets_prefix)
     try:
         connection = connect_postgres(database, password)
@@ -108,7 +108,7 @@ def stack_db(deployproof_run: Run, stack: Stack) -> Iterator[Any]:
 @pytest.fixture
 def stack_host(deployproof_run: Run, stack: Stack) -> Any:
     """The testinfra host the stack runs on (local, ssh, ...)."""
-    return deployproof_run.access(stack.host).testinfra
+    return deployproof_run.observations.access(stack.host).testinfra
 
 
 @pytest.fixture

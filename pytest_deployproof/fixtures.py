@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .errors import Inconclusive
-from .stash import RUN_KEY, SETTINGS_KEY
+from .stash import BLOCKED_KEY, RUN_KEY, SETTINGS_KEY
 from .targets import Target, target_of
+from .verdicts import CheckFailure, Verdict
 
 if TYPE_CHECKING:  # plugin.py registers this module in every pytest run: keep it light
     from .deploy.deployer import Deployment
@@ -25,10 +26,10 @@ if TYPE_CHECKING:  # plugin.py registers this module in every pytest run: keep i
     from .observe.databases import DatabaseResult
     from .observe.docker_engine import HostEngine
     from .observe.drift import LayerPlan
-    from .observe.observations import Run
     from .observe.probes import ProbeResult
     from .observe.stackfiles import StackFiles
     from .reach.hosts import DiskUsage
+    from .run import Run
 
 __all__ = [
     "compose_config",
@@ -94,7 +95,7 @@ def deployproof_target(request: pytest.FixtureRequest) -> Target:
 @pytest.fixture
 def service_state(deployproof_run: Run, deployproof_target: Target) -> ServiceState:
     """The containers of this test's service, observed until they settle (or the deadline)."""
-    return deployproof_run.service_state(deployproof_target)
+    return deployproof_run.observations.service_state(deployproof_target)
 
 
 def _services_behind(stack: Stack, declared: str | None) -> list[str]:
@@ -106,9 +107,11 @@ def _services_behind(stack: Stack, declared: str | None) -> list[str]:
     return critical or sorted(stack.services)
 
 
-def _skip_if_blocked(reason: str | None) -> None:
+def _skip_if_blocked(request: pytest.FixtureRequest, reason: str | None) -> None:
+    """Skip as blocked: the verdict is BLOCKED (the report says so), not merely skipped."""
     __tracebackhide__ = True
     if reason:
+        request.node.stash[BLOCKED_KEY] = reason
         pytest.skip(reason)
 
 
@@ -128,9 +131,11 @@ def endpoint_probe(
     """
     run, target = deployproof_run, deployproof_target
     stack = run.stack(target.stack or "")
-    endpoint = run.endpoint(target)
-    _skip_if_blocked(run.blocked_by_containers(stack, _services_behind(stack, endpoint.service)))
-    result = run.probe(target)
+    endpoint = run.observations.endpoint(target)
+    _skip_if_blocked(
+        request, run.blocking.by_containers(stack, _services_behind(stack, endpoint.service))
+    )
+    result = run.observations.probe(target)
     _record_attempts(request, len(result.attempts), result.elapsed_s)
     return result
 
@@ -143,8 +148,10 @@ def database_probe(
     run, target = deployproof_run, deployproof_target
     stack = run.stack(target.stack or "")
     database = stack.databases[target.name or ""]
-    _skip_if_blocked(run.blocked_by_containers(stack, _services_behind(stack, database.service)))
-    result = run.database(target)
+    _skip_if_blocked(
+        request, run.blocking.by_containers(stack, _services_behind(stack, database.service))
+    )
+    result = run.observations.database(target)
     _record_attempts(request, result.attempts, result.elapsed_s)
     return result
 
@@ -152,17 +159,19 @@ def database_probe(
 @pytest.fixture
 def stack_files(deployproof_run: Run, deployproof_target: Target) -> StackFiles:
     """The stack's compose file, env file and ``docker compose config``, read on its host."""
-    return deployproof_run.stack_files(deployproof_target.stack or "")
+    return deployproof_run.observations.stack_files(deployproof_target.stack or "")
 
 
 @pytest.fixture
-def compose_config(deployproof_run: Run, deployproof_target: Target) -> StackFiles:
+def compose_config(
+    request: pytest.FixtureRequest, deployproof_run: Run, deployproof_target: Target
+) -> StackFiles:
     """Like ``stack_files``, for checks that need Compose to accept the files: skipped as
     blocked by the compose check when it does not, or failing with Compose's reason."""
     run = deployproof_run
     stack = run.stack(deployproof_target.stack or "")
-    _skip_if_blocked(run.blocked_by_compose(stack))
-    files = run.stack_files(stack.name)
+    _skip_if_blocked(request, run.blocking.by_compose(stack))
+    files = run.observations.stack_files(stack.name)
     if files.config is None:
         pytest.fail(f"stack {stack.name}: {files.problem}", pytrace=False)
     return files
@@ -171,13 +180,13 @@ def compose_config(deployproof_run: Run, deployproof_target: Target) -> StackFil
 @pytest.fixture
 def host_engine(deployproof_run: Run, deployproof_target: Target) -> HostEngine:
     """The Docker engine facts (networks, images) of this test's host."""
-    return deployproof_run.engine(deployproof_target.host or "")
+    return deployproof_run.observations.engine(deployproof_target.host or "")
 
 
 @pytest.fixture
 def disk_usage(deployproof_run: Run, deployproof_target: Target) -> DiskUsage:
     """Free space of this test's host on its ``data_path`` (``df`` through testinfra)."""
-    return deployproof_run.disk_usage(deployproof_target.host or "")
+    return deployproof_run.observations.disk_usage(deployproof_target.host or "")
 
 
 @pytest.fixture
@@ -187,7 +196,9 @@ def inventory_host(deployproof_run: Run, deployproof_target: Target) -> Host:
 
 
 @pytest.fixture
-def layer_plan(deployproof_run: Run, deployproof_target: Target) -> LayerPlan:
+def layer_plan(
+    request: pytest.FixtureRequest, deployproof_run: Run, deployproof_target: Target
+) -> LayerPlan:
     """This test's layer, planned by its engine (every layer of the run concurrently, once).
     An engine that fails is inconclusive; a compose layer is judged stack by stack."""
     run = deployproof_run
@@ -196,10 +207,8 @@ def layer_plan(deployproof_run: Run, deployproof_target: Target) -> LayerPlan:
 
     if plan_command(layer) is None:
         pytest.skip(f"layer {layer.name} is {layer.engine}: its stacks are checked one by one")
-    blocker = run.layer_blocker(layer)
-    if blocker is not None:
-        pytest.skip(f"blocked by layer {blocker}: it drifted, and apply is ordered (--ordered)")
-    plan = run.layer_plan(layer)
+    _skip_if_blocked(request, run.blocking.by_layer(layer))
+    plan = run.observations.layer_plan(layer)
     if plan.verdict == "error":
         raise Inconclusive(f"layer {layer.name}: {layer.engine} plan failed: {plan.detail}")
     return plan
@@ -234,38 +243,39 @@ def deployment(deployproof_run: Run, stack: Stack) -> Iterator[Deployment | None
         yield None
         return
     from .deploy.deployer import Deployer, DeployError  # noqa: PLC0415 - heavy: see the imports above
+    from .deploy.ledger import DeployRecord  # noqa: PLC0415
 
     deployer = Deployer(run, stack, version)
     error: str | None = None
     try:
         deployed = deployer.deploy()
-        run.deploy_summaries += [f"{stack.name}: {note}" for note in deployed.notes]
+        run.ledger.summaries += [f"{stack.name}: {note}" for note in deployed.notes]
         yield deployed
     except DeployError as exc:
         error = str(exc)
         raise
     finally:
-        failures = list(run.failures.get(stack.name, []))
-        if run.interrupted:
-            failures.append("the run was interrupted")
+        failures = run.ledger.failures_of(stack.name)
+        if run.ledger.interrupted:
+            failures.append(CheckFailure("the run was interrupted", Verdict.FAILED))
         summary = deployer.finish(failures, deploy_error=error)
-        run.deploy_summaries.append(summary)
+        run.ledger.summaries.append(summary)
         done = deployer.deployment
-        run.deploys.append(
-            {
-                "stack": stack.name,
-                "version": version,
-                "previous": done.previous,
-                "outcome": done.outcome,
-                "rollback": done.rollback,
-                "backup": done.backup,
-                "message": summary,
-                "phases": [list(phase) for phase in done.phases],
-                "finished": time.time(),
-            }
+        run.ledger.records.append(
+            DeployRecord(
+                stack=stack.name,
+                version=version,
+                previous=done.previous,
+                outcome=done.outcome,
+                rollback=done.rollback,
+                backup=done.backup,
+                message=summary,
+                phases=tuple(done.phases),
+                finished=time.time(),
+            )
         )
-        run.invalidate(stack)
-        if deployer.signals and not run.interrupted:
+        run.observations.invalidate(stack)
+        if deployer.signals and not run.ledger.interrupted:
             raise KeyboardInterrupt("interrupted while the deploy was being recorded")
 
 

@@ -21,12 +21,12 @@ from .errors import Inconclusive
 from .inventory.changes import ChangeError, changed_files, impact_of, repository_root
 from .inventory.load import InventoryError, discover, load_environment
 from .inventory.selection import SelectionError, select
-from .observe.observations import Run
 from .reach import ssh
 from .reach.hosts import is_ssh, testinfra_host
 from .report.reporter import Reporter
+from .run import Run
 from .settings import Settings
-from .stash import RUN_KEY, SETTINGS_KEY
+from .stash import BLOCKED_KEY, RUN_KEY, SETTINGS_KEY
 from .targets import (
     CHILD_KINDS,
     ONLY_MARK,
@@ -36,6 +36,7 @@ from .targets import (
     deploy_order,
     target_of,
 )
+from .verdicts import VERDICT_PROPERTY, CheckFailure, Verdict
 from .xdist_groups import TargetGroups, make_scheduler
 
 __all__ = ["start"]
@@ -76,7 +77,7 @@ def _new_run(config: pytest.Config, settings: Settings) -> Run:
         raise pytest.UsageError(f"--changed-since: {exc}") from None
     workerinput = getattr(config, "workerinput", None)
     known = workerinput.get("deployproof_secrets") if workerinput is not None else None
-    return Run(settings, selection, worker=workerinput is not None, known_secrets=known)
+    return Run.start(settings, selection, worker=workerinput is not None, known_secrets=known)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -125,7 +126,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             lines.append(f"deployproof: {name.replace('_', '-')} {shown} (from {setting.source})")
     if selection.impact is not None:
         lines.append(f"deployproof: change set: {selection.impact.describe()}")
-    if run.probing_ahead:
+    if run.observations.probing_ahead:
         lines.append(
             "deployproof: endpoint checks get their probes from a separate process, "
             f"streamed as the tests run (more than {run.inventory.probes.concurrency} "
@@ -202,7 +203,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     # an xdist controller (it runs no tests) nor for --collect-only (it probes nothing).
     config = session.config
     if not config.option.collectonly and not config.pluginmanager.has_plugin("dsession"):
-        config.stash[RUN_KEY].start_prober()
+        config.stash[RUN_KEY].observations.start_prober()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -223,23 +224,43 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         ssh.connection(host).open()
 
 
-@pytest.hookimpl(wrapper=True)
+def _verdict(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None]) -> Verdict:
+    if report.skipped:
+        return Verdict.BLOCKED if BLOCKED_KEY in item.stash else Verdict.SKIPPED
+    if not report.failed:
+        return Verdict.PASSED
+    if call.excinfo is not None and call.excinfo.errisinstance(Inconclusive):
+        return Verdict.INCONCLUSIVE
+    if call.excinfo is not None and call.excinfo.errisinstance(DeployError):
+        return Verdict.DEPLOY_FAILED
+    return Verdict.FAILED
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """The verdict of each report, decided here once and carried on it (verdicts.py);
+    then, as the outermost wrapper, everything the report shows is masked (REP-3)."""
     report = yield
-    inconclusive = call.excinfo is not None and call.excinfo.errisinstance(Inconclusive)
-    if call.excinfo is not None and call.excinfo.errisinstance((Inconclusive, DeployError)):
+    verdict = _verdict(item, report, call)
+    report.user_properties.append((VERDICT_PROPERTY, verdict.value))
+    if verdict in (Verdict.INCONCLUSIVE, Verdict.DEPLOY_FAILED) and call.excinfo is not None:
         # Facts about the infrastructure or the deploy, not bugs in the plugin: no traceback.
-        label = "INCONCLUSIVE" if inconclusive else "DEPLOY FAILED"
-        report.longrepr = f"{label}: {call.excinfo.value}"
+        report.longrepr = f"{verdict.label}: {call.excinfo.value}"
     run = item.config.stash[RUN_KEY]
     target = target_of(item)
     if report.failed and target is not None and target.stack:
         # The real outcome, as the deploy fixture's teardown will read it (DEP-2).
         # A stack has many stack-level checks: name the one that failed.
         label = target.id + (f" {item.originalname}" if target.kind == "stack" else "")  # type: ignore[attr-defined]
-        run.record_failure(target.stack, ("INCONCLUSIVE " if inconclusive else "") + label)
+        run.ledger.record_failure(target.stack, CheckFailure(label, verdict))
+    if report.failed or report.sections:
+        masker = run.secrets()
+        text = str(report.longrepr) if report.longrepr is not None else ""
+        if text and masker(text) != text:
+            report.longrepr = masker(text)
+        report.sections = [(title, masker(body)) for title, body in report.sections]
     return report
 
 
@@ -249,12 +270,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # progress when Ctrl-C stopped the run learns it here, and rolls back.
     run = session.config.stash[RUN_KEY]
     if exitstatus == pytest.ExitCode.INTERRUPTED:
-        run.interrupted = True
+        run.ledger.interrupted = True
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     run = config.stash[RUN_KEY]
-    if run.deploy_summaries:
+    if run.ledger.summaries:
         terminalreporter.section("deployproof deploy")
-        for line in run.deploy_summaries:
+        for line in run.ledger.summaries:
             terminalreporter.write_line(line)

@@ -18,14 +18,10 @@ from .reach import ssh
 from .settings import add_options, resolve
 from .stash import RUN_KEY, SETTINGS_KEY
 from .targets import BLOCKS_MARK, ONLY_MARK, ROLLOUT_MARK, TARGET_MARK
+from .verdicts import CHECK_KINDS
 
 MARKERS = {
-    "preflight": "gate checked before anything is deployed (PRE)",
-    "smoke": "a deployed stack runs and answers (SMK)",
-    "health": "service health endpoints answer within budget (SMK-3)",
-    "e2e": "end-to-end user journeys against a deployed stack (E2E)",
-    "drift": "running state matches what the repository declares (DRF)",
-    "deploy": "needs --deploy: exercises the deploy fixture (DEP)",
+    **CHECK_KINDS,
     TARGET_MARK: "deployproof_target(target): set by deployproof on the tests it parametrises",
     ONLY_MARK: "deployproof_only(**attributes): parametrise only over items with these values, "
     "e.g. deployproof_only(health=True)",

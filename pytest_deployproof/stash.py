@@ -7,10 +7,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:  # plugin.py imports this module in every pytest run: keep it light
-    from .observe.observations import Run
+    from .run import Run
     from .settings import Settings
 
-__all__ = ["RUN_KEY", "SETTINGS_KEY"]
+__all__ = ["BLOCKED_KEY", "RUN_KEY", "SETTINGS_KEY"]
 
 SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()
 RUN_KEY: pytest.StashKey[Run] = pytest.StashKey()
+# Set on an item by the fixture that skips it as "blocked by" another check (BYD-2), so
+# its report's verdict is BLOCKED without reading the skip's text.
+BLOCKED_KEY: pytest.StashKey[str] = pytest.StashKey()

@@ -6,6 +6,7 @@ import calendar
 
 import pytest
 
+from pytest_deployproof.deploy.ledger import DeployRecord
 from pytest_deployproof.report.dashboard import (
     Outcomes,
     Stage,
@@ -25,7 +26,10 @@ def report(
     longrepr: object = None,
     when: str = "call",
     layer: str = "platform",
+    verdict: str | None = None,
 ) -> pytest.TestReport:
+    """A report as the run's hooks leave it: with the verdict they decided, when given."""
+    decided = [("deployproof_verdict", verdict)] if verdict else []
     return pytest.TestReport(
         nodeid=f"suites/test_{check}.py::test_x[{target}]",
         location=("suites/test_x.py", 1, "test_x"),
@@ -33,7 +37,7 @@ def report(
         outcome=outcome,  # type: ignore[arg-type]
         longrepr=longrepr,  # type: ignore[arg-type]
         when=when,  # type: ignore[arg-type]
-        user_properties=[("check", check), ("layer", layer), ("target", target)],
+        user_properties=[("check", check), ("layer", layer), ("target", target), *decided],
     )
 
 
@@ -96,6 +100,7 @@ def test_inconclusive_and_blocked_are_not_failures() -> None:
         "failed",
         "INCONCLUSIVE: cannot list containers on host 'vps1': connection refused",
         when="setup",
+        verdict="inconclusive",
     )
     blocked = report(
         "prod/platform/web/health",
@@ -103,6 +108,7 @@ def test_inconclusive_and_blocked_are_not_failures() -> None:
         "skipped",
         ("x.py", 1, "Skipped: blocked by test_service_running[prod/platform/web/web]"),
         when="setup",
+        verdict="blocked",
     )
     assert [verdict_of(unreachable), verdict_of(blocked)] == ["inconclusive", "blocked"]
     stages = outcomes(unreachable, blocked).stages()
@@ -119,15 +125,15 @@ def test_inconclusive_and_blocked_are_not_failures() -> None:
 
 def test_a_failed_deploy_and_its_rollback_are_rows() -> None:
     records = [
-        {"stack": "api", "version": "v2.0.0", "outcome": "success", "finished": NOON},
-        {
-            "stack": "web",
-            "version": "v4.0.0",
-            "outcome": "rolled back",
-            "rollback": "v2.0.0",
-            "message": "web: v4.0.0 failed (1 checks failed: p/platform/web/health); rolled back",
-            "finished": NOON,
-        },
+        DeployRecord(stack="api", version="v2.0.0", outcome="success", finished=NOON),
+        DeployRecord(
+            stack="web",
+            version="v4.0.0",
+            outcome="rolled back",
+            rollback="v2.0.0",
+            message="web: v4.0.0 failed (1 checks failed: p/platform/web/health); rolled back",
+            finished=NOON,
+        ),
     ]
     text = render("abc1234", deploy_stages(records))
     assert text.splitlines()[5:] == [
@@ -145,7 +151,9 @@ def test_a_failed_deploy_and_its_rollback_are_rows() -> None:
 
 
 def test_a_call_passing_after_a_setup_error_stays_an_error() -> None:
-    setup = report("p/l/s", "smoke", "failed", "DEPLOY FAILED: refused", when="setup")
+    setup = report(
+        "p/l/s", "smoke", "failed", "DEPLOY FAILED: refused", when="setup", verdict="deploy failed"
+    )
     teardown = report("p/l/s", "smoke", "passed", when="teardown")
     assert outcomes(setup, teardown).failures() == [
         ("p/l/s", "deploy failed", "DEPLOY FAILED: refused")

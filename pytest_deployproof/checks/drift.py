@@ -12,7 +12,7 @@ from ..observe import drift
 from ..observe.drift import LayerPlan
 
 if TYPE_CHECKING:
-    from ..observe.observations import Run
+    from ..run import Run
 
 __all__ = [
     "expect_config_as_deployed",
@@ -40,10 +40,10 @@ def expect_config_as_deployed(run: Run, stack: Stack) -> None:
     recorded = drift.DeployedState.load(run.inventory.state_dir, stack.name)
     if recorded is None:
         pytest.skip(f"stack {stack.name} was never brought up by deployproof: no recorded hash")
-    files = run.stack_files(stack.name)
-    compose_text = run.access(stack.host).read(stack.compose_path) or ""
+    files = run.observations.stack_files(stack.name)
+    compose_text = run.observations.access(stack.host).read(stack.compose_path) or ""
     current = drift.config_hash(compose_text, files.env or {})
-    containers = drift.containers_of(run.containers(stack.host), stack)
+    containers = drift.containers_of(run.observations.containers(stack.host), stack)
     _fail(
         f"stack {stack.name}",
         "config drift",
@@ -54,12 +54,12 @@ def expect_config_as_deployed(run: Run, stack: Stack) -> None:
 def expect_containers_as_declared(run: Run, stack: Stack) -> None:
     """DRF-2: image and tag, services, ports and environment as the compose files declare."""
     __tracebackhide__ = True
-    files = run.stack_files(stack.name)
+    files = run.observations.stack_files(stack.name)
     if files.config is None:
         pytest.skip(f"stack {stack.name}: compose refuses its files: {files.problem}")
-    containers = drift.containers_of(run.containers(stack.host), stack)
-    hashes = run.service_hashes(stack)
-    engine = run.engine(stack.host)
+    containers = drift.containers_of(run.observations.containers(stack.host), stack)
+    hashes = run.observations.service_hashes(stack)
+    engine = run.observations.engine(stack.host)
     lines = drift.container_drift(files.services, containers, hashes, engine.inspect)
     _fail(f"stack {stack.name}", "container drift", [files.masker(line) for line in lines])
 
@@ -86,7 +86,9 @@ def expect_parity(run: Run, stack: Stack, other: Inventory) -> None:
         return
     if not stack.image_tag_var or "version" in stack.parity_allow:
         return
-    mine = env_value(run.access(stack.host).read(stack.env_path) or "", stack.image_tag_var)
+    mine = env_value(
+        run.observations.access(stack.host).read(stack.env_path) or "", stack.image_tag_var
+    )
     access = HostAccess(other.hosts[theirs.host])
     their_var = theirs.image_tag_var or stack.image_tag_var
     their_version = env_value(access.read(theirs.env_path) or "", their_var)

@@ -18,7 +18,7 @@ from ..observe.databases import password_for
 
 if TYPE_CHECKING:
     from ..deploy.deployer import Deployment
-    from ..observe.observations import Run
+    from ..run import Run
 
 __all__ = [
     "expect_isolated",
@@ -49,7 +49,7 @@ def expect_isolated(run: Run, stack: Stack, database: Database) -> None:
         pytest.skip(
             f"database {database.name} is {database.kind}: isolation is per PostgreSQL user"
         )
-    files = run.stack_files(stack.name)
+    files = run.observations.stack_files(stack.name)
     password = password_for(database, files.env, run.inventory.secrets_prefix)
     user = database.user or "(default user)"
     try:

@@ -10,27 +10,10 @@ from __future__ import annotations
 import pytest
 
 from ..inventory.model import Service, Stack
-from ..observe.containers import ServiceState
+from ..observe.containers import ServiceState, service_problems
 from ..observe.probes import ProbeResult
 
-__all__ = ["expect_endpoint_answers", "expect_service_running", "service_problems"]
-
-
-def service_problems(service: Service, state: ServiceState) -> list[str]:
-    """Why the service is not up, one phrase per container (empty: it is up)."""
-    if not state.containers:
-        return [f"service {service.name} has no container (is the stack up?)"]
-    wrong: list[str] = []
-    for container in state.containers:
-        if container.state != "running":
-            wrong.append(f"{container.describe()}: not running")
-        elif container.health == "unhealthy" or (
-            service.healthcheck and container.health != "healthy"
-        ):
-            wrong.append(f"{container.describe()}: not healthy")
-        elif container.health == "starting":
-            wrong.append(f"{container.describe()}: still starting")
-    return wrong
+__all__ = ["expect_endpoint_answers", "expect_service_running"]
 
 
 def expect_service_running(stack: Stack, service: Service, state: ServiceState) -> None:

@@ -32,14 +32,15 @@ from typing import TYPE_CHECKING, NoReturn
 
 import allure
 
-from ..checks.smoke import service_problems
 from ..inventory.changes import repository_root
 from ..inventory.load import load_environment
 from ..inventory.model import Stack
+from ..observe.containers import service_problems
 from ..observe.docker_engine import PullError
 from ..observe.drift import DeployedState, config_drift, config_hash, containers_of, record_deployed
 from ..observe.probes import probe_all
 from ..observe.stackfiles import parse_env
+from ..verdicts import CheckFailure, Verdict
 from .backups import BackupError, Backups
 from .history import History
 from .locks import LockHeldError, StackLock
@@ -50,7 +51,7 @@ from .signals import deferred
 from .versions import is_tag
 
 if TYPE_CHECKING:
-    from ..observe.observations import Run
+    from ..run import Run
 
 __all__ = ["DeployError", "Deployer", "Deployment", "env_value", "set_env_value"]
 
@@ -101,10 +102,12 @@ class Deployer:
                 "tell which env variable carries the version"
             )
         self.run = run
+        self.observed = run.observations
+        self.masker = run.observations.masker
         self.stack = stack
         self.tag_var = stack.image_tag_var
-        self.access = run.access(stack.host)
-        self.engine = run.engine(stack.host)
+        self.access = run.observations.access(stack.host)
+        self.engine = run.observations.engine(stack.host)
         state = run.inventory.state_dir
         assert state is not None  # resolved by the loader
         self.history = History(state / "deploy-history.log", run.secrets())
@@ -146,9 +149,9 @@ class Deployer:
         self.deployment.previous = env_value(env_text, self.tag_var)
 
         with self._phase("preflight"):
-            failed = self.run.failures.get(self.stack.name, [])
+            failed = self.run.ledger.failures_of(self.stack.name)
             if failed:
-                self._refuse(f"preflight failed: {', '.join(failed[:5])}")
+                self._refuse(f"preflight failed: {', '.join(map(str, failed[:5]))}")
             self._disk_free()
             images = self._available_images(version)
             self._identities = {image: self.engine.identity(image) for image in images}
@@ -177,13 +180,13 @@ class Deployer:
         with self._phase("tag"):
             self.access.write(self.stack.env_path, set_env_value(env_text, self.tag_var, version))
             self.deployment.changed = True
-            self.run.invalidate(self.stack)
+            self.observed.invalidate(self.stack)
         if self.stack.migration is not None:
             with self._phase("migrate"):
                 self._migrate()
         with self._phase("up"):
             watch = None
-            if self.stack.name in self.run.rollout_stacks:
+            if self.stack.name in self.run.ledger.rollout_stacks:
                 watch = RolloutWatch(list(self.stack.endpoints), self.stack.rollout).start()
             try:
                 self._up()
@@ -206,7 +209,7 @@ class Deployer:
         except RunnerError as exc:
             raise DeployError(str(exc)) from None
         self.deployment.notes.append(note)
-        self.run.invalidate(self.stack)
+        self.observed.invalidate(self.stack)
         env_text = self.access.read(self.stack.env_path) or ""
         assert self.run.inventory.state_dir is not None
         record_deployed(self.run.inventory.state_dir, self.stack, self.access, version, env_text)
@@ -243,7 +246,7 @@ class Deployer:
         self._config_hash = config_hash(compose_text, parse_env(wanted))
         if self._config_hash != recorded.config_hash:
             return False
-        containers = self.run.containers(self.stack.host)
+        containers = self.observed.containers(self.stack.host)
         containers.refresh()
         running = containers_of(containers, self.stack)
         current = {ids[0] for ids in self._identities.values() if ids}
@@ -262,7 +265,7 @@ class Deployer:
     def _disk_free(self) -> None:
         """PRE-5 for the stack's host, whether or not its disk test was selected."""
         host = self.run.inventory.hosts[self.stack.host]
-        usage = self.run.disk_usage(self.stack.host)
+        usage = self.observed.disk_usage(self.stack.host)
         if usage.free_percent < host.min_free_percent:
             self._refuse(
                 f"{usage.path} on host {host.name} has {usage.free_percent:.0f}% free, "
@@ -271,7 +274,7 @@ class Deployer:
 
     def _backup(self) -> None:
         """DEP-3: back up before anything changes; a failed backup refuses the deploy."""
-        files = self.run.stack_files(self.stack.name)
+        files = self.observed.stack_files(self.stack.name)
         backups = Backups(self.stack, self.access, self.env, files.masker)
         try:
             taken = backups.take(
@@ -314,7 +317,7 @@ class Deployer:
             raise DeployError(
                 f"migration `{migration.command}` of {self.stack.name} "
                 f"{self.deployment.version} {what}: "
-                f"{self.run.masker(lines[-1] if lines else 'no output')}; what it changed in "
+                f"{self.masker(lines[-1] if lines else 'no output')}; what it changed in "
                 f"databases is not undone: backup {self.deployment.backup} holds the state before"
             )
 
@@ -349,7 +352,7 @@ class Deployer:
         done = self.access.compose(self.stack, "config", "--images", env={self.tag_var: version})
         images = sorted({line.strip() for line in done.stdout.splitlines() if line.strip()})
         if done.rc != 0 or not images:
-            reason = self.run.masker(done.stderr.strip().splitlines()[-1] if done.stderr else "")
+            reason = self.masker(done.stderr.strip().splitlines()[-1] if done.stderr else "")
             self._refuse(f"docker compose config failed for {version}: {reason}")
         return images
 
@@ -360,7 +363,7 @@ class Deployer:
             lines = done.stderr.strip().splitlines()
             raise DeployError(
                 f"docker compose up of {self.stack.name} {self.deployment.version} did not become "
-                f"healthy: {self.run.masker(lines[-1] if lines else f'exit code {done.rc}')}"
+                f"healthy: {self.masker(lines[-1] if lines else f'exit code {done.rc}')}"
             )
         # What is now running, for the drift checks (DRF-1): the files' hash, Compose's hashes.
         env_text = self.access.read(self.stack.env_path) or ""
@@ -375,7 +378,7 @@ class Deployer:
 
     # -- after the tests ----------------------------------------------------
 
-    def finish(self, failures: list[str], *, deploy_error: str | None = None) -> str:
+    def finish(self, failures: list[CheckFailure], *, deploy_error: str | None = None) -> str:
         """Record the outcome; roll back and verify when anything failed. Never raises;
         SIGINT and SIGTERM wait until it is done (``signals`` tells the caller of any)."""
         with deferred(f"recording the deploy of {self.stack.name}") as self.signals:
@@ -387,7 +390,7 @@ class Deployer:
             finally:
                 self.lock.release()
 
-    def _finish(self, failures: list[str], deploy_error: str | None) -> str:
+    def _finish(self, failures: list[CheckFailure], deploy_error: str | None) -> str:
         version, name = self.deployment.version, self.stack.name
         if self.deployment.outcome == "refused":
             return deploy_error or f"{name}: deploy of {version} refused, nothing changed"
@@ -397,11 +400,15 @@ class Deployer:
             return self._succeeded()
         return self._failed(failures, deploy_error)
 
-    def _failed(self, failures: list[str], deploy_error: str | None) -> str:
+    def _failed(self, failures: list[CheckFailure], deploy_error: str | None) -> str:
         """Record the failed deploy; roll back to the last good version and verify it."""
         version, name = self.deployment.version, self.stack.name
-        reason = deploy_error or f"{len(failures)} checks failed: {', '.join(failures[:3])}"
-        inconclusive = deploy_error is None and all("INCONCLUSIVE" in f for f in failures)
+        reason = (
+            deploy_error or f"{len(failures)} checks failed: {', '.join(map(str, failures[:3]))}"
+        )
+        inconclusive = deploy_error is None and all(
+            f.verdict is Verdict.INCONCLUSIVE for f in failures
+        )
         status = "inconclusive" if inconclusive else "fail"
         self.history.record(name, self.env, "deploy", version, status, notes=reason)
         if not self.deployment.changed:
@@ -429,7 +436,7 @@ class Deployer:
             return f"{name}: {version} failed ({reason}); rolled back to {target}, verified"
         return f"{name}: {version} failed; ROLLBACK TO {target} FAILED VERIFICATION: {verdict}"
 
-    def _skipped(self, failures: list[str]) -> str:
+    def _skipped(self, failures: list[CheckFailure]) -> str:
         """Nothing was deployed; the checks still judged what runs. Verified, it counts as
         good (a run killed after `up` leaves a version that was never verified)."""
         version, name = self.deployment.version, self.stack.name
@@ -470,7 +477,7 @@ class Deployer:
         assert self._original_env is not None
         restored = set_env_value(self._original_env, self.tag_var, target)
         self.access.write(self.stack.env_path, restored)
-        self.run.invalidate(self.stack)
+        self.observed.invalidate(self.stack)
         try:
             self._up()
         except DeployError as exc:
@@ -515,7 +522,7 @@ class Deployer:
         database is restored in one transaction, before the files, so a refusal or a
         failed database restore leaves the stack as it was."""
         self.action = "restore"
-        files = self.run.stack_files(self.stack.name)
+        files = self.observed.stack_files(self.stack.name)
         backups = Backups(self.stack, self.access, self.env, files.masker)
         try:
             self._take_lock()
@@ -531,7 +538,7 @@ class Deployer:
                 backups.restore_files(backup)
             except BackupError as exc:
                 self._refuse(str(exc))
-            self.run.invalidate(self.stack)
+            self.observed.invalidate(self.stack)
             try:
                 self._up()
                 verdict = self.verify()
@@ -557,7 +564,7 @@ class Deployer:
         """The smoke observations of the stack, judged: '' when every service is up and
         every endpoint answers."""
         problems: list[str] = []
-        containers = self.run.containers(self.stack.host)
+        containers = self.observed.containers(self.stack.host)
         containers.refresh()
         for name, service in self.stack.services.items():
             state = containers.service(self.stack, name, self.run.inventory.probes)

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Inconclusive
-from ..inventory.model import Host, ProbeSettings, Stack
+from ..inventory.model import Host, ProbeSettings, Service, Stack
 from ..reach.docker_client import client_for
 
-__all__ = ["ContainerState", "HostContainers", "ServiceState"]
+__all__ = ["ContainerState", "HostContainers", "ServiceState", "service_problems"]
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -156,3 +156,23 @@ class HostContainers:
         except docker.errors.DockerException as exc:
             return f"(cannot read the log of {container.name}: {exc})"
         return bytes(raw).decode(errors="replace")
+
+
+def service_problems(service: Service, state: ServiceState) -> list[str]:
+    """Why the service is not up, one phrase per container (empty: it is up).
+
+    The rule of "up" lives here, beside the observation, because three places judge
+    by it: the smoke check, the blocked-by policy and a deploy's own verification."""
+    if not state.containers:
+        return [f"service {service.name} has no container (is the stack up?)"]
+    wrong: list[str] = []
+    for container in state.containers:
+        if container.state != "running":
+            wrong.append(f"{container.describe()}: not running")
+        elif container.health == "unhealthy" or (
+            service.healthcheck and container.health != "healthy"
+        ):
+            wrong.append(f"{container.describe()}: not healthy")
+        elif container.health == "starting":
+            wrong.append(f"{container.describe()}: still starting")
+    return wrong

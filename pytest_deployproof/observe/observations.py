@@ -1,16 +1,12 @@
-"""The state of one pytest process's deployproof run.
+"""What one pytest process observes, batched and cached.
 
-It holds the selection and the observers, and it batches and caches
-observation: when the first endpoint test of a stack asks for its probe,
+It holds the observers (per host: containers, engine, access) and it batches
+and caches observation: when the first endpoint test of a stack asks for its probe,
 every endpoint this process is going to test is probed at once (under xdist,
 those of the same stack, since a worker does not know which other stacks it
 will be sent); a stack's files, a host's networks, disk and containers are
-read once and shared by every check that judges them.
-
-It also knows which collected checks *report* an observation (a test marked
-``deployproof_blocks("containers")`` or ``("compose")``), so a check that
-depends on a broken observation is skipped as "blocked by" that check
-instead of failing in a cascade (BYD-2).
+read once and shared by every check that judges them. Nothing here judges:
+the checks do (and :mod:`.blocking` decides what a broken observation blocks).
 """
 
 from __future__ import annotations
@@ -23,15 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-import pytest
-
 from ..errors import Inconclusive
 from ..inventory.model import Endpoint, Host, Inventory, Layer, Stack
 from ..inventory.selection import Selection
 from ..reach.hosts import DiskUsage, HostAccess
 from ..secrets import Masker
 from ..settings import Settings
-from ..targets import BLOCKS_MARK, ROLLOUT_MARK, Target, target_of
+from ..targets import Target
 from .containers import HostContainers, ServiceState
 from .databases import DatabaseResult, probe_database
 from .docker_engine import HostEngine
@@ -40,13 +34,13 @@ from .prober import Prober
 from .probes import ProbeResult, probe_all
 from .stackfiles import StackFiles, observe_stack_files, parse_env
 
-__all__ = ["Run"]
+__all__ = ["Observations"]
 
 T = TypeVar("T")
 
 
-class Run:
-    """Selection, observers and cached observations of one process."""
+class Observations:
+    """Observers and cached observations of one process."""
 
     def __init__(
         self,
@@ -70,27 +64,18 @@ class Run:
         self._planned: dict[str, tuple[str, Endpoint]] = {}
         self._probed: dict[str, ProbeResult] = {}
         self._prober: Prober | None = None
-        self._reporters: dict[tuple[str, ...], str] = {}
-        self.failures: dict[str, list[str]] = {}  # stack -> failed or erroring test ids
-        self.deploy_summaries: list[str] = []
-        self.deploys: list[dict[str, object]] = []  # one record per deployed stack, for reports
-        self.rollout_stacks: set[str] = set()  # stacks whose rollout a collected test judges
-        self.interrupted = False
         # Under xdist the controller reads the secrets once and hands them to its workers,
         # so a worker never connects to a host it has no tests for just to mask a report.
         self._secrets: Masker | None = (
             None if known_secrets is None else self.masker.plus(*known_secrets)
         )
         self._hashes: dict[str, dict[str, str]] = {}
-        self._planned_layers: set[str] = set()
+        self.planned_layers: set[str] = set()
         self._layer_plans: dict[str, LayerPlan] = {}
 
     @property
     def deploying(self) -> bool:
         return self.settings.deploy.value is not None
-
-    def record_failure(self, stack: str, test: str) -> None:
-        self.failures.setdefault(stack, []).append(test)
 
     def invalidate(self, stack: Stack) -> None:
         """Forget what was observed of ``stack``: it has just been changed."""
@@ -130,24 +115,16 @@ class Run:
         if self._prober is not None:
             self._prober.close()
 
-    def plan(self, items: Iterable[pytest.Item]) -> None:
-        """Note the endpoints the collected tests will probe, and which tests report what.
+    def plan(self, targets: Iterable[Target]) -> None:
+        """Note the endpoints and layers the collected tests will observe.
 
         With a prober process started, it now probes them all, in the order the tests run.
         """
-        for item in items:
-            target = target_of(item)
-            if target is not None and target.kind == "layer" and target.layer:
-                self._planned_layers.add(target.layer)
-            if target is None or not target.stack:
-                continue
-            if target.kind == "endpoint":
+        for target in targets:
+            if target.kind == "layer" and target.layer:
+                self.planned_layers.add(target.layer)
+            elif target.kind == "endpoint" and target.stack:
                 self._planned.setdefault(target.id, (target.stack, self.endpoint(target)))
-            if item.get_closest_marker(ROLLOUT_MARK):
-                self.rollout_stacks.add(target.stack)
-            for mark in item.iter_markers(BLOCKS_MARK):
-                key = (mark.args[0], target.stack, *([target.name] if target.name else []))
-                self._reporters.setdefault(key, item.nodeid)
         if self._prober is not None:
             endpoints = {key: endpoint for key, (_, endpoint) in self._planned.items()}
             self._prober.submit(endpoints, self.inventory.probes)
@@ -223,7 +200,7 @@ class Run:
             if layer.name not in self._layer_plans:
                 wanted = [
                     self.inventory.layers[name]
-                    for name in sorted(self._planned_layers | {layer.name})
+                    for name in sorted(self.planned_layers | {layer.name})
                     if name not in self._layer_plans
                 ]
                 self._layer_plans.update(scan_layers(wanted, self.layer_dir, self.secrets()))
@@ -237,17 +214,6 @@ class Run:
             base = base.parent
         candidate = base / (layer.path or ".")
         return candidate if candidate.is_dir() else base
-
-    def layer_blocker(self, layer: Layer) -> str | None:
-        """Under --ordered, the earliest drifted layer before this one (and planned)."""
-        if not self.settings.ordered:
-            return None
-        for earlier in self.selection.layers:
-            if earlier.order >= layer.order or earlier.name not in self._planned_layers:
-                continue
-            if self.layer_plan(earlier).verdict == "drift":
-                return earlier.name
-        return None
 
     def disk_usage(self, host: str) -> DiskUsage:
         with self._lock:
@@ -309,29 +275,6 @@ class Run:
             files.masker,
             self.inventory.secrets_prefix,
         )
-
-    # -- blocked-by (BYD-2) ------------------------------------------------
-
-    def blocked_by_containers(self, stack: Stack, services: Iterable[str]) -> str | None:
-        """Why checks that need these services up cannot say anything, or ``None``."""
-        from ..checks.smoke import service_problems  # noqa: PLC0415 - checks import run's types
-
-        for name in services:
-            reporter = self._reporters.get(("containers", stack.name, name))
-            if reporter is None:
-                continue  # nobody checks this service in this run: do not guess
-            state = self.containers(stack.host).service(stack, name, self.inventory.probes)
-            problems = service_problems(stack.services[name], state)
-            if problems:
-                return f"blocked by {reporter}: {problems[0]}"
-        return None
-
-    def blocked_by_compose(self, stack: Stack) -> str | None:
-        files = self.stack_files(stack.name)
-        if files.config is not None:
-            return None
-        reporter = self._reporters.get(("compose", stack.name))
-        return f"blocked by {reporter}: {files.problem}" if reporter else None
 
     def endpoint(self, target: Target) -> Endpoint:
         assert target.stack

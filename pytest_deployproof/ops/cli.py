@@ -21,7 +21,7 @@ from ..inventory.schema import schema_text
 
 if TYPE_CHECKING:
     from ..inventory.model import Inventory, Stack
-    from ..observe.observations import Run
+    from ..run import Run
 
 __all__ = ["main"]
 
@@ -120,7 +120,7 @@ def _operator_run(args: argparse.Namespace) -> tuple[Run, Stack] | None:
     """A run over one stack for an operator command; ``None`` (after saying why) when the
     inventory or the stack name is wrong."""
     from ..inventory.selection import select  # noqa: PLC0415
-    from ..observe.observations import Run  # noqa: PLC0415 - the deploy machinery is heavy
+    from ..run import Run  # noqa: PLC0415 - the deploy machinery is heavy
     from ..settings import Setting, Settings  # noqa: PLC0415
 
     try:
@@ -140,7 +140,7 @@ def _operator_run(args: argparse.Namespace) -> tuple[Run, Stack] | None:
         changed_since=Setting(None, "default"),
         lock_wait_s=args.lock_wait,
     )
-    run = Run(settings, select(inventory, stacks=(args.stack,)), worker=False)
+    run = Run.start(settings, select(inventory, stacks=(args.stack,)), worker=False)
     return run, inventory.stacks[args.stack]
 
 
@@ -185,8 +185,8 @@ def _restore(args: argparse.Namespace) -> int:
         return 2
     run, stack = found
     if args.list:
-        access = run.access(stack.host)
-        listed = Backups(stack, access, args.env, run.masker).all()
+        access = run.observations.access(stack.host)
+        listed = Backups(stack, access, args.env, run.observations.masker).all()
         for backup in listed:
             print(backup.describe())
         if not listed:

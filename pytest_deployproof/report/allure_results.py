@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,9 +29,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..targets import Target, target_of
+from ..verdicts import Verdict, kind_of
 
 if TYPE_CHECKING:
-    from ..observe.observations import Run
+    from ..run import Run
 
 __all__ = [
     "CATEGORIES",
@@ -42,19 +44,25 @@ __all__ = [
     "write_metadata",
 ]
 
-KINDS = ("preflight", "smoke", "health", "e2e", "drift", "deploy")
+
+def _raised_as(verdict: Verdict, exception: str) -> str:
+    """Allure matches categories by message only. allure-pytest's message of an error is
+    the exception (``…errors.Inconclusive: …``); the terminal's is the verdict's label: both
+    are named from the verdict, not written out again here."""
+    return rf"(?s).*\b({re.escape(exception)}|{re.escape(verdict.label)})\b.*"
+
 
 # First match wins (Allure's rule): infrastructure before deploy before product.
 CATEGORIES: list[dict[str, Any]] = [
     {
         "name": "Infrastructure unreachable (inconclusive)",
         "matchedStatuses": ["broken", "failed"],
-        "messageRegex": r"(?s).*(Inconclusive|INCONCLUSIVE).*",
+        "messageRegex": _raised_as(Verdict.INCONCLUSIVE, "Inconclusive"),
     },
     {
         "name": "Deployment failed",
         "matchedStatuses": ["broken", "failed"],
-        "messageRegex": r"(?s).*(DeployError|DEPLOY FAILED).*",
+        "messageRegex": _raised_as(Verdict.DEPLOY_FAILED, "DeployError"),
     },
     {
         "name": "Drift",
@@ -70,10 +78,6 @@ def alluredir(config: pytest.Config) -> Path | None:
     """The results directory when ``--alluredir`` is on, else ``None``."""
     value = getattr(config.option, "allure_report_dir", None)
     return Path(value) if value else None
-
-
-def kind_of(item: pytest.Item) -> str | None:
-    return next((kind for kind in KINDS if item.get_closest_marker(kind)), None)
 
 
 def _severity(run: Run, target: Target) -> str:
@@ -124,11 +128,13 @@ def attach_failure(item: pytest.Item, run: Run, verdict: str) -> None:
             from ..observe.probes import exchange  # noqa: PLC0415
 
             allure.attach(
-                exchange(run.probe(target), masker), name="HTTP exchange", attachment_type=text
+                exchange(run.observations.probe(target), masker),
+                name="HTTP exchange",
+                attachment_type=text,
             )
         elif target.kind == "service":
-            state = run.service_state(target)
-            containers = run.containers(run.stack(target.stack).host)
+            state = run.observations.service_state(target)
+            containers = run.observations.containers(run.stack(target.stack).host)
             parts = [c.describe() for c in state.containers] or ["no container"]
             for container in state.containers:
                 parts += ["", f"--- last log lines of {container.name} ---"]

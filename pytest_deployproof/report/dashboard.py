@@ -21,11 +21,13 @@ Rendering is a pure function of the stages: what the snapshot tests pin.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
+
+from ..deploy.ledger import DeployRecord
+from ..verdicts import CHECK_KINDS, Verdict, verdict_of
 
 __all__ = [
     "ICONS",
@@ -45,8 +47,6 @@ ICONS = {
     "running": "⏳",
     "pending": "⏭️",
 }
-# A test's verdict, worst last: the worst phase (setup, call, teardown) decides.
-ORDER = ("passed", "skipped", "blocked", "inconclusive", "failed", "deploy failed")
 
 
 @dataclass(frozen=True)
@@ -55,18 +55,6 @@ class Stage:
     status: str  # a key of ICONS
     output: str
     time: str  # when it finished, HH:MM UTC, or "-"
-
-
-def verdict_of(report: pytest.TestReport) -> str:
-    """passed, skipped, blocked, inconclusive, failed or deploy failed."""
-    text = str(report.longrepr or "")
-    if report.skipped:
-        return "blocked" if "blocked by" in text else "skipped"
-    if report.failed:
-        if text.startswith("INCONCLUSIVE"):
-            return "inconclusive"
-        return "deploy failed" if text.startswith("DEPLOY FAILED") else "failed"
-    return "passed"
 
 
 def _first_line(report: pytest.TestReport) -> str:
@@ -81,7 +69,7 @@ def _first_line(report: pytest.TestReport) -> str:
 @dataclass
 class _Test:
     properties: dict[str, str]
-    verdict: str = "passed"
+    verdict: Verdict = Verdict.PASSED
     message: str = ""
     finished: float = 0.0
 
@@ -98,10 +86,10 @@ class Outcomes:
             return  # not a deployproof check
         test = self.tests.setdefault(report.nodeid, _Test(properties))
         verdict = verdict_of(report)
-        counts = report.when == "call" or verdict != "passed"
-        if counts and ORDER.index(verdict) >= ORDER.index(test.verdict):
+        counts = report.when == "call" or verdict is not Verdict.PASSED
+        if counts and verdict.rank >= test.verdict.rank:
             test.verdict = verdict
-            test.message = _first_line(report) if verdict != "passed" else ""
+            test.message = _first_line(report) if verdict is not Verdict.PASSED else ""
         test.finished = time.time()
 
     def failures(self) -> list[tuple[str, str, str]]:
@@ -109,7 +97,7 @@ class Outcomes:
         return [
             (t.properties.get("target", nodeid), t.verdict, t.message)
             for nodeid, t in self.tests.items()
-            if t.verdict in ("failed", "inconclusive", "deploy failed")
+            if t.verdict.is_bad
         ]
 
     def stages(self) -> list[Stage]:
@@ -117,7 +105,7 @@ class Outcomes:
         for test in self.tests.values():
             key = (test.properties["check"], test.properties.get("layer", "-"))
             groups.setdefault(key, []).append(test)
-        order = ("preflight", "smoke", "health", "e2e", "drift")
+        order = list(CHECK_KINDS)
         keys = sorted(groups, key=lambda k: (order.index(k[0]) if k[0] in order else 9, k))
         return [
             _stage(f"{kind.capitalize()}: {layer}", groups[(kind, layer)]) for kind, layer in keys
@@ -125,21 +113,21 @@ class Outcomes:
 
 
 def _stage(name: str, tests: list[_Test]) -> Stage:
-    counts: dict[str, int] = {}
+    counts: dict[Verdict, int] = {}
     for test in tests:
         counts[test.verdict] = counts.get(test.verdict, 0) + 1
-    if counts.get("failed") or counts.get("deploy failed"):
+    if counts.get(Verdict.FAILED) or counts.get(Verdict.DEPLOY_FAILED):
         status = "failed"
-    elif counts.get("inconclusive"):
+    elif counts.get(Verdict.INCONCLUSIVE):
         status = "inconclusive"
-    elif counts.get("passed"):
+    elif counts.get(Verdict.PASSED):
         status = "passed"
     else:
         status = "skipped"
     output = ", ".join(
-        f"{n} {verdict}" for verdict in reversed(ORDER) if (n := counts.get(verdict))
+        f"{n} {verdict.value}" for verdict in reversed(Verdict) if (n := counts.get(verdict))
     )
-    worst = [t for t in tests if t.verdict in ("failed", "deploy failed", "inconclusive")]
+    worst = [t for t in tests if t.verdict.is_bad]
     if worst:
         output += f": {worst[0].properties.get('target', '?')}"
     return Stage(name, status, output, _clock(max(t.finished for t in tests)))
@@ -149,21 +137,21 @@ def _clock(when: float) -> str:
     return time.strftime("%H:%M", time.gmtime(when)) if when else "-"
 
 
-def deploy_stages(deploys: Iterable[Mapping[str, Any]]) -> list[Stage]:
+def deploy_stages(deploys: Iterable[DeployRecord]) -> list[Stage]:
     """A row per deploy, and one per rollback it needed."""
     stages = []
     for record in deploys:
-        outcome, when = str(record["outcome"]), _clock(float(record.get("finished", 0)))
-        name = f"Deploy: {record['stack']} {record['version']}"
+        outcome, when = record.outcome, _clock(record.finished)
+        name = f"Deploy: {record.stack} {record.version}"
         if outcome == "success":
             stages.append(Stage(name, "passed", "deployed and verified", when))
             continue
-        stages.append(Stage(name, "failed", _cell(str(record["message"])), when))
-        if record.get("rollback"):
+        stages.append(Stage(name, "failed", _cell(record.message), when))
+        if record.rollback:
             ok = outcome == "rolled back"
             stages.append(
                 Stage(
-                    f"Rollback: {record['stack']} → {record['rollback']}",
+                    f"Rollback: {record.stack} → {record.rollback}",
                     "passed" if ok else "failed",
                     "verified" if ok else "ROLLBACK FAILED VERIFICATION",
                     when,

@@ -20,10 +20,11 @@ import pytest
 from ..secrets import mask_files
 from ..stash import RUN_KEY
 from ..targets import target_of
+from ..verdicts import kind_of
 from . import allure_results, dashboard
 
 if TYPE_CHECKING:
-    from ..observe.observations import Run
+    from ..run import Run
 
 __all__ = ["Reporter"]
 
@@ -59,7 +60,7 @@ class Reporter:
                 ("layer", target.layer or "-"),
                 ("stack", target.stack or "-"),
                 ("host", target.host or "-"),
-                ("check", allure_results.kind_of(item) or "other"),
+                ("check", kind_of(item) or "other"),
             ]
             item.user_properties += [shared.setdefault(pair, pair) for pair in pairs]
             item.user_properties.append(("target", target.id))
@@ -70,15 +71,11 @@ class Reporter:
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        # Masking the report itself is the outermost wrapper's (hooks.py); attachments
+        # are masked as they are made.
         report = yield
         if report.failed and allure_results.alluredir(self.config) is not None:
             allure_results.attach_failure(item, self.run, str(report.longrepr))
-        if report.failed or report.sections:
-            masker = self.run.secrets()
-            text = str(report.longrepr) if report.longrepr is not None else ""
-            if text and masker(text) != text:
-                report.longrepr = masker(text)
-            report.sections = [(title, masker(body)) for title, body in report.sections]
         return report
 
     @pytest.hookimpl(tryfirst=True)
@@ -89,7 +86,7 @@ class Reporter:
         callspec = getattr(item, "callspec", None)
         for name, value in (callspec.params if callspec else {}).items():
             text = repr(value)
-            if self.run.masker(text) != text:
+            if self.run.observations.masker(text) != text:
                 allure_results.mask_parameter(name, text)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -100,16 +97,14 @@ class Reporter:
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """xdist: a worker's deploys, for the controller's summary and dashboard."""
         output = getattr(node, "workeroutput", None) or {}
-        self.run.deploys += output.get("deployproof_deploys", [])
-        self.run.deploy_summaries += output.get("deployproof_summaries", [])
+        self.run.ledger.merge_wire(output)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         run = self.run
         if _is_worker(self.config):
             output: dict[str, Any] = self.config.workeroutput  # type: ignore[attr-defined]
-            output["deployproof_deploys"] = run.deploys
-            output["deployproof_summaries"] = run.deploy_summaries
+            output.update(run.ledger.to_wire())
             return
         masker = run.secrets()
         results = allure_results.alluredir(self.config)
@@ -119,7 +114,7 @@ class Reporter:
         xml = getattr(self.config.option, "xmlpath", None)
         if xml and Path(xml).is_file():
             mask_files([Path(xml)], masker)
-        stages = self.outcomes.stages() + dashboard.deploy_stages(run.deploys)
+        stages = self.outcomes.stages() + dashboard.deploy_stages(run.ledger.records)
         sha = allure_results.commit_of(run) or "0000000"
         markdown = masker(dashboard.render(sha, stages))
         target = self.config.getoption("deployproof_dashboard", None)

@@ -1,0 +1,75 @@
+"""What this process's deploys did, as the reports read it: failures in, records out.
+
+The deploy fixture's teardown needs the real outcome of its stack's tests (the
+run's makereport hook writes each failure here, typed with its verdict), and the
+reports need what each deploy did (a frozen :class:`DeployRecord` per stack).
+Under xdist the records cross from each worker to the controller as plain data
+(:meth:`DeployRecord.to_wire`, through ``workeroutput``) and come back typed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..verdicts import CheckFailure
+
+__all__ = ["DeployLedger", "DeployRecord"]
+
+
+@dataclass(frozen=True)
+class DeployRecord:
+    """One stack's deploy of this run, as it ended."""
+
+    stack: str
+    version: str
+    outcome: str  # success, unchanged, rolled back, rollback failed, refused
+    message: str = ""
+    previous: str | None = None
+    rollback: str | None = None  # the version rolled back to, when it came to that
+    backup: str | None = None
+    phases: tuple[tuple[str, str, float], ...] = ()  # phase, ok|fail, seconds
+    finished: float = 0.0  # epoch seconds
+
+    def to_wire(self) -> dict[str, Any]:
+        """Plain data for xdist's workeroutput."""
+        wire = dataclasses.asdict(self)
+        wire["phases"] = [list(phase) for phase in self.phases]
+        return wire
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> DeployRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in wire.items() if key in names}
+        values["phases"] = tuple(tuple(phase) for phase in values.get("phases", ()))
+        return cls(**values)
+
+
+@dataclass
+class DeployLedger:
+    """Failures by stack (written by the hooks), deploy records and terminal lines."""
+
+    failures: dict[str, list[CheckFailure]] = field(default_factory=dict)
+    records: list[DeployRecord] = field(default_factory=list)
+    summaries: list[str] = field(default_factory=list)  # the "deployproof deploy" section
+    rollout_stacks: set[str] = field(default_factory=set)  # a collected test judges the rollout
+    interrupted: bool = False  # Ctrl-C or SIGTERM ended the run
+
+    def record_failure(self, stack: str, failure: CheckFailure) -> None:
+        self.failures.setdefault(stack, []).append(failure)
+
+    def failures_of(self, stack: str) -> list[CheckFailure]:
+        return list(self.failures.get(stack, []))
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "deployproof_deploys": [record.to_wire() for record in self.records],
+            "deployproof_summaries": list(self.summaries),
+        }
+
+    def merge_wire(self, output: Mapping[str, Any]) -> None:
+        """A worker's records and lines, on the controller."""
+        self.records += [DeployRecord.from_wire(r) for r in output.get("deployproof_deploys", [])]
+        self.summaries += output.get("deployproof_summaries", [])
