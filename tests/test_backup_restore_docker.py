@@ -18,10 +18,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pytest_deployproof.deploy.deployer import env_value
+from pytest_deployproof.observe.stackfiles import env_value
 from pytest_deployproof.ops.cli import main
-from tests.conftest import SUITES, ComposeStack, Postgres, deploy_inventory
-from tests.deploying import container, deploy, history_lines
+from tests.support.compose import ComposeStack
+from tests.support.deploying import container, deploy, deploy_inventory, history_lines
+from tests.support.postgres import Postgres
+from tests.support.repo import SUITES
 
 
 def app_database(postgres: Postgres) -> tuple[str, str]:

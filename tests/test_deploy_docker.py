@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_deployproof.deploy.deployer import set_env_value
 from pytest_deployproof.deploy.history import History
-from tests.conftest import SUITES, ComposeStack
-from tests.deploying import (
+from pytest_deployproof.observe.stackfiles import set_env_value
+from tests.support.compose import ComposeStack
+from tests.support.deploying import (
     SLOW_CHECK,
     container,
     deploy,
@@ -24,6 +24,7 @@ from tests.deploying import (
     start_deploy,
     wait_for,
 )
+from tests.support.repo import SUITES
 
 MakeStack = Callable[..., ComposeStack]
 

@@ -14,10 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pytest_deployproof.deploy.deployer import env_value
+from pytest_deployproof.observe.stackfiles import env_value
 from pytest_deployproof.ops.webhook import signature
-from tests.conftest import SUITES, ComposeStack, deploy_inventory, free_port, wait_for_port
-from tests.deploying import container, history_lines
+from tests.support.compose import ComposeStack
+from tests.support.deploying import container, deploy_inventory, history_lines
+from tests.support.network import free_port, wait_for_port
+from tests.support.repo import SUITES
 
 SECRET = "runner-s3cret"
 

@@ -36,8 +36,7 @@ def _fail(stack_or_layer: str, check: str, lines: list[str]) -> None:
 def expect_config_as_deployed(run: Run, stack: Stack) -> None:
     """DRF-1: the files and the containers' Compose hashes are what deployproof deployed."""
     __tracebackhide__ = True
-    assert run.inventory.state_dir is not None
-    recorded = drift.DeployedState.load(run.inventory.state_dir, stack.name)
+    recorded = drift.DeployedState.load(run.inventory.state, stack.name)
     if recorded is None:
         pytest.skip(f"stack {stack.name} was never brought up by deployproof: no recorded hash")
     files = run.observations.stack_files(stack.name)
@@ -75,7 +74,7 @@ def expect_parity(run: Run, stack: Stack, other: Inventory) -> None:
     """DRF-4: the stack exists in the other environment and runs the same version there,
     unless the stack's ``parity_allow`` accepts the difference."""
     __tracebackhide__ = True
-    from ..deploy.deployer import env_value  # noqa: PLC0415
+    from ..observe.stackfiles import env_value  # noqa: PLC0415
     from ..reach.hosts import HostAccess  # noqa: PLC0415
 
     theirs = other.stacks.get(stack.name)

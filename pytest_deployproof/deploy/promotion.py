@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
+
+from ..state_dir import StateDir
 
 __all__ = ["Verified", "load_verified", "promotion_problem", "record_verified"]
 
@@ -27,23 +28,19 @@ class Verified:
     at: float
 
 
-def _path(state_dir: Path, stack: str) -> Path:
-    return state_dir / "verified" / f"{stack}.jsonl"
-
-
 def record_verified(
-    state_dir: Path, stack: str, version: str, images: dict[str, list[str]]
+    state: StateDir, stack: str, version: str, images: dict[str, list[str]]
 ) -> None:
-    path = _path(state_dir, stack)
+    path = state.verified(stack)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(asdict(Verified(stack, version, images, time.time())), sort_keys=True)
     with path.open("a", encoding="utf-8") as file:
         file.write(line + "\n")
 
 
-def load_verified(state_dir: Path, stack: str) -> list[Verified]:
+def load_verified(state: StateDir, stack: str) -> list[Verified]:
     try:
-        lines = _path(state_dir, stack).read_text().splitlines()
+        lines = state.verified(stack).read_text().splitlines()
     except OSError:
         return []
     return [Verified(**json.loads(line)) for line in lines if line.strip()]

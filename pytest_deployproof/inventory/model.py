@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..state_dir import StateDir
 from ._glob import validate_glob
 
 __all__ = [
@@ -499,6 +500,13 @@ class Inventory(_Model):
 
     def layers_in_order(self) -> list[Layer]:
         return sorted(self.layers.values(), key=lambda layer: (layer.order, layer.name))
+
+    @property
+    def state(self) -> StateDir:
+        """The state directory's layout (the loader always sets ``state_dir``)."""
+        if self.state_dir is None:
+            raise ValueError(f"inventory {self.environment} has no state_dir: load it with load()")
+        return StateDir(self.state_dir)
 
 
 def _default_layers() -> dict[str, Layer]:

@@ -37,6 +37,7 @@ import yaml
 
 from ..errors import Inconclusive
 from ..inventory.model import Layer, Stack
+from ..state_dir import StateDir
 
 if TYPE_CHECKING:
     from ..reach.hosts import HostAccess
@@ -84,21 +85,17 @@ class DeployedState:
     services: dict[str, str]  # service -> Compose config-hash
     at: float
 
-    @staticmethod
-    def path(state_dir: Path, stack: str) -> Path:
-        return state_dir / "deployed" / f"{stack}.json"
-
     @classmethod
-    def load(cls, state_dir: Path, stack: str) -> DeployedState | None:
+    def load(cls, state: StateDir, stack: str) -> DeployedState | None:
         try:
-            data = json.loads(cls.path(state_dir, stack).read_text())
+            data = json.loads(state.deployed(stack).read_text())
         except (OSError, ValueError):
             return None
         return cls(data.get("version"), data["config_hash"], data["services"], data["at"])
 
 
 def record_deployed(
-    state_dir: Path, stack: Stack, access: HostAccess, version: str | None, env_text: str
+    state_dir: StateDir, stack: Stack, access: HostAccess, version: str | None, env_text: str
 ) -> DeployedState:
     """Record the stack as just brought up (after every deploy, rollback and restore)."""
     from .stackfiles import parse_env  # noqa: PLC0415
@@ -110,7 +107,7 @@ def record_deployed(
         service_hashes(access, stack),
         time.time(),
     )
-    path = DeployedState.path(state_dir, stack.name)
+    path = state_dir.deployed(stack.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(state.__dict__, indent=2) + "\n")

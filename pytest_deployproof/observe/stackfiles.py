@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from ..inventory.model import Stack
 from ..reach.hosts import HostAccess
 from ..secrets import Masker
 
-__all__ = ["StackFiles", "observe_stack_files", "parse_env"]
+__all__ = ["StackFiles", "env_value", "observe_stack_files", "parse_env", "set_env_value"]
 
 
 @dataclass(frozen=True)
@@ -72,3 +73,18 @@ def observe_stack_files(stack: Stack, access: HostAccess, masker: Masker) -> Sta
         reason = masker(lines[-1] if lines else f"exit code {done.rc}, no output")
         return refused(f"docker compose config rejects {stack.compose_path}: {reason}", raw)
     return StackFiles(stack.name, raw if isinstance(raw, dict) else None, env, config, None, masker)
+
+
+def env_value(text: str, key: str) -> str | None:
+    """The value ``key`` has in ``text`` (an env file), unquoted; ``None`` when unset."""
+    found = re.search(rf"^(?:export\s+)?{re.escape(key)}\s*=\s*(.*)$", text, re.MULTILINE)
+    return found.group(1).strip().strip("'\"") if found else None
+
+
+def set_env_value(text: str, key: str, value: str) -> str:
+    """``text`` (an env file) with ``key`` set to ``value``; other lines untouched."""
+    line = f"{key}={value}"
+    pattern = re.compile(rf"^(export\s+)?{re.escape(key)}\s*=.*$", re.MULTILINE)
+    if pattern.search(text):
+        return pattern.sub(lambda m: (m.group(1) or "") + line, text, count=1)
+    return text + ("" if not text or text.endswith("\n") else "\n") + line + "\n"

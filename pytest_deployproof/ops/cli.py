@@ -18,6 +18,7 @@ from ..deploy.history import History, HistoryError
 from ..deploy.locks import StackLock, stale_reason
 from ..inventory.load import InventoryError, discover, load_environment, load_file
 from ..inventory.schema import schema_text
+from ..state_dir import StateDir
 
 if TYPE_CHECKING:
     from ..inventory.model import Inventory, Stack
@@ -65,22 +66,21 @@ def _load(args: argparse.Namespace) -> Inventory:
     return load_environment(Path(args.inventory), args.env, _ansible(args))
 
 
-def _state(args: argparse.Namespace) -> Path | None:
+def _state(args: argparse.Namespace) -> StateDir | None:
     """The environment's state directory (history, locks), or None after saying why."""
     try:
         inventory = _load(args)
     except InventoryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
-    assert inventory.state_dir is not None
-    return inventory.state_dir
+    return inventory.state
 
 
 def _history(args: argparse.Namespace) -> int:
     state = _state(args)
     if state is None:
         return 2
-    history = History(state / "deploy-history.log")
+    history = History(state.history)
     try:
         if args.last_good:
             entry = history.last_good(args.stack, args.env)
@@ -102,7 +102,7 @@ def _lock(args: argparse.Namespace) -> int:
     state = _state(args)
     if state is None:
         return 2
-    directory = state / "locks"
+    directory = state.locks
     if args.break_lease:
         broken = StackLock.break_lease(directory, args.stack)
         print(f"broke the lease of {broken.describe()}" if broken else f"{args.stack}: not locked")
@@ -146,15 +146,15 @@ def _operator_run(args: argparse.Namespace) -> tuple[Run, Stack] | None:
 
 def _rollback(args: argparse.Namespace) -> int:
     """Roll a stack back by hand, through the same path a failed deploy takes."""
-    from ..deploy.deployer import Deployer, DeployError  # noqa: PLC0415
+    from ..deploy.operator import RollBack  # noqa: PLC0415
+    from ..deploy.stack_action import DeployError  # noqa: PLC0415
 
     found = _operator_run(args)
     if found is None:
         return 2
     run, stack = found
-    assert run.inventory.state_dir is not None
-    history = History(run.inventory.state_dir / "deploy-history.log")
-    current = Deployer(run, stack, "-").current_version()
+    history = History(run.inventory.state.history)
+    current = RollBack(run, stack, "-").current_version()
     good = history.good_versions(args.stack, args.env)
     if args.list:
         for version in good:
@@ -168,7 +168,7 @@ def _rollback(args: argparse.Namespace) -> int:
             return 1
         version = earlier[0]
     try:
-        print(Deployer(run, stack, version).roll_back())
+        print(RollBack(run, stack, version).roll_back())
     except DeployError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -178,7 +178,8 @@ def _rollback(args: argparse.Namespace) -> int:
 def _restore(args: argparse.Namespace) -> int:
     """Put a stack's backup back: files, databases, then up and verify."""
     from ..deploy.backups import Backups  # noqa: PLC0415
-    from ..deploy.deployer import Deployer, DeployError  # noqa: PLC0415
+    from ..deploy.operator import Restore  # noqa: PLC0415
+    from ..deploy.stack_action import DeployError  # noqa: PLC0415
 
     found = _operator_run(args)
     if found is None:
@@ -193,7 +194,7 @@ def _restore(args: argparse.Namespace) -> int:
             print(f"{stack.name}: no backups", file=sys.stderr)
         return 0
     try:
-        print(Deployer(run, stack, "-").restore(args.backup))
+        print(Restore(run, stack, "-").restore(args.backup))
     except DeployError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -338,8 +339,7 @@ def _verified(args: argparse.Namespace) -> int:
     except InventoryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    assert inventory.state_dir is not None
-    for record in reversed(load_verified(inventory.state_dir, args.stack)):
+    for record in reversed(load_verified(inventory.state, args.stack)):
         images = ", ".join(f"{image} {ids[0][:19]}" for image, ids in record.images.items() if ids)
         print(f"{record.version}  {images}")
     return 0
@@ -367,8 +367,9 @@ def _runner(args: argparse.Namespace) -> int:
     """The reference IaC runner for one stack (DEP-8): signed POST /deploy, GET /health."""
     import os  # noqa: PLC0415
 
-    from ..deploy.deployer import env_value, set_env_value  # noqa: PLC0415
     from ..deploy.runner import RunnerServer  # noqa: PLC0415
+    from ..deploy.stack_action import compose_up, write_tag  # noqa: PLC0415
+    from ..observe.stackfiles import env_value  # noqa: PLC0415
     from ..reach.hosts import HostAccess  # noqa: PLC0415
 
     try:
@@ -384,12 +385,10 @@ def _runner(args: argparse.Namespace) -> int:
     tag_var = stack.image_tag_var
 
     def apply(tag: str) -> None:
-        env_text = access.read(stack.env_path) or ""
-        access.write(stack.env_path, set_env_value(env_text, tag_var, tag))
-        timeout = str(int(inventory.up_timeout_s))
-        done = access.compose(stack, "up", "-d", "--wait", "--wait-timeout", timeout)
-        if done.rc != 0:
-            raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "failed")
+        write_tag(access, stack, access.read(stack.env_path) or "", tag)
+        problem = compose_up(access, stack, inventory.up_timeout_s)
+        if problem is not None:
+            raise RuntimeError(problem)
 
     try:
         server = RunnerServer(

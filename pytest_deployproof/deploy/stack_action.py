@@ -1,0 +1,217 @@
+"""What every action on a stack shares (deploy, roll back, restore): see :class:`StackAction`.
+
+A phase is timed, recorded and shown as an Allure step; a refusal before anything
+changed is recorded in the history and raised as :class:`DeployError`; ``compose
+up --wait`` is followed by recording what now runs (for drift); and what came up is
+verified with the same observations the smoke checks use.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NoReturn
+
+import allure
+
+from ..inventory.model import Stack
+from ..observe.containers import service_problems
+from ..observe.drift import record_deployed
+from ..observe.probes import probe_all
+from ..observe.stackfiles import env_value, set_env_value
+from ..reach.hosts import HostAccess
+from .history import History
+from .locks import LockHeldError, StackLock
+from .rollout import RolloutFigures
+from .runner import RunnerClient, RunnerError
+
+if TYPE_CHECKING:
+    from ..run import Run
+
+__all__ = ["DeployError", "Deployment", "StackAction", "compose_up", "write_tag"]
+
+
+def write_tag(access: HostAccess, stack: Stack, env_text: str, version: str) -> None:
+    """The env file as it was, with the stack's tag variable set to ``version``."""
+    assert stack.image_tag_var
+    access.write(stack.env_path, set_env_value(env_text, stack.image_tag_var, version))
+
+
+def compose_up(access: HostAccess, stack: Stack, timeout_s: float) -> str | None:
+    """``docker compose up -d --wait``: ``None`` when every service came up healthy, else
+    Compose's last word on why not. The deployer and the reference runner both apply so."""
+    done = access.compose(stack, "up", "-d", "--wait", "--wait-timeout", str(int(timeout_s)))
+    if done.rc == 0:
+        return None
+    lines = done.stderr.strip().splitlines()
+    return lines[-1] if lines else f"exit code {done.rc}"
+
+
+class DeployError(Exception):
+    """The deploy did not happen or did not come up; the message says which phase and why."""
+
+
+@dataclass
+class Deployment:
+    """What is being deployed: shown to tests (E2E-1) and to the report."""
+
+    stack: str
+    environment: str
+    version: str
+    previous: str | None
+    phases: list[tuple[str, str, float]] = field(default_factory=list)  # phase, outcome, s
+    changed: bool = False  # the env file was written: a rollback is needed on failure
+    notes: list[str] = field(default_factory=list)
+    outcome: str = "pending"  # success, rolled back, rollback failed, refused
+    backup: str | None = None  # the backup taken before the tag was written
+    rollback: str | None = None  # the version rolled back to, when it came to that
+    rollout: RolloutFigures | None = None  # what users saw during `up`, when watched (E2E-3)
+
+
+class StackAction:
+    """What deploying, rolling back and restoring a stack share: its host, lock, history,
+    timed phases, refusals, ``compose up`` and the verification of what came up.
+
+    Each action is a subclass (:class:`~.deployer.Deployer`, :class:`~.operator.RollBack`,
+    :class:`~.operator.Restore`) naming itself in ``action``; none changes another's."""
+
+    action = "deploy"
+
+    def __init__(self, run: Run, stack: Stack, version: str) -> None:
+        if not stack.image_tag_var:
+            raise DeployError(
+                f"stack {stack.name} has no image_tag_var in the inventory: deployproof cannot "
+                "tell which env variable carries the version"
+            )
+        self.run = run
+        self.observed = run.observations
+        self.masker = run.observations.masker
+        self.stack = stack
+        self.tag_var = stack.image_tag_var
+        self.access = run.observations.access(stack.host)
+        self.engine = run.observations.engine(stack.host)
+        state = run.inventory.state
+        self.history = History(state.history, run.secrets())
+        self.lock = StackLock(state.locks, stack.name)
+        self.env = run.inventory.environment
+        self.deployment = Deployment(stack.name, self.env, version, previous=None)
+        self._original_env: str | None = None
+
+    @contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        title = f"{self.action} {self.stack.name} {self.deployment.version}: {name}"
+        with allure.step(title):
+            try:
+                yield
+            except BaseException:
+                self.deployment.phases.append((name, "fail", time.monotonic() - started))
+                raise
+            self.deployment.phases.append((name, "ok", time.monotonic() - started))
+
+    def _through_runner(self, version: str) -> None:
+        """DEP-8: the runner applies the tag; then the deployed state is recorded here."""
+        runner = self.stack.runner
+        assert runner is not None
+        secret = os.environ.get(runner.secret_env, "")
+        if not secret:
+            raise DeployError(f"stack {self.stack.name} deploys through {runner.url}, but "
+                              f"{runner.secret_env} is not set")  # fmt: skip
+        client = RunnerClient(runner.url, secret, runner.timeout_s)
+        try:
+            who = f"deployproof run {self.lock.run_id}"
+            note = client.deploy(self.env, version, triggered_by=who)
+        except RunnerError as exc:
+            raise DeployError(str(exc)) from None
+        self.deployment.notes.append(note)
+        self.observed.invalidate(self.stack)
+        env_text = self.access.read(self.stack.env_path) or ""
+        record_deployed(self.run.inventory.state, self.stack, self.access, version, env_text)
+
+    def _take_lock(self) -> str | None:
+        """The stack's lease, or a refusal naming its holder (DEP-9); returns a reclaim note."""
+        try:
+            return self.lock.acquire(timeout_s=self.run.settings.lock_wait_s)
+        except LockHeldError as exc:
+            self._refuse(str(exc))
+
+    def _refuse(self, reason: str) -> NoReturn:
+        """Stop before anything changed: record it and say so."""
+        self.deployment.outcome = "refused"
+        name, version = self.stack.name, self.deployment.version
+        self.history.record(name, self.env, self.action, version, "fail", notes=reason)
+        raise DeployError(f"{self.action} of {name} {version} refused, nothing changed: {reason}")
+
+    def _available_images(self, version: str) -> list[str]:
+        """The images of ``version``, each on the host or in its registry; else refuse."""
+        images = self._images_of(version)
+        missing = [
+            f"{image} is {lookup.where}"
+            for image in images
+            if not (lookup := self.engine.image(image)).found
+        ]
+        if missing:
+            self._refuse("; ".join(missing))
+        return images
+
+    def _images_of(self, version: str) -> list[str]:
+        """The images the stack runs at ``version`` (Compose resolves the tag variable)."""
+        done = self.access.compose(self.stack, "config", "--images", env={self.tag_var: version})
+        images = sorted({line.strip() for line in done.stdout.splitlines() if line.strip()})
+        if done.rc != 0 or not images:
+            reason = self.masker(done.stderr.strip().splitlines()[-1] if done.stderr else "")
+            self._refuse(f"docker compose config failed for {version}: {reason}")
+        return images
+
+    def _up(self) -> None:
+        problem = compose_up(self.access, self.stack, self.run.inventory.up_timeout_s)
+        if problem is not None:
+            raise DeployError(
+                f"docker compose up of {self.stack.name} {self.deployment.version} did not become "
+                f"healthy: {self.masker(problem)}"
+            )
+        # What is now running, for the drift checks (DRF-1): the files' hash, Compose's hashes.
+        env_text = self.access.read(self.stack.env_path) or ""
+        record_deployed(
+            self.run.inventory.state,
+            self.stack,
+            self.access,
+            env_value(env_text, self.tag_var),
+            env_text,
+        )
+
+    def _put_back(self, target: str) -> str:
+        """Put ``target`` back and verify it; return what is still wrong ('' when sound)."""
+        if self.stack.runner is not None:
+            try:
+                self._through_runner(target)
+            except DeployError as exc:
+                return str(exc)
+            return self.verify()
+        assert self._original_env is not None
+        write_tag(self.access, self.stack, self._original_env, target)
+        self.observed.invalidate(self.stack)
+        try:
+            self._up()
+        except DeployError as exc:
+            return str(exc)
+        return self.verify()
+
+    def current_version(self) -> str | None:
+        return env_value(self.access.read(self.stack.env_path) or "", self.tag_var)
+
+    def verify(self) -> str:
+        """The smoke observations of the stack, judged: '' when every service is up and
+        every endpoint answers."""
+        problems: list[str] = []
+        containers = self.observed.containers(self.stack.host)
+        containers.refresh()
+        for name, service in self.stack.services.items():
+            state = containers.service(self.stack, name, self.run.inventory.probes)
+            problems += service_problems(service, state)
+        results = probe_all(((e.name, e) for e in self.stack.endpoints), self.run.inventory.probes)
+        problems += [r.describe().splitlines()[0] for r in results.values() if not r.passed]
+        return "; ".join(problems)
