@@ -26,7 +26,7 @@ from .reach.hosts import is_ssh, testinfra_host
 from .report.reporter import Reporter
 from .run import Run
 from .settings import Settings
-from .stash import BLOCKED_KEY, RUN_KEY, SETTINGS_KEY
+from .stash import BLOCKED_KEY, RUN_KEY, SETTINGS_KEY, VERDICT_KEY
 from .targets import (
     CHILD_KINDS,
     ONLY_MARK,
@@ -244,7 +244,13 @@ def pytest_runtest_makereport(
     then, as the outermost wrapper, everything the report shows is masked (REP-3)."""
     report = yield
     verdict = _verdict(item, report, call)
-    report.user_properties.append((VERDICT_PROPERTY, verdict.value))
+    worst = Verdict.worst([item.stash.get(VERDICT_KEY, verdict), verdict])
+    item.stash[VERDICT_KEY] = worst
+    if report.when == "teardown":
+        # The test's verdict, worst phase first: JUnit reads its properties from here.
+        report.user_properties.append((VERDICT_PROPERTY, worst.value))
+    elif report.when == "call" or verdict is not Verdict.PASSED:
+        report.user_properties.append((VERDICT_PROPERTY, verdict.value))
     if verdict in (Verdict.INCONCLUSIVE, Verdict.DEPLOY_FAILED) and call.excinfo is not None:
         # Facts about the infrastructure or the deploy, not bugs in the plugin: no traceback.
         report.longrepr = f"{verdict.label}: {call.excinfo.value}"

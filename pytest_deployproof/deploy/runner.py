@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from ..ops.webhook import Deliveries, Rejected, read_signed, send, signature
+from ..signed_http import Deliveries, Rejected, read_signed, send, signature
 
 __all__ = ["RunnerClient", "RunnerError", "RunnerServer"]
 
