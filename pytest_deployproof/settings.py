@@ -53,12 +53,6 @@ class Settings:
         """The plugin acts only when an environment is chosen."""
         return self.env.value is not None
 
-    @property
-    def narrowed(self) -> bool:
-        return bool(
-            self.stacks.value or self.layers.value or self.hosts.value or self.changed_since.value
-        )
-
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup(GROUP, "deployproof: prove a deployment is sound")
@@ -146,7 +140,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--dashboard",
         dest="deployproof_dashboard",
         metavar="PATH",
-        help="Write the run's markdown dashboard (seed 001 schema) to PATH.",
+        help="Write the run's markdown dashboard to PATH.",
     )
     group.addoption(
         "--group-by",

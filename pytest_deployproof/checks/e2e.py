@@ -1,4 +1,4 @@
-"""The bundled E2E checks (E2E-2..4; seed 003 §4-5): isolation, limits, shutdown, rollout.
+"""The bundled E2E checks (E2E-2..4): isolation, limits, shutdown, rollout.
 
 Like the other checks, each one judges an observation and fails with the
 stack, what was expected and what was seen, with the figures.

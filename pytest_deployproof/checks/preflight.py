@@ -1,4 +1,4 @@
-"""Preflight gates (PRE-1..8, seed 002 preflight.sh): what must hold before anything is touched.
+"""Preflight gates (PRE-1..8): what must hold before anything is touched.
 
 Each gate reads an observation (the stack's files on its host, the host's
 engine, its disk) and fails with the stack, the gate and what was seen. None
@@ -84,7 +84,7 @@ def expect_images_pinned(stack: Stack, files: StackFiles, pattern: str) -> None:
 
 
 def expect_limits_declared(stack: Stack, files: StackFiles) -> None:
-    """PRE-6: every service declares a cpu and a memory limit (seed 003 §5.1)."""
+    """PRE-6: every service declares a cpu and a memory limit."""
     __tracebackhide__ = True
     problems = []
     for name, service in sorted(files.services.items()):

@@ -1,4 +1,4 @@
-"""Backups before a deploy, and restoring one (DEP-3; seed 002 backup.sh).
+"""Backups before a deploy, and restoring one (DEP-3).
 
 A backup is a directory ``<backups>/<stack>/<UTC timestamp>/`` on the stack's
 host: the compose file, the env file, one ``pg_dump -Fc`` per declared

@@ -1,4 +1,4 @@
-"""Deploying one stack, and rolling it back (DEP-1, DEP-2, DEP-4, DEP-9; seed 002 deploy.sh).
+"""Deploying one stack, and rolling it back (DEP-1, DEP-2, DEP-4, DEP-9).
 
 Phases, in order, each timed, recorded and shown as an Allure step: **lock**
 the stack (a lease, see :mod:`.locks`) -> **preflight**: the stack's preflight

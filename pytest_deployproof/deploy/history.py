@@ -1,6 +1,7 @@
-"""The deploy history: an append-only log, one line per action (DEP-4, seed 002 §E).
+"""The deploy history: an append-only log, one line per action (DEP-4).
 
-The format is the seed's, so the operators' existing ``grep`` queries keep working::
+The format is the one deploy scripts commonly write, so operators' ``grep`` queries
+keep working::
 
     2026-01-30 10:00:00 | odoo18-prod | prod | deploy | sha-19b9b98 | success |
     2026-01-30 10:15:00 | odoo18-prod | prod | rollback | sha-4b1ce21 | success | smoke failed

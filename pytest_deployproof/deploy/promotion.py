@@ -1,4 +1,4 @@
-"""Verified promotion (DEP-5; seed 000 §5, seed 002 §B).
+"""Verified promotion (DEP-5).
 
 Every deploy that passes its verification records, in its environment's state
 directory, the version AND the identity of each image it ran (the engine's image

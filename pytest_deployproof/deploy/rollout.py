@@ -1,4 +1,4 @@
-"""Measuring downtime while a stack is rolled out (DEP-10, E2E-3; seed 003 §5.2).
+"""Measuring downtime while a stack is rolled out (DEP-10, E2E-3).
 
 "Zero downtime" made measurable: from just before the new version is written
 until ``docker compose up`` has returned, a background thread requests the

@@ -1,4 +1,4 @@
-"""The remote deploy backend (DEP-8; seed 000 §4): an IaC runner behind a signed POST.
+"""The remote deploy backend (DEP-8): an IaC runner behind a signed POST.
 
 Client side (:class:`RunnerClient`): a stack with ``runner: {url, secret_env}`` is
 deployed by ``POST <url>/deploy`` with ``{"env", "tag", "triggered_by"}`` signed

@@ -1,4 +1,4 @@
-"""Release versions from git tags (DEP-6; seed 000 §3), with the ``semver`` library.
+"""Release versions from git tags (DEP-6), with the ``semver`` library.
 
 * staging: the latest ``vX.Y.Z`` tag, patch + 1 (v1.2.3 -> v1.2.4);
 * production (promote): the staging tag, minor + 1 and patch 0 (v1.2.4 -> v1.3.0);
@@ -15,6 +15,8 @@ import subprocess
 from pathlib import Path
 
 import semver
+
+from ..inventory.changes import ChangeError, git
 
 __all__ = ["VersionError", "is_tag", "latest", "next_version", "parse_tag", "release_tags"]
 
@@ -34,12 +36,10 @@ def parse_tag(tag: str) -> semver.Version | None:
 
 
 def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise VersionError(done.stderr.strip() or f"git {' '.join(args)} failed")
-    return done.stdout
+    try:
+        return git(repo, *args)
+    except ChangeError as exc:
+        raise VersionError(str(exc)) from None
 
 
 def release_tags(repo: Path) -> dict[str, semver.Version]:

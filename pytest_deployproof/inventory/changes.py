@@ -1,4 +1,4 @@
-"""Which stacks a repository change touches (INV-5, seed 000 §4.5).
+"""Which stacks a repository change touches (INV-5).
 
 A change maps to stacks through three kinds of rules in the inventory:
 ``stacks.<name>.paths`` (this stack), ``layers.<name>.paths`` (every stack of
@@ -22,7 +22,15 @@ from pathlib import Path
 from ._glob import compile_glob
 from .model import Inventory
 
-__all__ = ["ChangeError", "Impact", "changed_files", "head_sha", "impact_of", "repository_root"]
+__all__ = [
+    "ChangeError",
+    "Impact",
+    "changed_files",
+    "git",
+    "head_sha",
+    "impact_of",
+    "repository_root",
+]
 
 
 class ChangeError(Exception):
@@ -48,7 +56,8 @@ class Impact:
         return ", ".join(parts)
 
 
-def _git(repo: Path, *args: str) -> str:
+def git(repo: Path, *args: str) -> str:
+    """``git -C repo args...``'s output; :class:`ChangeError` with git's own words if not."""
     try:
         done = subprocess.run(
             ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
@@ -63,7 +72,7 @@ def _git(repo: Path, *args: str) -> str:
 def repository_root(start: Path) -> Path:
     """The top of the git work tree that holds ``start``."""
     try:
-        return Path(_git(start, "rev-parse", "--show-toplevel").strip())
+        return Path(git(start, "rev-parse", "--show-toplevel").strip())
     except ChangeError as exc:
         raise ChangeError(f"{start} is not inside a git repository ({exc})") from None
 
@@ -71,7 +80,7 @@ def repository_root(start: Path) -> Path:
 def head_sha(start: Path) -> str | None:
     """The commit checked out where ``start`` is; ``None`` outside a repository."""
     try:
-        return _git(start, "rev-parse", "HEAD").strip() or None
+        return git(start, "rev-parse", "HEAD").strip() or None
     except ChangeError:
         return None
 
@@ -79,11 +88,11 @@ def head_sha(start: Path) -> str | None:
 def changed_files(repo: Path, since: str) -> tuple[str, ...]:
     """Files changed between the merge base of ``since`` and HEAD, and the work tree."""
     try:
-        base = _git(repo, "merge-base", since, "HEAD").strip()
+        base = git(repo, "merge-base", since, "HEAD").strip()
     except ChangeError as exc:
         raise ChangeError(f"{since!r} is not a revision of the repository {repo}: {exc}") from None
-    tracked = _git(repo, "diff", "--name-only", "--no-renames", base, "--").splitlines()
-    untracked = _git(repo, "ls-files", "--others", "--exclude-standard").splitlines()
+    tracked = git(repo, "diff", "--name-only", "--no-renames", base, "--").splitlines()
+    untracked = git(repo, "ls-files", "--others", "--exclude-standard").splitlines()
     return tuple(sorted({*tracked, *untracked}))
 
 

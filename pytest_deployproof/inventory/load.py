@@ -4,7 +4,7 @@ Layout: ``--inventory`` names a file or a directory. In a directory, each
 ``*.yml``/``*.yaml`` file is one environment, named by the file's stem
 (``inventories/staging.yml`` is ``staging``). Only the selected environment's
 file is ever read, so a broken or secret-bearing file of another environment
-cannot affect a run (seed 004, environment isolation).
+cannot affect a run (environment isolation, docs/requirements.md#inv-1).
 
 Relative paths inside a file (``run_dir``, ``source_dir``, ``repo``) are
 relative to that file's directory, as in Compose.

@@ -333,7 +333,7 @@ class Rollout(_Model):
 
 
 class Runner(_Model):
-    """Deploy through an IaC runner instead of local compose (DEP-8, seed 000 §4)."""
+    """Deploy through an IaC runner instead of local compose (DEP-8)."""
 
     url: str = Field(description="The runner's base URL: POST /deploy, GET /health.")
     secret_env: str = Field(
@@ -415,9 +415,6 @@ class Stack(_Named):
                 parts = urlsplit(endpoint.url)
                 return f"{parts.scheme}://{parts.netloc}"
         return None
-
-    def service_named(self, name: str) -> Service:
-        return self.services[name]
 
 
 class Promotion(_Model):

@@ -35,9 +35,6 @@ class Selection:
     def environment(self) -> str:
         return self.inventory.environment
 
-    def stack_id(self, stack: Stack) -> str:
-        return f"{self.environment}/{stack.layer}/{stack.name}"
-
     def empty_reason(self) -> str:
         if self.impact is not None:
             return f"no stack selected: the change set touches none ({self.impact.describe()})"

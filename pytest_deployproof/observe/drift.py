@@ -1,4 +1,4 @@
-"""Has anyone changed it by hand? Drift of stacks and layers (DRF-1..3; seed 000 §5, 001 §5).
+"""Has anyone changed it by hand? Drift of stacks and layers (DRF-1..3).
 
 * **Config** (DRF-1): the config hash (SHA-256 over the compose file and the env,
   canonicalised) and Compose's per-service ``config-hash`` are recorded when

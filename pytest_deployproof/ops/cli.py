@@ -346,7 +346,7 @@ def _verified(args: argparse.Namespace) -> int:
 
 
 def _affected(args: argparse.Namespace) -> int:
-    """Which stacks a change touches (seed 000 §4.5), and which changes map to none."""
+    """Which stacks a change touches, and which changes map to none."""
     from ..inventory.changes import ChangeError, changed_files, impact_of, repository_root  # noqa: PLC0415
 
     try:

@@ -1,4 +1,4 @@
-"""Pull-request comment commands (CMT-1; seed 001 §2, seed 004): parsed against allow-lists.
+"""Pull-request comment commands (CMT-1): parsed against allow-lists.
 
 A comment is untrusted input. Its first line must be exactly one command with
 at most one argument; the argument must be one of a fixed set of ASCII words

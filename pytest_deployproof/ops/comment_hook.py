@@ -1,4 +1,4 @@
-"""The pull-request comment hook (CMT-1..3, BYD-6; seed 001 §2-4, seed 004).
+"""The pull-request comment hook (CMT-1..3, BYD-6).
 
 ``deployproof comment --event $GITHUB_EVENT_PATH`` (and ``deployproof webhook
 serve``) hand an ``issue_comment`` event to :func:`handle`, which decides,
@@ -193,7 +193,7 @@ class Board:
 
     def __init__(self, github: GitHub, number: int, sha: str, bot_login: str) -> None:
         self.github, self.number, self.sha = github, number, sha
-        marker = f"<!-- deployproof-dashboard:{sha[:7]} -->"
+        marker = dashboard.marker(sha)
         self.comment_id: int | None = None
         self.stages: list[dashboard.Stage] = []
         for comment in github.comments(number):

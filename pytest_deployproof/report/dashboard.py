@@ -1,7 +1,7 @@
-"""The run's markdown dashboard (REP-2; seed 001 §3-4), GitHub step summary and annotations.
+"""The run's markdown dashboard (REP-2), GitHub step summary and annotations.
 
 One row per check kind and layer ("Smoke: platform"), and one per deploy and
-rollback, in the seed's schema::
+rollback, in this schema::
 
     <!-- deployproof-dashboard:abc1234 -->
     ## ⚙️ Commit `abc1234` Pipeline
@@ -35,6 +35,7 @@ __all__ = [
     "Stage",
     "deploy_stages",
     "error_annotations",
+    "marker",
     "render",
     "verdict_of",
 ]
@@ -186,11 +187,16 @@ def next_step(stages: list[Stage]) -> str:
     return "\n".join(lines)
 
 
+def marker(sha: str) -> str:
+    """The hidden line that lets the comment hook find a commit's one dashboard."""
+    return f"<!-- deployproof-dashboard:{sha[:7]} -->"
+
+
 def render(sha: str, stages: list[Stage], *, next_text: str | None = None) -> str:
     """The dashboard markdown for commit ``sha`` (first 7 characters shown)."""
     sha7 = sha[:7]
     lines = [
-        f"<!-- deployproof-dashboard:{sha7} -->",
+        marker(sha),
         f"## ⚙️ Commit `{sha7}` Pipeline",
         "",
         "| Stage | Status | Output | Time |",
