@@ -1,6 +1,6 @@
 """Reaching a host's commands and Docker engine over ssh: which way is fast (issue #9).
 
-One host in a network namespace with its own sshd (tests/sshhosts.py; needs root,
+One host in a network namespace with its own sshd (tests/support/sshhosts.py; needs root,
 openssh-server and a Docker engine). Each way is timed for its first call (which
 connects) and the median of the next ``--calls`` calls:
 
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pytest_deployproof.inventory.model import Host
 from pytest_deployproof.reach import ssh
-from tests.sshhosts import SshHosts, missing_parts
+from tests.support.sshhosts import SshHosts, missing_parts
 
 LABEL = "com.docker.compose.project"
 

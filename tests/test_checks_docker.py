@@ -16,9 +16,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import junit
-from tests.conftest import SUITES, ComposeStack, Postgres, Redis, free_port
-from tests.junit import Outcome
+from tests.support import junit
+from tests.support.compose import ComposeStack
+from tests.support.junit import Outcome
+from tests.support.network import free_port
+from tests.support.postgres import Postgres
+from tests.support.redis import Redis
+from tests.support.repo import SUITES
 
 MakeStack = Callable[..., ComposeStack]
 # The preflight, smoke and health suites (drift has its own tests: it needs a recorded deploy).

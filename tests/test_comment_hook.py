@@ -31,7 +31,8 @@ from pytest_deployproof.ops.commands import LAYERS, HelpNeeded, parse
 from pytest_deployproof.ops.comment_hook import HookSettings, handle
 from pytest_deployproof.ops.github import GitHub
 from pytest_deployproof.ops.webhook import WebhookServer
-from tests.conftest import SUITES, ComposeStack, inventory_yaml
+from tests.support.compose import ComposeStack, inventory_yaml
+from tests.support.repo import SUITES
 
 REPO = "acme/infra"
 BOT = "deployproof-bot"

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SUITES, ComposeStack, deploy_inventory
-from tests.deploying import deploy
+from tests.support.compose import ComposeStack
+from tests.support.deploying import deploy, deploy_inventory
+from tests.support.repo import SUITES
 
 MakeStack = Callable[..., ComposeStack]
 

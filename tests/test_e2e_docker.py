@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, SUITES, ComposeStack, Postgres, deploy_inventory, inventory_yaml
+from tests.support.compose import ComposeStack, inventory_yaml
+from tests.support.deploying import deploy_inventory
+from tests.support.postgres import Postgres
+from tests.support.repo import REPO, SUITES
 
 MakeStack = Callable[..., ComposeStack]
 E2E = {path.parent.name: path.read_text() for path in (REPO / "suites" / "e2e").glob("*/test_*.py")}

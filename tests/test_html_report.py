@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SUITES, ComposeStack, inventory_yaml, need
+from tests.support.compose import ComposeStack, inventory_yaml
+from tests.support.need import need
+from tests.support.repo import REPO, SUITES
 from tests.test_reports_docker import PLANTED
 
 SCREENSHOTS = REPO / "reports" / "screenshots"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SUITES
+from tests.support.repo import SUITES
 
 PLAYBOOK = """
 - hosts: localhost

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import SUITES
+from tests.support.repo import SUITES
 
 
 def environment(

@@ -17,8 +17,9 @@ import pytest
 from pytest_deployproof.inventory.model import Endpoint, ProbeSettings
 from pytest_deployproof.observe.prober import Prober, main
 from pytest_deployproof.observe.probes import ProbeResult, probe_all
-from tests.conftest import SMOKE_SUITE, free_port
-from tests.loopback import Handler
+from tests.support.loopback import Handler
+from tests.support.network import free_port
+from tests.support.repo import SMOKE_SUITE
 
 FAST = ProbeSettings(tries=3, interval_s=0.05, timeout_s=2, deadline_s=5)
 HEADER = "deployproof: endpoint checks get their probes from a separate process, streamed*"

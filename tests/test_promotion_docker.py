@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from pytest_deployproof.deploy.history import History
-from tests.conftest import SUITES, ComposeStack, deploy_inventory
+from tests.support.compose import ComposeStack
+from tests.support.deploying import deploy_inventory
+from tests.support.repo import SUITES
 from tests.test_versions import git, repo_with
 
 MakeStack = Callable[..., ComposeStack]

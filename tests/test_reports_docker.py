@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SUITES, ComposeStack, inventory_yaml
+from tests.support.compose import ComposeStack, inventory_yaml
+from tests.support.repo import SUITES
 
 MakeStack = Callable[..., ComposeStack]
 

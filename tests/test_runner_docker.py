@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from pytest_deployproof.observe.stackfiles import env_value
-from pytest_deployproof.ops.webhook import signature
+from pytest_deployproof.signed_http import signature
 from tests.support.compose import ComposeStack
 from tests.support.deploying import container, deploy_inventory, history_lines
 from tests.support.network import free_port, wait_for_port

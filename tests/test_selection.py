@@ -9,7 +9,7 @@ import pytest
 from pytest_deployproof.inventory.load import load_file
 from pytest_deployproof.inventory.selection import select
 from pytest_deployproof.xdist_groups import TargetGroups
-from tests import junit
+from tests.support import junit
 
 INVENTORY = """\
 hosts:

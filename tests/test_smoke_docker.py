@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import SMOKE_SUITE, ComposeStack, inventory_yaml
+from tests.support.compose import ComposeStack, inventory_yaml
+from tests.support.repo import SMOKE_SUITE
 
 MakeStack = Callable[..., ComposeStack]
 VERBOSE_LINE = re.compile(r"\S+::test_\w+\[\w+/\w+/(?P<stack>[\w-]+)/\S+\] (?P<outcome>[A-Z]+)")

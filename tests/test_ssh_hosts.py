@@ -21,10 +21,13 @@ import pytest
 import yaml
 
 from pytest_deployproof.deploy.history import History
-from tests import junit
-from tests.conftest import IMAGE, SUITES, ComposeStack, compose_binary, need, write_compose_stack
-from tests.junit import Outcome
-from tests.sshhosts import SshHosts, missing_parts
+from tests.support import junit
+from tests.support.compose import ComposeStack, compose_binary, write_compose_stack
+from tests.support.engine import IMAGE
+from tests.support.junit import Outcome
+from tests.support.need import need
+from tests.support.repo import SUITES
+from tests.support.sshhosts import SshHosts, missing_parts
 
 HOSTS = ("h1", "h2", "h3")
 CHECKS = {name: SUITES[name] for name in ("test_preflight", "test_smoke")}

@@ -10,6 +10,7 @@ import pytest
 from ..inventory.model import Inventory, Layer, Stack
 from ..observe import drift
 from ..observe.drift import LayerPlan
+from ._failing import fail_if
 
 if TYPE_CHECKING:
     from ..run import Run
@@ -24,13 +25,7 @@ __all__ = [
 
 def _fail(stack_or_layer: str, check: str, lines: list[str]) -> None:
     __tracebackhide__ = True
-    if not lines:
-        return
-    import allure  # noqa: PLC0415
-
-    diff = "\n".join(f"- {line}" for line in lines)
-    allure.attach(diff, name=f"{check} diff", attachment_type=allure.attachment_type.TEXT)
-    pytest.fail(f"{stack_or_layer}: {check}:\n{diff}", pytrace=False)
+    fail_if(stack_or_layer, check, lines, as_diff=True)
 
 
 def expect_config_as_deployed(run: Run, stack: Stack) -> None:

@@ -15,6 +15,7 @@ import pytest
 from ..errors import Inconclusive
 from ..inventory.model import Database, Stack
 from ..observe.databases import password_for
+from ._failing import fail_if
 
 if TYPE_CHECKING:
     from ..deploy.deployer import Deployment
@@ -33,8 +34,7 @@ _REFUSED = re.compile(r"permission denied|not permitted|does not exist|authentic
 
 def _fail(stack: Stack, check: str, problems: list[str]) -> None:
     __tracebackhide__ = True
-    if problems:
-        pytest.fail(f"stack {stack.name}: {check}: " + "; ".join(problems), pytrace=False)
+    fail_if(f"stack {stack.name}", check, problems)
 
 
 def expect_isolated(run: Run, stack: Stack, database: Database) -> None:

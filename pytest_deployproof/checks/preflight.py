@@ -17,6 +17,7 @@ from ..observe.docker_engine import HostEngine
 from ..observe.stackfiles import StackFiles
 from ..reach.hosts import DiskUsage
 from ..secrets import is_secret_key
+from ._failing import fail_if
 
 __all__ = [
     "expect_compose_parses",
@@ -33,8 +34,7 @@ __all__ = [
 
 def _fail(stack: Stack, gate: str, problems: list[str]) -> None:
     __tracebackhide__ = True
-    if problems:
-        pytest.fail(f"stack {stack.name}: {gate}: " + "; ".join(problems), pytrace=False)
+    fail_if(f"stack {stack.name}", gate, problems)
 
 
 def expect_compose_parses(stack: Stack, files: StackFiles) -> None:

@@ -1,4 +1,8 @@
-"""Helpers for the deploy tests on the real Docker engine (fixtures are in conftest)."""
+"""Deploying a real stack with ``--deploy``, for the deploy tests on the real Docker engine.
+
+``deploy_project`` (a fixture; this module is a pytest plugin) gives a running stack
+and its inventory; the helpers run deploys, inspect the container and read history.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,42 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pytest_deployproof.deploy.history import History
-from tests.conftest import ComposeStack
+from tests.support.compose import ComposeStack
+
+
+@pytest.fixture
+def deploy_project(
+    pytester: pytest.Pytester, compose_stack: Callable[..., ComposeStack], tmp_path: Path
+) -> tuple[ComposeStack, Path]:
+    """A running stack at v1.0.0 and an inventory for it, history and locks in tmp_path/state."""
+    app = compose_stack("app")
+    app.up()
+    state = tmp_path / "state"
+    pytester.mkdir("inventories")
+    (pytester.path / "inventories" / "test.yml").write_text(deploy_inventory(app, state))
+    return app, state
+
+
+def deploy_inventory(app: ComposeStack, state: Path, extra: str = "") -> str:
+    """An inventory of one stack, ``app``; ``extra`` adds lines to the stack (4-space indent)."""
+    return (
+        "hosts: {here: {spec: 'local://'}}\n"
+        "layers: {platform: {order: 2, engine: compose}}\n"
+        "probes: {tries: 2, interval_s: 0.2, deadline_s: 8}\n"
+        f"state_dir: {state}\n"
+        "up_timeout_s: 60\n"
+        "stacks:\n"
+        f"  app:\n    layer: platform\n    host: here\n    run_dir: {app.run_dir}\n"
+        f"    project: {app.project}\n    image_tag_var: APP_IMAGE_TAG\n"
+        "    services: {web: {critical: true}}\n"
+        f"    endpoints: [{{name: health, url: '{app.url}/cgi-bin/health'}}]\n" + extra
+    )
 
 
 def deploy(pytester: pytest.Pytester, version: str, marks: str = "smoke") -> pytest.RunResult:

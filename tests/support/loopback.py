@@ -1,4 +1,8 @@
-"""A real HTTP server on loopback whose paths misbehave on request, for the probe tests."""
+"""A real HTTP server on loopback whose paths misbehave on request, for the probe tests.
+
+The ``server`` fixture (this module is a pytest plugin) serves it for a test module;
+the tests import ``Handler`` to count requests.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
+
+import pytest
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -55,3 +61,10 @@ def serving() -> Iterator[str]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """A loopback HTTP server's base URL (``Handler`` above); ``Handler.hits`` counts requests."""
+    with serving() as url:
+        yield url
