@@ -91,7 +91,7 @@ def test_a_hand_edited_broken_line_is_reported_with_its_number(tmp_path: Path) -
 WRITER = """
 import sys
 from pathlib import Path
-from pytest_deployproof.history import History
+from pytest_deployproof.deploy.history import History
 history = History(Path(sys.argv[1]))
 for i in range(int(sys.argv[3])):
     history.record("web", "staging", "deploy", f"{sys.argv[2]}-{i}", "success", notes="x" * 300)
@@ -112,7 +112,7 @@ def test_concurrent_writers_never_interleave_or_lose_a_line(tmp_path: Path) -> N
 HOLDER = """
 import sys, time
 from pathlib import Path
-from pytest_deployproof.locks import StackLock
+from pytest_deployproof.deploy.locks import StackLock
 lock = StackLock(Path(sys.argv[1]), "web", run_id=sys.argv[2])
 lock.acquire()
 print("held", flush=True)
@@ -210,7 +210,7 @@ def test_an_expired_lease_of_another_host_is_reclaimed_a_live_one_is_not(tmp_pat
 RACER = """
 import sys
 from pathlib import Path
-from pytest_deployproof.locks import StackLock, LockHeldError
+from pytest_deployproof.deploy.locks import StackLock, LockHeldError
 lock = StackLock(Path(sys.argv[1]), "web")
 try:
     lock.acquire(timeout_s=0)

@@ -59,7 +59,7 @@ def testinfra_host(host: Host) -> Any:
 
 class HostAccess:
     """One inventory host, reached through testinfra; ssh:// hosts through one shared
-    OpenSSH connection per process (:mod:`pytest_deployproof.ssh`)."""
+    OpenSSH connection per process (:mod:`pytest_deployproof.reach.ssh`)."""
 
     def __init__(self, host: Host) -> None:
         self.host = host
