@@ -86,7 +86,9 @@ class Outcomes:
         if "check" not in properties:
             return  # not a deployproof check
         test = self.tests.setdefault(report.nodeid, _Test(properties))
-        verdict = verdict_of(report)
+        # A teardown that passed repeats the test's verdict for JUnit; it adds nothing here.
+        verdict = Verdict.PASSED if report.when == "teardown" and report.passed else None
+        verdict = verdict or verdict_of(report)
         counts = report.when == "call" or verdict is not Verdict.PASSED
         if counts and verdict.rank >= test.verdict.rank:
             test.verdict = verdict
