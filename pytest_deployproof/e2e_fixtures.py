@@ -26,13 +26,17 @@ import pytest
 from .errors import Inconclusive
 
 if TYPE_CHECKING:  # plugin.py imports this module in every pytest run: keep it light
-    from .inventory.model import Database, Stack
+    from .inventory.model import Database, Service, Stack
+    from .observe.containers import StopSeen
+    from .observe.databases import IsolationSeen
+    from .observe.stackfiles import StackFiles
     from .run import Run
 
 __all__ = [
+    "database_isolation",
     "e2e_suites",
     "ignored_by_suites",
-    "postgres_databases",
+    "sigterm_stops",
     "stack_containers",
     "stack_db",
     "stack_host",
@@ -79,10 +83,6 @@ def stack_http(stack: Stack) -> Iterator[Any]:
         yield client
 
 
-def postgres_databases(stack: Stack) -> list[Database]:
-    return [d for d in stack.databases.values() if d.kind == "postgresql"]
-
-
 @pytest.fixture
 def stack_db(deployproof_run: Run, stack: Stack) -> Iterator[Any]:
     """A connection to the stack's (first) PostgreSQL database as the stack's own user."""
@@ -90,7 +90,7 @@ def stack_db(deployproof_run: Run, stack: Stack) -> Iterator[Any]:
 
     from .observe.databases import connect_postgres, password_for  # noqa: PLC0415
 
-    databases = postgres_databases(stack)
+    databases = stack.postgres_databases
     if not databases:
         pytest.skip(f"stack {stack.name} declares no PostgreSQL database")
     database = databases[0]
@@ -109,6 +109,34 @@ def stack_db(deployproof_run: Run, stack: Stack) -> Iterator[Any]:
 def stack_host(deployproof_run: Run, stack: Stack) -> Any:
     """The testinfra host the stack runs on (local, ssh, ...)."""
     return deployproof_run.observations.access(stack.host).testinfra
+
+
+@pytest.fixture
+def database_isolation(deployproof_run: Run, stack: Stack, database: Database) -> IsolationSeen:
+    """This database's user, tried against its own database and every other stack's on the
+    same PostgreSQL server (E2E-2). Skipped for databases that are not PostgreSQL."""
+    from .observe.databases import observe_isolation, password_for  # noqa: PLC0415
+
+    if database.kind != "postgresql":
+        pytest.skip(
+            f"database {database.name} is {database.kind}: isolation is per PostgreSQL user"
+        )
+    run = deployproof_run
+    files = run.observations.stack_files(stack.name)
+    password = password_for(database, files.env, run.inventory.secrets_prefix)
+    return observe_isolation(run.inventory, stack, database, password, files.masker)
+
+
+@pytest.fixture
+def sigterm_stops(
+    stack: Stack, service: Service, compose_config: StackFiles, stack_containers: list[Any]
+) -> list[StopSeen]:
+    """SIGTERM to each running container of this test's service, one at a time: how each
+    stopped (E2E-4). The containers are started again. It stops services: staging only."""
+    from .observe.containers import grace_period_s, stop_with_sigterm  # noqa: PLC0415
+
+    declared = compose_config.services.get(service.name, {})
+    return stop_with_sigterm(stack_containers, service.name, grace_period_s(declared))
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # plugin.py registers this module in every pytest run: keep i
     from .observe.containers import ServiceState
     from .observe.databases import DatabaseResult
     from .observe.docker_engine import HostEngine
-    from .observe.drift import LayerPlan
+    from .observe.drift import ConfigSeen, ContainersSeen, LayerPlan, ParitySeen
     from .observe.probes import ProbeResult
     from .observe.stackfiles import StackFiles
     from .reach.hosts import DiskUsage
@@ -35,6 +35,7 @@ __all__ = [
     "compose_config",
     "database",
     "database_probe",
+    "deployed_config",
     "deployment",
     "deployproof_run",
     "deployproof_target",
@@ -46,6 +47,8 @@ __all__ = [
     "layer",
     "layer_plan",
     "parity_inventory",
+    "parity_versions",
+    "running_containers",
     "service",
     "service_state",
     "stack",
@@ -214,6 +217,29 @@ def layer_plan(
     return plan
 
 
+@pytest.fixture
+def deployed_config(deployproof_run: Run, deployproof_target: Target) -> ConfigSeen:
+    """The stack as deployproof last deployed it, against its files and containers now."""
+    run = deployproof_run
+    return run.observations.deployed_config(run.stack(deployproof_target.stack or ""))
+
+
+@pytest.fixture
+def running_containers(deployproof_run: Run, deployproof_target: Target) -> ContainersSeen:
+    """The stack's rendered services, its running containers and their Compose hashes."""
+    run = deployproof_run
+    return run.observations.running_containers(run.stack(deployproof_target.stack or ""))
+
+
+@pytest.fixture
+def parity_versions(
+    deployproof_run: Run, deployproof_target: Target, parity_inventory: Inventory
+) -> ParitySeen:
+    """The stack here and in the ``--parity`` environment: whether it exists, both versions."""
+    run = deployproof_run
+    return run.observations.parity(run.stack(deployproof_target.stack or ""), parity_inventory)
+
+
 @pytest.fixture(scope="session")
 def parity_inventory(request: pytest.FixtureRequest, deployproof_run: Run) -> Inventory:
     """The other environment of ``--parity`` (DRF-4); tests that need it skip without it."""
@@ -243,7 +269,7 @@ def deployment(deployproof_run: Run, stack: Stack) -> Iterator[Deployment | None
         yield None
         return
     from .deploy.deployer import Deployer, DeployError  # noqa: PLC0415 - heavy: see the imports above
-    from .deploy.ledger import DeployRecord  # noqa: PLC0415
+    from .ledger import DeployRecord  # noqa: PLC0415
 
     deployer = Deployer(run, stack, version)
     error: str | None = None

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from .deploy.ledger import DeployLedger
 from .inventory.model import Inventory, Stack
 from .inventory.selection import Selection
+from .ledger import DeployLedger
 from .observe.blocking import BlockedBy
 from .observe.observations import Observations
 from .secrets import Masker

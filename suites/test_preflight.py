@@ -1,4 +1,4 @@
-"""Preflight gates (seed 002 preflight.sh, PRE-1..8): what must hold before a deploy touches
+"""Preflight gates (PRE-1..8): what must hold before a deploy touches
 anything. Each gate is its own test, so a report says exactly which one stopped a stack.
 Observation happens in the fixtures (on the stack's host, through testinfra and Docker);
 these tests only judge.

@@ -1,4 +1,4 @@
-"""Smoke checks (seed 002 smoke.sh, SMK-1, SMK-2): every service of every selected stack is
+"""Smoke checks (SMK-1, SMK-2): every service of every selected stack is
 running (and healthy where it has a healthcheck), and every URL answers as declared.
 Observation happens in the fixtures; these tests only judge. When a service is down, the
 checks of its endpoints are skipped as "blocked by" its container check, not failed again.

@@ -6,7 +6,7 @@ import calendar
 
 import pytest
 
-from pytest_deployproof.deploy.ledger import DeployRecord
+from pytest_deployproof.ledger import DeployRecord
 from pytest_deployproof.report.dashboard import (
     Outcomes,
     Stage,

@@ -6,30 +6,32 @@ stack, what was expected and what was seen, with the figures.
 
 from __future__ import annotations
 
-import re
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
-from ..errors import Inconclusive
 from ..inventory.model import Database, Stack
-from ..observe.databases import password_for
+from ..observe.containers import StopSeen
+from ..observe.databases import IsolationSeen
 from ._failing import fail_if
 
 if TYPE_CHECKING:
-    from ..deploy.deployer import Deployment
-    from ..run import Run
+    from ..observe.rollout import RolloutFigures
+
+
+class RolledOut(Protocol):
+    """What the rollout check reads of a deploy (the ``deployment`` fixture's value)."""
+
+    version: str
+    rollout: RolloutFigures | None
+
 
 __all__ = [
     "expect_isolated",
     "expect_limits_applied",
     "expect_rollout_within_budget",
     "expect_stops_on_sigterm",
-    "grace_period_s",
 ]
-
-_REFUSED = re.compile(r"permission denied|not permitted|does not exist|authentication failed", re.I)
 
 
 def _fail(stack: Stack, check: str, problems: list[str]) -> None:
@@ -37,44 +39,21 @@ def _fail(stack: Stack, check: str, problems: list[str]) -> None:
     fail_if(f"stack {stack.name}", check, problems)
 
 
-def expect_isolated(run: Run, stack: Stack, database: Database) -> None:
-    """Seed 003 §4: the stack's user reaches its own database, and no other stack's."""
+def expect_isolated(stack: Stack, database: Database, seen: IsolationSeen) -> None:
+    """E2E-2: the stack's user reaches its own database, and no other stack's."""
     __tracebackhide__ = True
-    import psycopg  # noqa: PLC0415
-
-    from ..e2e_fixtures import postgres_databases  # noqa: PLC0415
-    from ..observe.databases import connect_postgres as connect  # noqa: PLC0415
-
-    if database.kind != "postgresql":
-        pytest.skip(
-            f"database {database.name} is {database.kind}: isolation is per PostgreSQL user"
-        )
-    files = run.observations.stack_files(stack.name)
-    password = password_for(database, files.env, run.inventory.secrets_prefix)
-    user = database.user or "(default user)"
-    try:
-        connect(database, password).close()
-    except psycopg.OperationalError as exc:
-        reason = files.masker(" ".join(str(exc).split()))
-        if not _REFUSED.search(reason):
-            raise Inconclusive(f"stack {stack.name}: database {database.name}: {reason}") from None
-        _fail(stack, "isolation", [f"user {user} cannot connect to its own database: {reason}"])
-    server = (database.host, database.port or 5432)
-    reached = []
-    for other in run.inventory.stacks.values():
-        for theirs in postgres_databases(other):
-            same_server = (theirs.host, theirs.port or 5432) == server
-            if other.name == stack.name or not same_server or theirs.dbname == database.dbname:
-                continue
-            try:
-                connect(database.model_copy(update={"dbname": theirs.dbname}), password).close()
-            except psycopg.OperationalError:
-                continue  # refused: as it should be
-            reached.append(
-                f"user {user} of stack {stack.name} can connect to database {theirs.dbname} "
-                f"of stack {other.name}"
-            )
-    _fail(stack, "isolation", reached)
+    if seen.own_refused is not None:
+        problem = f"user {seen.user} cannot connect to its own database: {seen.own_refused}"
+        _fail(stack, "isolation", [problem])
+    _fail(
+        stack,
+        "isolation",
+        [
+            f"user {seen.user} of stack {stack.name} can connect to database {dbname} "
+            f"of stack {other}"
+            for other, dbname in seen.reached
+        ],
+    )
 
 
 def expect_limits_applied(
@@ -108,58 +87,28 @@ def expect_limits_applied(
     _fail(stack, "limits", problems)
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)")
-_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 0.000001}
-
-
-def grace_period_s(declared: dict[str, Any]) -> float:
-    """Compose's ``stop_grace_period`` ("1m30s", "10s"; default 10 s)."""
-    text = str(declared.get("stop_grace_period") or "10s")
-    parts = _DURATION.findall(text)
-    return sum(float(n) * _UNIT[unit] for n, unit in parts) if parts else 10.0
-
-
-def expect_stops_on_sigterm(
-    stack: Stack, service: str, declared: dict[str, Any], containers: list[Any]
-) -> None:
+def expect_stops_on_sigterm(stack: Stack, service: str, seen: list[StopSeen]) -> None:
     """E2E-4: SIGTERM stops each container within the grace period, with exit code 0
-    (or 143, the shell's code for "ended by SIGTERM"). The container is started again."""
+    (or 143, the shell's code for "ended by SIGTERM")."""
     __tracebackhide__ = True
-    grace = grace_period_s(declared)
-    running = [
-        c
-        for c in containers
-        if c.labels.get("com.docker.compose.service") == service and c.status == "running"
-    ]
-    if not running:
+    if not seen:
         pytest.skip(f"service {service} of {stack.name} has no running container")
     problems = []
-    for container in running:
-        started = time.monotonic()
-        container.kill(signal="SIGTERM")
-        while True:
-            container.reload()
-            elapsed = time.monotonic() - started
-            if container.status != "running" or elapsed > grace:
-                break
-            time.sleep(0.1)
-        code = container.attrs["State"].get("ExitCode")
-        if container.status == "running":
+    for stop in seen:
+        if stop.still_running:
             problems.append(
-                f"{container.name} still runs {elapsed:.1f} s after SIGTERM "
-                f"(grace period {grace:g} s): it ignores SIGTERM"
+                f"{stop.container} still runs {stop.elapsed_s:.1f} s after SIGTERM "
+                f"(grace period {stop.grace_s:g} s): it ignores SIGTERM"
             )
-            container.stop(timeout=0)
-        elif code not in (0, 143):
+        elif stop.exit_code not in (0, 143):
             problems.append(
-                f"{container.name} stopped after {elapsed:.1f} s with exit code {code}, "
-                "not a clean one (0 or 143)"
+                f"{stop.container} stopped after {stop.elapsed_s:.1f} s with exit code "
+                f"{stop.exit_code}, not a clean one (0 or 143)"
             )
-        container.start()
     _fail(stack, "shutdown", problems)
 
 
-def expect_rollout_within_budget(stack: Stack, deployment: Deployment | None) -> None:
+def expect_rollout_within_budget(stack: Stack, deployment: RolledOut | None) -> None:
     """DEP-10: the requests that failed while the stack was rolled out are within budget."""
     __tracebackhide__ = True
     if deployment is None:

@@ -161,24 +161,19 @@ def expect_networks_exist(stack: Stack, files: StackFiles, engine: HostEngine) -
 def expect_images_available(stack: Stack, files: StackFiles, engine: HostEngine) -> None:
     """PRE-7: every image the stack will run exists on its host or in its registry."""
     __tracebackhide__ = True
-    problems = []
-    for name, service in sorted(files.services.items()):
-        image = service.get("image")
-        if not image:
-            continue
-        lookup = engine.image(str(image))
-        if not lookup.found:
-            problems.append(f"service {name}: image {image} is {lookup.where}")
+    images = {name: str(s["image"]) for name, s in sorted(files.services.items()) if s.get("image")}
+    missing = engine.missing(images.values())
+    problems = [
+        f"service {name}: image {image} is {missing[image]}"
+        for name, image in images.items()
+        if image in missing
+    ]
     _fail(stack, "images", problems)
 
 
 def expect_disk_free(host: Host, usage: DiskUsage) -> None:
     """PRE-5: the host's data path has at least ``min_free_percent`` free."""
     __tracebackhide__ = True
-    if usage.free_percent < host.min_free_percent:
-        pytest.fail(
-            f"host {host.name}: {usage.path} (on {usage.mount}) has {usage.free_percent:.1f}% "
-            f"free ({usage.available_kib // 1024} MiB), below the {host.min_free_percent:g}% "
-            "threshold",
-            pytrace=False,
-        )
+    shortage = usage.shortage(host)
+    if shortage:
+        pytest.fail(shortage, pytrace=False)

@@ -31,11 +31,11 @@ from ..inventory.load import load_environment
 from ..inventory.model import Stack
 from ..observe.docker_engine import PullError
 from ..observe.drift import DeployedState, config_drift, config_hash, containers_of
+from ..observe.rollout import RolloutWatch
 from ..observe.stackfiles import env_value, parse_env, set_env_value
 from ..verdicts import CheckFailure, Verdict
 from .backups import BackupError, Backups
 from .promotion import load_verified, promotion_problem, record_verified
-from .rollout import RolloutWatch
 from .signals import deferred
 from .stack_action import DeployError, Deployment, StackAction, write_tag
 from .versions import is_tag
@@ -168,12 +168,9 @@ class Deployer(StackAction):
     def _disk_free(self) -> None:
         """PRE-5 for the stack's host, whether or not its disk test was selected."""
         host = self.run.inventory.hosts[self.stack.host]
-        usage = self.observed.disk_usage(self.stack.host)
-        if usage.free_percent < host.min_free_percent:
-            self._refuse(
-                f"{usage.path} on host {host.name} has {usage.free_percent:.0f}% free, "
-                f"below {host.min_free_percent:g}%"
-            )
+        shortage = self.observed.disk_usage(self.stack.host).shortage(host)
+        if shortage:
+            self._refuse(shortage)
 
     def _backup(self) -> None:
         """DEP-3: back up before anything changes; a failed backup refuses the deploy."""

@@ -21,11 +21,11 @@ from ..inventory.model import Stack
 from ..observe.containers import service_problems
 from ..observe.drift import record_deployed
 from ..observe.probes import probe_all
+from ..observe.rollout import RolloutFigures
 from ..observe.stackfiles import env_value, set_env_value
 from ..reach.hosts import HostAccess
 from .history import History
 from .locks import LockHeldError, StackLock
-from .rollout import RolloutFigures
 from .runner import RunnerClient, RunnerError
 
 if TYPE_CHECKING:
@@ -148,13 +148,9 @@ class StackAction:
     def _available_images(self, version: str) -> list[str]:
         """The images of ``version``, each on the host or in its registry; else refuse."""
         images = self._images_of(version)
-        missing = [
-            f"{image} is {lookup.where}"
-            for image in images
-            if not (lookup := self.engine.image(image)).found
-        ]
+        missing = self.engine.missing(images)
         if missing:
-            self._refuse("; ".join(missing))
+            self._refuse("; ".join(f"{image} is {where}" for image, where in missing.items()))
         return images
 
     def _images_of(self, version: str) -> list[str]:

@@ -407,6 +407,11 @@ class Stack(_Named):
         return self.run_dir / self.env_file
 
     @property
+    def postgres_databases(self) -> list[Database]:
+        """Its PostgreSQL databases, in declared order (E2E fixtures and checks use them)."""
+        return [d for d in self.databases.values() if d.kind == "postgresql"]
+
+    @property
     def http_base_url(self) -> str | None:
         if self.base_url:
             return self.base_url

@@ -22,7 +22,15 @@ from ..errors import Inconclusive
 from ..inventory.model import Host, ProbeSettings, Service, Stack
 from ..reach.docker_client import client_for
 
-__all__ = ["ContainerState", "HostContainers", "ServiceState", "service_problems"]
+__all__ = [
+    "ContainerState",
+    "HostContainers",
+    "ServiceState",
+    "StopSeen",
+    "grace_period_s",
+    "service_problems",
+    "stop_with_sigterm",
+]
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -176,3 +184,51 @@ def service_problems(service: Service, state: ServiceState) -> list[str]:
         elif container.health == "starting":
             wrong.append(f"{container.describe()}: still starting")
     return wrong
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)")
+_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 0.000001}
+
+
+def grace_period_s(declared: dict[str, Any]) -> float:
+    """Compose's ``stop_grace_period`` ("1m30s", "10s"; default 10 s)."""
+    text = str(declared.get("stop_grace_period") or "10s")
+    parts = _DURATION.findall(text)
+    return sum(float(n) * _UNIT[unit] for n, unit in parts) if parts else 10.0
+
+
+@dataclass(frozen=True)
+class StopSeen:
+    """How one container took SIGTERM (E2E-4)."""
+
+    container: str
+    grace_s: float
+    elapsed_s: float
+    still_running: bool  # after the grace period: it ignores SIGTERM
+    exit_code: int | None
+
+
+def stop_with_sigterm(containers: list[Any], service: str, grace_s: float) -> list[StopSeen]:
+    """SIGTERM to each running container of ``service`` (docker-py objects), one at a time:
+    how long it took to stop and how it exited. Each is started again afterwards, and one
+    that ignored SIGTERM is stopped first."""
+    running = [
+        c for c in containers if c.labels.get(SERVICE_LABEL) == service and c.status == "running"
+    ]
+    seen = []
+    for container in running:
+        started = time.monotonic()
+        container.kill(signal="SIGTERM")
+        while True:
+            container.reload()
+            elapsed = time.monotonic() - started
+            if container.status != "running" or elapsed > grace_s:
+                break
+            time.sleep(0.1)
+        still_running = container.status == "running"
+        code = container.attrs["State"].get("ExitCode")
+        seen.append(StopSeen(container.name, grace_s, elapsed, still_running, code))
+        if still_running:
+            container.stop(timeout=0)
+        container.start()
+    return seen

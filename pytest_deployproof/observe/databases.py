@@ -8,14 +8,16 @@ process environment), and every message is masked before it leaves here.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..inventory.model import Database, ProbeSettings
+from ..errors import Inconclusive
+from ..inventory.model import Database, Inventory, ProbeSettings, Stack
 from ..secrets import Masker
 
-__all__ = ["DatabaseResult", "probe_database"]
+__all__ = ["DatabaseResult", "IsolationSeen", "observe_isolation", "probe_database"]
 
 
 @dataclass(frozen=True)
@@ -118,3 +120,49 @@ def probe_database(
             continue
         return DatabaseResult(where, True, attempts, time.monotonic() - started)
     return DatabaseResult(where, False, attempts, time.monotonic() - started, error)
+
+
+# What a server says when it refuses a user (as opposed to not answering at all).
+_REFUSED = re.compile(r"permission denied|not permitted|does not exist|authentication failed", re.I)
+
+
+@dataclass(frozen=True)
+class IsolationSeen:
+    """E2E-2's observation: can the stack's user reach its own database, and which other
+    stacks' databases on the same server it reaches too."""
+
+    user: str
+    own_refused: str | None  # why its own database refused it, masked; None: it connected
+    reached: tuple[tuple[str, str], ...]  # (other stack, database name) it could connect to
+
+
+def observe_isolation(
+    inventory: Inventory, stack: Stack, database: Database, password: str | None, masker: Masker
+) -> IsolationSeen:
+    """Connect as ``database``'s user to its own database, then to every other stack's on the
+    same server. A server that does not answer is :class:`Inconclusive`, not a refusal."""
+    import psycopg  # noqa: PLC0415
+
+    user = database.user or "(default user)"
+    try:
+        connect_postgres(database, password).close()
+    except psycopg.OperationalError as exc:
+        reason = masker(" ".join(str(exc).split()))
+        if not _REFUSED.search(reason):
+            raise Inconclusive(f"stack {stack.name}: database {database.name}: {reason}") from None
+        return IsolationSeen(user, reason, ())
+    server = (database.host, database.port or 5432)
+    reached = []
+    for other in inventory.stacks.values():
+        for theirs in other.postgres_databases:
+            same_server = (theirs.host, theirs.port or 5432) == server
+            if other.name == stack.name or not same_server or theirs.dbname == database.dbname:
+                continue
+            try:
+                connect_postgres(
+                    database.model_copy(update={"dbname": theirs.dbname}), password
+                ).close()
+            except psycopg.OperationalError:
+                continue  # refused: as it should be
+            reached.append((other.name, str(theirs.dbname)))
+    return IsolationSeen(user, None, tuple(reached))

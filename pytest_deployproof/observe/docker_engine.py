@@ -11,6 +11,7 @@ it is never looked up implicitly: write ``docker.io/...`` to opt in.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,12 @@ class HostEngine:
             if image not in self._images:
                 self._images[image] = self._lookup(image)
             return self._images[image]
+
+    def missing(self, images: Iterable[str]) -> dict[str, str]:
+        """The images found neither on the host nor in their registry, each with where it
+        was looked for (PRE-7): the rule of the preflight gate and of the deployer."""
+        lookups = [self.image(image) for image in dict.fromkeys(images)]
+        return {lookup.image: lookup.where for lookup in lookups if not lookup.found}
 
     def pull(self, image: str) -> None:
         """Pull ``image`` unless the host has it; a failure changes nothing on the host."""

@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,8 +45,11 @@ if TYPE_CHECKING:
     from .containers import ContainerState, HostContainers
 
 __all__ = [
+    "ConfigSeen",
+    "ContainersSeen",
     "DeployedState",
     "LayerPlan",
+    "ParitySeen",
     "config_hash",
     "container_drift",
     "plan_layer",
@@ -92,6 +96,39 @@ class DeployedState:
         except (OSError, ValueError):
             return None
         return cls(data.get("version"), data["config_hash"], data["services"], data["at"])
+
+
+@dataclass(frozen=True)
+class ConfigSeen:
+    """DRF-1's observation: what was recorded at the last deploy, and what is there now."""
+
+    recorded: DeployedState | None  # None: deployproof never brought the stack up
+    current_hash: str  # of the host's compose file and env file now
+    containers: list[ContainerState]
+
+
+@dataclass(frozen=True)
+class ContainersSeen:
+    """DRF-2's observation: the rendered services, the running containers, their Compose
+    hashes, and the engine's inspection (asked only for containers whose hash differs)."""
+
+    services: dict[str, Any]
+    problem: str | None  # why Compose refused the files, when it did
+    containers: list[ContainerState]
+    hashes: dict[str, str]
+    inspect: Callable[[Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ParitySeen:
+    """DRF-4's observation: the stack in the other environment, and both versions."""
+
+    here: str
+    there: str
+    exists_there: bool
+    version_here: str | None
+    version_there: str | None
+    compared: bool  # versions were read (the stack has a tag variable and they matter)
 
 
 def record_deployed(

@@ -11,6 +11,7 @@ the checks do (and :mod:`.blocking` decides what a broken observation blocks).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import warnings
@@ -22,6 +23,7 @@ from typing import TypeVar
 from ..errors import Inconclusive
 from ..inventory.model import Endpoint, Host, Inventory, Layer, Stack
 from ..inventory.selection import Selection
+from ..reach import docker_client
 from ..reach.hosts import DiskUsage, HostAccess
 from ..secrets import Masker
 from ..settings import Settings
@@ -29,10 +31,20 @@ from ..targets import Target
 from .containers import HostContainers, ServiceState
 from .databases import DatabaseResult, probe_database
 from .docker_engine import HostEngine
-from .drift import LayerPlan, scan_layers, service_hashes
+from .drift import (
+    ConfigSeen,
+    ContainersSeen,
+    DeployedState,
+    LayerPlan,
+    ParitySeen,
+    config_hash,
+    containers_of,
+    scan_layers,
+    service_hashes,
+)
 from .prober import Prober
 from .probes import ProbeResult, probe_all
-from .stackfiles import StackFiles, observe_stack_files, parse_env
+from .stackfiles import StackFiles, env_value, observe_stack_files, parse_env
 
 __all__ = ["Observations"]
 
@@ -111,9 +123,11 @@ class Observations:
         return self._prober is not None
 
     def close(self) -> None:
-        """Stop what this run started that outlives a test (the prober process)."""
+        """Stop what this run started that outlives a test: the prober process, and the
+        Docker clients' connection pools."""
         if self._prober is not None:
             self._prober.close()
+        docker_client.close_all()
 
     def plan(self, targets: Iterable[Target]) -> None:
         """Note the endpoints and layers the collected tests will observe.
@@ -192,6 +206,44 @@ class Observations:
             if stack.name not in self._hashes:
                 self._hashes[stack.name] = service_hashes(self.access(stack.host), stack)
             return self._hashes[stack.name]
+
+    def deployed_config(self, stack: Stack) -> ConfigSeen:
+        """DRF-1: the recorded deploy, the hash of the host's files now, the containers."""
+        recorded = DeployedState.load(self.inventory.state, stack.name)
+        files = self.stack_files(stack.name)
+        compose_text = self.access(stack.host).read(stack.compose_path) or ""
+        current = config_hash(compose_text, files.env or {})
+        return ConfigSeen(recorded, current, containers_of(self.containers(stack.host), stack))
+
+    def running_containers(self, stack: Stack) -> ContainersSeen:
+        """DRF-2: the rendered services against the running containers and their hashes."""
+        files = self.stack_files(stack.name)
+        if files.config is None:
+            problem = files.problem or "compose refused the files"
+            return ContainersSeen({}, problem, [], {}, lambda container: {})
+        return ContainersSeen(
+            files.services,
+            None,
+            containers_of(self.containers(stack.host), stack),
+            self.service_hashes(stack),
+            self.engine(stack.host).inspect,
+        )
+
+    def parity(self, stack: Stack, other: Inventory) -> ParitySeen:
+        """DRF-4: whether the stack exists in ``other``, and (when it matters) both versions,
+        each read from its own host's env file."""
+        theirs = other.stacks.get(stack.name)
+        seen = ParitySeen(self.inventory.environment, other.environment, theirs is not None,
+                          None, None, compared=False)  # fmt: skip
+        if theirs is None or not stack.image_tag_var or "version" in stack.parity_allow:
+            return seen
+        mine = env_value(self.access(stack.host).read(stack.env_path) or "", stack.image_tag_var)
+        other_host = HostAccess(other.hosts[theirs.host])
+        their_var = theirs.image_tag_var or stack.image_tag_var
+        their_version = env_value(other_host.read(theirs.env_path) or "", their_var)
+        return dataclasses.replace(
+            seen, version_here=mine, version_there=their_version, compared=True
+        )
 
     def layer_plan(self, layer: Layer) -> LayerPlan:
         """The layer's plan. The first call plans every layer this process will judge, at

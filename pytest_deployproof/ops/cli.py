@@ -9,6 +9,9 @@ operator's deploy commands: history, rollback, restore, lock (DEP-12).
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -203,8 +206,6 @@ def _restore(args: argparse.Namespace) -> int:
 
 def _hook_settings(args: argparse.Namespace) -> Any:
     """The hook's configuration, from the checked-out (default) branch and its environment."""
-    import os  # noqa: PLC0415
-
     from ..e2e_fixtures import e2e_suites  # noqa: PLC0415
     from .comment_hook import DEFAULT_AUTHORS, HookSettings  # noqa: PLC0415
 
@@ -236,8 +237,6 @@ def _run_checks(args: list[str]) -> int:
 
 
 def _github(repository: str | None) -> Any:
-    import os  # noqa: PLC0415
-
     from .github import GitHub  # noqa: PLC0415
 
     name = repository or os.environ.get("GITHUB_REPOSITORY", "")
@@ -246,8 +245,6 @@ def _github(repository: str | None) -> Any:
 
 def _comment(args: argparse.Namespace) -> int:
     """Handle one issue_comment event file (GitHub Actions: $GITHUB_EVENT_PATH)."""
-    import json  # noqa: PLC0415
-
     from .comment_hook import handle  # noqa: PLC0415
 
     event = json.loads(Path(args.event).read_text())
@@ -259,8 +256,6 @@ def _comment(args: argparse.Namespace) -> int:
 
 def _webhook(args: argparse.Namespace) -> int:
     """Serve the hook over HTTP until interrupted."""
-    import os  # noqa: PLC0415
-
     from .comment_hook import handle  # noqa: PLC0415
     from .webhook import WebhookServer  # noqa: PLC0415
 
@@ -307,8 +302,6 @@ def _version(args: argparse.Namespace) -> int:
 
 def _promote(args: argparse.Namespace) -> int:
     """Tag the staging release for production (minor+1, patch 0) on the same commit."""
-    import subprocess  # noqa: PLC0415
-
     from ..deploy.versions import VersionError, latest, next_version  # noqa: PLC0415
 
     repo = Path(args.repo)
@@ -365,8 +358,6 @@ def _affected(args: argparse.Namespace) -> int:
 
 def _runner(args: argparse.Namespace) -> int:
     """The reference IaC runner for one stack (DEP-8): signed POST /deploy, GET /health."""
-    import os  # noqa: PLC0415
-
     from ..deploy.runner import RunnerServer  # noqa: PLC0415
     from ..deploy.stack_action import compose_up, write_tag  # noqa: PLC0415
     from ..observe.stackfiles import env_value  # noqa: PLC0415

@@ -14,9 +14,11 @@ from ..errors import Inconclusive
 from ..inventory.model import Host
 from . import ssh
 
-__all__ = ["client_for", "docker_url"]
+__all__ = ["client_for", "close_all", "docker_url"]
 
 _local = threading.local()
+_opened: list[Any] = []  # every client of this process, whichever thread made it
+_opened_lock = threading.Lock()
 API_TIMEOUT_S = 30
 
 
@@ -58,4 +60,16 @@ def client_for(host: Host) -> Any:
                 )
         except docker.errors.DockerException as exc:
             raise Inconclusive(f"cannot reach Docker on host {host.name!r}: {exc}") from None
+        with _opened_lock:
+            _opened.append(cache[key])
     return cache[key]
+
+
+def close_all() -> None:
+    """Close this process's clients (at the end of the session): their connection pools
+    would otherwise stay open until garbage collection, and warn as unclosed sockets."""
+    with _opened_lock:
+        clients, _opened[:] = list(_opened), []
+    for client in clients:
+        client.close()
+    _local.__dict__.pop("clients", None)

@@ -42,6 +42,17 @@ class DiskUsage:
     def free_percent(self) -> float:
         return 100.0 * self.available_kib / self.size_kib if self.size_kib else 0.0
 
+    def shortage(self, host: Host) -> str | None:
+        """Why this is below ``host``'s ``min_free_percent`` (PRE-5), or ``None``. The one
+        rule for the preflight gate and the deployer's own check before it touches anything."""
+        if self.free_percent >= host.min_free_percent:
+            return None
+        return (
+            f"host {host.name}: {self.path} (on {self.mount}) has {self.free_percent:.1f}% "
+            f"free ({self.available_kib // 1024} MiB), below the {host.min_free_percent:g}% "
+            "threshold"
+        )
+
 
 def is_ssh(host: Host) -> bool:
     """Whether deployproof reaches ``host`` through its own OpenSSH connection (ssh.py)."""

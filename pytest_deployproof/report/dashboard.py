@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ..deploy.ledger import DeployRecord
+from ..ledger import DeployRecord
 from ..verdicts import CHECK_KINDS, Verdict, verdict_of
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""DEP-10 / seed 003 §5.2: zero downtime, measured.
+"""DEP-10 / E2E-3: zero downtime, measured.
 
 Under ``--deploy``, deployproof requests the stack's http endpoints every
 ``rollout.interval_ms`` while ``docker compose up`` replaces its containers;

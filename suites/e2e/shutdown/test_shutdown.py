@@ -7,6 +7,5 @@ against staging, not production.
 from pytest_deployproof.checks import e2e
 
 
-def test_stops_on_sigterm(stack, service, compose_config, stack_containers):
-    declared = compose_config.services.get(service.name, {})
-    e2e.expect_stops_on_sigterm(stack, service.name, declared, stack_containers)
+def test_stops_on_sigterm(stack, service, sigterm_stops):
+    e2e.expect_stops_on_sigterm(stack, service.name, sigterm_stops)

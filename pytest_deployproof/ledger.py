@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..verdicts import CheckFailure
+from .verdicts import CheckFailure
 
 __all__ = ["DeployLedger", "DeployRecord"]
 
