@@ -244,13 +244,11 @@ def pytest_runtest_makereport(
     then, as the outermost wrapper, everything the report shows is masked (REP-3)."""
     report = yield
     verdict = _verdict(item, report, call)
+    # Each report carries the test's verdict so far (its worst phase): the teardown report,
+    # the one JUnit reads properties from, then carries the test's verdict.
     worst = Verdict.worst([item.stash.get(VERDICT_KEY, verdict), verdict])
     item.stash[VERDICT_KEY] = worst
-    if report.when == "teardown":
-        # The test's verdict, worst phase first: JUnit reads its properties from here.
-        report.user_properties.append((VERDICT_PROPERTY, worst.value))
-    elif report.when == "call" or verdict is not Verdict.PASSED:
-        report.user_properties.append((VERDICT_PROPERTY, verdict.value))
+    report.user_properties.append((VERDICT_PROPERTY, worst.value))
     if verdict in (Verdict.INCONCLUSIVE, Verdict.DEPLOY_FAILED) and call.excinfo is not None:
         # Facts about the infrastructure or the deploy, not bugs in the plugin: no traceback.
         report.longrepr = f"{verdict.label}: {call.excinfo.value}"

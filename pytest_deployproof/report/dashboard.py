@@ -86,13 +86,12 @@ class Outcomes:
         if "check" not in properties:
             return  # not a deployproof check
         test = self.tests.setdefault(report.nodeid, _Test(properties))
-        # A teardown that passed repeats the test's verdict for JUnit; it adds nothing here.
-        verdict = Verdict.PASSED if report.when == "teardown" and report.passed else None
-        verdict = verdict or verdict_of(report)
+        verdict = verdict_of(report)  # the test's verdict so far (see hooks.py)
         counts = report.when == "call" or verdict is not Verdict.PASSED
         if counts and verdict.rank >= test.verdict.rank:
             test.verdict = verdict
-            test.message = _first_line(report) if verdict is not Verdict.PASSED else ""
+            if not report.passed:  # what was seen comes from the phase that went wrong
+                test.message = _first_line(report)
         test.finished = time.time()
 
     def failures(self) -> list[tuple[str, str, str]]:
