@@ -280,11 +280,16 @@ def deployment(deployproof_run: Run, stack: Stack) -> Iterator[Deployment | None
     except DeployError as exc:
         error = str(exc)
         raise
+    except BaseException as exc:  # Ctrl-C, SIGTERM, a lost link, a full disk: never a success
+        error = f"the deploy was interrupted: {_interruption(exc)}"
+        raise
     finally:
         failures = run.ledger.failures_of(stack.name)
         if run.ledger.interrupted:
             failures.append(CheckFailure("the run was interrupted", Verdict.FAILED))
-        summary = deployer.finish(failures, deploy_error=error)
+        summary = deployer.finish(
+            failures, deploy_error=error, evidence=run.ledger.passed.get(stack.name, 0)
+        )
         run.ledger.summaries.append(summary)
         done = deployer.deployment
         run.ledger.records.append(
@@ -303,6 +308,14 @@ def deployment(deployproof_run: Run, stack: Stack) -> Iterator[Deployment | None
         run.observations.invalidate(stack)
         if deployer.signals and not run.ledger.interrupted:
             raise KeyboardInterrupt("interrupted while the deploy was being recorded")
+
+
+def _interruption(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "SIGINT or SIGTERM"
+    if isinstance(exc, Inconclusive):
+        return f"inconclusive: {exc}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 class DeployFirst:

@@ -36,7 +36,7 @@ from .targets import (
     deploy_order,
     target_of,
 )
-from .verdicts import VERDICT_PROPERTY, CheckFailure, Verdict
+from .verdicts import HELD_EXIT_CODE, VERDICT_PROPERTY, CheckFailure, Verdict
 from .xdist_groups import TargetGroups, make_scheduler
 
 __all__ = ["start"]
@@ -254,6 +254,8 @@ def pytest_runtest_makereport(
         report.longrepr = f"{verdict.label}: {call.excinfo.value}"
     run = item.config.stash[RUN_KEY]
     target = target_of(item)
+    if report.when == "call" and report.passed and target is not None and target.stack:
+        run.ledger.record_pass(target.stack)  # positive evidence for the deploy (TRU-1)
     if report.failed and target is not None and target.stack:
         # The real outcome, as the deploy fixture's teardown will read it (DEP-2).
         # A stack has many stack-level checks: name the one that failed.
@@ -268,13 +270,19 @@ def pytest_runtest_makereport(
     return report
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    # Runs before pytest's runner tears the session fixtures down: a deploy still in
-    # progress when Ctrl-C stopped the run learns it here, and rolls back.
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
+    # Before pytest's runner tears the session fixtures down: a deploy still in progress
+    # when Ctrl-C stopped the run learns it here, and rolls back.
     run = session.config.stash[RUN_KEY]
     if exitstatus == pytest.ExitCode.INTERRUPTED:
         run.ledger.interrupted = True
+    yield
+    # After the teardowns (and, under xdist, every worker's records): a held deploy is
+    # neither a pass nor a failure, and the exit code says so (BYD-1).
+    held = [r for r in run.ledger.records if r.outcome == "held"]
+    if held and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = HELD_EXIT_CODE
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -52,6 +52,7 @@ class DeployLedger:
     """Failures by stack (written by the hooks), deploy records and terminal lines."""
 
     failures: dict[str, list[CheckFailure]] = field(default_factory=dict)
+    passed: dict[str, int] = field(default_factory=dict)  # the evidence: checks that passed
     records: list[DeployRecord] = field(default_factory=list)
     summaries: list[str] = field(default_factory=list)  # the "deployproof deploy" section
     rollout_stacks: set[str] = field(default_factory=set)  # a collected test judges the rollout
@@ -59,6 +60,9 @@ class DeployLedger:
 
     def record_failure(self, stack: str, failure: CheckFailure) -> None:
         self.failures.setdefault(stack, []).append(failure)
+
+    def record_pass(self, stack: str) -> None:
+        self.passed[stack] = self.passed.get(stack, 0) + 1
 
     def failures_of(self, stack: str) -> list[CheckFailure]:
         return list(self.failures.get(stack, []))

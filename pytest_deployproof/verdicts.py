@@ -21,6 +21,7 @@ import pytest
 
 __all__ = [
     "CHECK_KINDS",
+    "HELD_EXIT_CODE",
     "VERDICT_PROPERTY",
     "CheckFailure",
     "Verdict",
@@ -40,6 +41,11 @@ CHECK_KINDS: dict[str, str] = {
 }
 
 VERDICT_PROPERTY = "deployproof_verdict"
+
+# The exit code of a run whose deploy was held: its checks could not decide (all
+# inconclusive, or none ran and passed). Not 0 (it is not green) and not 1 (nothing
+# failed); pytest's own codes stop at 5.
+HELD_EXIT_CODE = 6
 
 
 class Verdict(StrEnum):

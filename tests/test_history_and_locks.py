@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_deployproof.deploy.history import Entry, History, HistoryError
+from pytest_deployproof.deploy.history import Entry, History
 from pytest_deployproof.deploy.locks import Lease, LockHeldError, LockLostError, StackLock
 from pytest_deployproof.secrets import Masker
 
@@ -79,13 +79,16 @@ def test_queries_last_good_and_rollback_targets(tmp_path: Path) -> None:
     assert History(tmp_path / "absent.log").entries() == []
 
 
-def test_a_hand_edited_broken_line_is_reported_with_its_number(tmp_path: Path) -> None:
+def test_a_hand_edited_broken_line_is_reported_with_its_number_and_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "h.log"
     History(path).record("web", "staging", "deploy", "v1", "success")
     with path.open("a") as handle:
         handle.write("garbage without fields\n")
-    with pytest.raises(HistoryError, match=r"h.log:2: not a history line"):
-        History(path).entries()
+    History(path).record("web", "staging", "deploy", "v2", "success")
+    assert [e.version for e in History(path).entries()] == ["v1", "v2"]
+    assert "h.log:2: not a valid line, skipped (not a history line" in caplog.text
 
 
 WRITER = """

@@ -223,36 +223,65 @@ class Deployer(StackAction):
 
     # -- after the tests ----------------------------------------------------
 
-    def finish(self, failures: list[CheckFailure], *, deploy_error: str | None = None) -> str:
+    def finish(
+        self, failures: list[CheckFailure], *, deploy_error: str | None, evidence: int
+    ) -> str:
         """Record the outcome; roll back and verify when anything failed. Never raises;
-        SIGINT and SIGTERM wait until it is done (``signals`` tells the caller of any)."""
+        SIGINT and SIGTERM wait until it is done (``signals`` tells the caller of any).
+
+        Success needs positive evidence: no failure, no error, and at least one of the
+        stack's checks ran and passed (``evidence``). Checks that could not decide (all
+        inconclusive, or none passed) hold the version: not verified, not promoted, not
+        rolled back, unless the inventory says ``on_inconclusive: rollback``."""
         with deferred(f"recording the deploy of {self.stack.name}") as self.signals:
             try:
-                return self._finish(failures, deploy_error)
+                return self._finish(failures, deploy_error, evidence)
             except Exception as exc:  # a teardown must not hide the verdict behind a traceback
                 self.deployment.outcome = "rollback failed"
                 return f"{self.stack.name}: finishing the deploy failed: {exc}"
             finally:
                 self.lock.release()
 
-    def _finish(self, failures: list[CheckFailure], deploy_error: str | None) -> str:
+    def _finish(self, failures: list[CheckFailure], deploy_error: str | None, evidence: int) -> str:
         version, name = self.deployment.version, self.stack.name
         if self.deployment.outcome == "refused":
             return deploy_error or f"{name}: deploy of {version} refused, nothing changed"
+        undecided = deploy_error is None and (
+            (not failures and evidence == 0)
+            or (failures and all(f.verdict is Verdict.INCONCLUSIVE for f in failures))
+        )
+        if undecided and self.run.inventory.on_inconclusive == "hold":
+            return self._held(failures)
         if self.deployment.outcome == "unchanged":
             return self._skipped(failures)
-        if not failures and deploy_error is None:
+        if not failures and deploy_error is None and evidence > 0:
             return self._succeeded()
         return self._failed(failures, deploy_error)
+
+    def _held(self, failures: list[CheckFailure]) -> str:
+        """BYD-1: nothing decided either way. The version stays; it is neither verified (so
+        never promoted) nor rolled back, and the history says inconclusive."""
+        version, name = self.deployment.version, self.stack.name
+        if failures:
+            reason = f"{len(failures)} checks inconclusive: {', '.join(map(str, failures[:3]))}"
+        else:
+            reason = "no check of the stack ran and passed"
+        self.history.record(name, self.env, "deploy", version, "inconclusive", notes=reason)
+        self.deployment.outcome = "held"
+        return f"{name}: {version} HELD, not verified ({reason}): not promotable, not rolled back"
 
     def _failed(self, failures: list[CheckFailure], deploy_error: str | None) -> str:
         """Record the failed deploy; roll back to the last good version and verify it."""
         version, name = self.deployment.version, self.stack.name
-        reason = (
-            deploy_error or f"{len(failures)} checks failed: {', '.join(map(str, failures[:3]))}"
+        reason = deploy_error or (
+            f"{len(failures)} checks failed: {', '.join(map(str, failures[:3]))}"
+            if failures
+            else "no check of the stack ran and passed"
         )
-        inconclusive = deploy_error is None and all(
-            f.verdict is Verdict.INCONCLUSIVE for f in failures
+        inconclusive = (
+            deploy_error is None
+            and bool(failures)
+            and all(f.verdict is Verdict.INCONCLUSIVE for f in failures)
         )
         status = "inconclusive" if inconclusive else "fail"
         self.history.record(name, self.env, "deploy", version, status, notes=reason)

@@ -16,27 +16,21 @@ silently dropped from a query's answer.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from filelock import FileLock
-
 from ..secrets import Masker
+from ..state_dir import append_line, read_lines, skip_torn
 
-__all__ = ["Entry", "History", "HistoryError"]
+__all__ = ["Entry", "History"]
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 SEPARATOR = " | "
 FIELDS = 7
 # Actions whose success means "this version is now what runs".
 RUNNING_ACTIONS = frozenset({"deploy", "rollback", "restore"})
-
-
-class HistoryError(Exception):
-    """The history file holds a line that is not a history entry."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +74,6 @@ class History:
     def __init__(self, path: Path, masker: Masker | None = None) -> None:
         self.path = path
         self.masker = masker or Masker()
-        self._lock = FileLock(str(path) + ".lock")
 
     def record(
         self,
@@ -97,29 +90,15 @@ class History:
         entry = Entry(
             when or datetime.now(UTC), stack, env, action, version, status, self.masker(notes)
         )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = entry.line().encode()
-        with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        append_line(self.path, entry.line())
         return entry
 
     def _read(self) -> Iterator[Entry]:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
+        for number, line in read_lines(self.path):
             try:
                 yield Entry.parse(line)
             except ValueError as exc:
-                raise HistoryError(f"{self.path}:{number}: not a history line ({exc})") from None
+                skip_torn(self.path, number, f"not a history line: {exc}")
 
     def entries(
         self,

@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 
-from ..state_dir import StateDir
+from ..state_dir import StateDir, append_line, read_lines, skip_torn
 
 __all__ = ["Verified", "load_verified", "promotion_problem", "record_verified"]
 
@@ -31,19 +31,18 @@ class Verified:
 def record_verified(
     state: StateDir, stack: str, version: str, images: dict[str, list[str]]
 ) -> None:
-    path = state.verified(stack)
-    path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(asdict(Verified(stack, version, images, time.time())), sort_keys=True)
-    with path.open("a", encoding="utf-8") as file:
-        file.write(line + "\n")
+    append_line(state.verified(stack), line)
 
 
 def load_verified(state: StateDir, stack: str) -> list[Verified]:
-    try:
-        lines = state.verified(stack).read_text().splitlines()
-    except OSError:
-        return []
-    return [Verified(**json.loads(line)) for line in lines if line.strip()]
+    path, verified = state.verified(stack), []
+    for number, line in read_lines(path):
+        try:
+            verified.append(Verified(**json.loads(line)))
+        except (ValueError, TypeError) as exc:
+            skip_torn(path, number, exc)
+    return verified
 
 
 def promotion_problem(

@@ -65,7 +65,7 @@ class Deployment:
     phases: list[tuple[str, str, float]] = field(default_factory=list)  # phase, outcome, s
     changed: bool = False  # the env file was written: a rollback is needed on failure
     notes: list[str] = field(default_factory=list)
-    outcome: str = "pending"  # success, rolled back, rollback failed, refused
+    outcome: str = "pending"  # success, unchanged, held, rolled back, rollback failed, refused
     backup: str | None = None  # the backup taken before the tag was written
     rollback: str | None = None  # the version rolled back to, when it came to that
     rollout: RolloutFigures | None = None  # what users saw during `up`, when watched (E2E-3)

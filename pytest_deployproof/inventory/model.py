@@ -458,7 +458,15 @@ class Inventory(_Model):
         "verified, e.g. production: {source: staging}.",
     )
     up_timeout_s: float = Field(
-        default=120, gt=0, description="How long `docker compose up --wait` may take."
+        default=120,
+        gt=0,
+        le=86_400,
+        description="How long `docker compose up --wait` may take (at most a day).",
+    )
+    on_inconclusive: Literal["hold", "rollback"] = Field(
+        default="hold",
+        description="What a deploy whose checks could not decide does: hold (leave it running, "
+        "never verified or promoted) or roll back like a failure.",
     )
     image_tag_pattern: str = Field(
         default=IMAGE_TAG_PATTERN,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..deploy.history import History, HistoryError
+from ..deploy.history import History
 from ..deploy.locks import StackLock, stale_reason
 from ..inventory.load import InventoryError, discover, load_environment, load_file
 from ..inventory.schema import schema_text
@@ -84,18 +84,14 @@ def _history(args: argparse.Namespace) -> int:
     if state is None:
         return 2
     history = History(state.history)
-    try:
-        if args.last_good:
-            entry = history.last_good(args.stack, args.env)
-            if entry is None:
-                print(f"no good version of {args.stack} in {args.env} yet", file=sys.stderr)
-                return 1
-            print(entry.version)
-            return 0
-        entries = history.entries(args.stack, args.env, status=args.status)
-    except HistoryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.last_good:
+        entry = history.last_good(args.stack, args.env)
+        if entry is None:
+            print(f"no good version of {args.stack} in {args.env} yet", file=sys.stderr)
+            return 1
+        print(entry.version)
+        return 0
+    entries = history.entries(args.stack, args.env, status=args.status)
     for entry in entries[-args.limit :]:
         sys.stdout.write(entry.line())
     return 0

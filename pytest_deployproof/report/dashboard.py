@@ -46,6 +46,7 @@ ICONS = {
     "inconclusive": "⚠️",
     "skipped": "⏭️",
     "running": "⏳",
+    "held": "⏸️",
     "pending": "⏭️",
 }
 
@@ -148,6 +149,9 @@ def deploy_stages(deploys: Iterable[DeployRecord]) -> list[Stage]:
         if outcome == "success":
             stages.append(Stage(name, "passed", "deployed and verified", when))
             continue
+        if outcome == "held":
+            stages.append(Stage(name, "held", _cell(record.message), when))
+            continue
         stages.append(Stage(name, "failed", _cell(record.message), when))
         if record.rollback:
             ok = outcome == "rolled back"
@@ -178,6 +182,11 @@ def next_step(stages: list[Stage]) -> str:
     if failed:
         lines.append(f"❌ {len(failed)} stage(s) failed: {', '.join(s.name for s in failed)}.")
         lines.append("Fix and push, then run the checks again (`/e2e`).")
+    elif any(s.status == "held" for s in stages):
+        lines.append(
+            "⏸️ Held: the checks could not decide; the deploy is neither verified nor rolled "
+            "back. Rerun the checks when the infrastructure answers."
+        )
     elif any(s.status == "inconclusive" for s in stages):
         lines.append("⚠️ Inconclusive: infrastructure did not answer. Rerun when it is back.")
     elif not stages:
