@@ -10,6 +10,7 @@ against a stack on each host, driven by the deployproof inventory or by an Ansib
 from __future__ import annotations
 
 import re
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -306,6 +307,8 @@ def test_a_failed_deploy_over_ssh_rolls_back_on_each_host_once(
     (pytester.path / "inventories" / "test.yml").write_text(inventory)
     pytester.makepyfile(**CHECKS)
     before = {name: fleet.stacks[name].container("web") for name in ("h1", "h2")}
+    for name in ("h1", "h2"):  # env files hold passwords: they stay private through writes
+        (fleet.stacks[name].run_dir / ".env").chmod(0o600)
 
     result = pytester.runpytest_subprocess(
         "--env", "test", "--deploy", bad_image, "--stack", "app-h1,app-h2", "-m", "smoke",
@@ -323,6 +326,8 @@ def test_a_failed_deploy_over_ssh_rolls_back_on_each_host_once(
         assert actions == [("deploy", bad_image, "fail"), ("rollback", "v1.0.0", "success")]
         # On the host: the env file names the old version again, and a backup was taken there.
         assert "APP_IMAGE_TAG=v1.0.0" in (stack.run_dir / ".env").read_text()
+        assert stat.S_IMODE((stack.run_dir / ".env").stat().st_mode) == 0o600
+        assert not list(stack.run_dir.glob(".deployproof.*"))  # no temporary left behind
         backups = fleet.hosts.hosts[name].files / "backups" / stack.name
         assert [p for p in backups.iterdir() if (p / "manifest.json").is_file()]
         assert container_image(before[name]) == f"{IMAGE}:v1.0.0"

@@ -12,7 +12,9 @@ import base64
 import os
 import shlex
 import shutil
+import stat
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,35 +121,58 @@ class HostAccess:
         return done.stdout
 
     def write(self, path: Path, text: str, *, private: bool = False) -> None:
-        """Replace the file atomically (write beside it, then rename), on any host.
+        """Replace the file atomically: a temporary file with a unique name beside it, with
+        the target's mode and owner (an env file holding passwords stays 0600), synced,
+        then renamed over it (docs/requirements.md#tru-5). ``private`` files (a password
+        file) are always 0600; a new file is 0644 otherwise.
 
-        ``private`` files (a password file) are created with mode 0600. On the local host
-        they are written from this process, so their content is never on a command line;
-        on an ssh host the content travels inside the command, as every write does.
-        """
-        if private and self.host.spec == "local://":
-            self._write_here(path, text)
+        The content never goes on a command line (``ps`` would show it): on the local host
+        it is written from this process, on an ssh host sent on the command's stdin. Other
+        backends (paramiko, docker, ansible) have no stdin, and get it base64-encoded in
+        the command, as before."""
+        if self.host.spec == "local://":
+            self._write_here(Path(path), text, private)
             return
-        encoded = base64.b64encode(text.encode()).decode()
-        temporary = f"{path}.deployproof.tmp"
-        script = (
-            ("umask 077 && " if private else "")
-            + f"printf %s {shlex.quote(encoded)} | base64 -d > {shlex.quote(temporary)} "
-            f"&& mv -f {shlex.quote(temporary)} {shlex.quote(str(path))}"
-        )
-        done = self.run("sh", "-c", script)
-        if done.rc != 0:
-            raise Inconclusive(f"cannot write {path} on host {self.host.name!r}: {done.stderr}")
+        argv = ["sh", "-c", _WRITE_SCRIPT, "write", str(path), "private" if private else "keep"]
+        if is_ssh(self.host):
+            done = ssh.connection(self.host).run_with_input(argv, text.encode())
+            rc, stderr = done.returncode, done.stderr
+        else:
+            encoded = base64.b64encode(text.encode()).decode()
+            source = f"printf %s {shlex.quote(encoded)} | base64 -d"
+            result = self.run("sh", "-c", f"{source} | {shlex.join(argv)}")
+            rc, stderr = result.rc, result.stderr
+        if rc != 0:
+            raise Inconclusive(f"cannot write {path} on host {self.host.name!r}: {stderr.strip()}")
 
-    def _write_here(self, path: Path, text: str) -> None:
-        temporary = Path(f"{path}.deployproof.tmp")
+    def _write_here(self, path: Path, text: str, private: bool) -> None:
         try:
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "w") as file:
-                file.write(text)
-            os.replace(temporary, path)
+            existing: os.stat_result | None = path.stat()
+        except FileNotFoundError:
+            existing = None
+        try:
+            descriptor, temporary = tempfile.mkstemp(
+                dir=path.parent, prefix=f".{path.name}.", suffix=".deployproof"
+            )
         except OSError as exc:
             raise Inconclusive(f"cannot write {path} on host {self.host.name!r}: {exc}") from None
+        try:
+            with os.fdopen(descriptor, "w") as file:
+                file.write(text)
+                file.flush()
+                mode = 0o600 if private else (stat.S_IMODE(existing.st_mode) if existing else 0o644)
+                os.fchmod(file.fileno(), mode)
+                if existing is not None and os.geteuid() == 0:
+                    os.fchown(file.fileno(), existing.st_uid, existing.st_gid)
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException as exc:
+            Path(temporary).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise Inconclusive(
+                    f"cannot write {path} on host {self.host.name!r}: {exc}"
+                ) from None
+            raise
 
     def compose(
         self,
@@ -189,6 +214,28 @@ class HostAccess:
         fields = lines[-1].split()
         used, available = int(fields[2]), int(fields[3])
         return DiskUsage(path, fields[5], used + available, available)
+
+
+# Replace "$1" atomically with stdin: a unique temporary beside it, mode 0600 when "$2" is
+# "private", else the target's mode and owner (0644 for a new file), synced, renamed; the
+# temporary is removed whatever happens.
+_WRITE_SCRIPT = """set -eu
+target=$1
+tmp=$(mktemp "$(dirname -- "$target")/.deployproof.XXXXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+cat > "$tmp"
+if [ "$2" = private ]; then
+  chmod 600 -- "$tmp"
+elif [ -e "$target" ]; then
+  chmod --reference="$target" -- "$tmp"
+  chown --reference="$target" -- "$tmp" 2>/dev/null || true
+else
+  chmod 644 -- "$tmp"
+fi
+sync -- "$tmp" 2>/dev/null || true
+mv -f -- "$tmp" "$target"
+trap - EXIT
+"""
 
 
 def _transport_error(exc: Exception) -> str:

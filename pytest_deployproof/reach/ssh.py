@@ -218,6 +218,23 @@ class SshConnection:
             self._forwarded = True
             return self._docker_socket
 
+    def run_with_input(self, argv: list[str], data: bytes) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` on the host through the master, ``data`` on its stdin: how a file's
+        content reaches the host without ever being on a command line."""
+        self.open()
+        command = ["ssh", *self.options(), "-o", f"ControlPath={self.control_path}"]
+        command += [self.target, "--", shlex.join(argv)]
+        try:
+            done = subprocess.run(
+                command, input=data, capture_output=True, timeout=self.timeout_s + 60, check=False
+            )
+        except subprocess.TimeoutExpired:
+            self.unreachable(f"no answer in {self.timeout_s + 60} s")
+        stderr = done.stderr.decode(errors="replace")
+        if done.returncode == 255:
+            self.unreachable(_last_line(stderr) or "ssh exited 255")
+        return subprocess.CompletedProcess(argv, done.returncode, "", stderr)
+
     def close(self) -> None:
         with self._lock:
             if self._open:

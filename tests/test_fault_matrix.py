@@ -1,0 +1,200 @@
+"""A deploy is recorded good only when it was proven good (TRU-1, BYD-1), on the real engine.
+
+Each test injects one fault into a real ``pytest --deploy`` of a real Compose stack and
+asserts the verdict, the rollback where one is due, the history lines, the verified
+record (never written for a version that was not proven), and the env file's tag and
+mode afterwards.
+
+| fault injected                     | exit | rollback | history               | verified | env  |
+|------------------------------------|------|----------|-----------------------|----------|------|
+| SIGINT to the group during `up`    | 2    | yes      | fail, rollback        | none     | v1   |
+| every check of the stack skipped   | 6    | no: held | inconclusive          | none     | v2   |
+| a check of the stack inconclusive  | 1    | no: held | inconclusive          | none     | v2   |
+| the same, `on_inconclusive: rollback` | 1 | yes      | inconclusive, rollback| none     | v1   |
+| `up_timeout_s: .inf`               | 4    | nothing changed | none           | none     | v1   |
+
+The env file keeps its mode (0600) through every write.
+
+Torn history and verified lines and a full disk while appending are shown in
+tests/test_durable_state.py; SIGINT/SIGTERM during the tests, SIGKILL mid-run, a
+live lock and two concurrent deploys in tests/test_deploy_docker.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_deployproof.state_dir import StateDir
+from tests.support.compose import ComposeStack, compose_binary
+from tests.support.deploying import container, deploy_inventory, history_lines, wait_for
+
+SLOW_UP = """#!/bin/sh
+# Compose, with `up` held back a few seconds so that a signal lands while it runs.
+case " $* " in
+  *" up "*) touch "{mark}"; sleep 5 ;;
+esac
+exec {compose} "$@"
+"""
+
+SKIPPING_CHECK = """
+import pytest
+
+def test_cannot_tell(stack):
+    pytest.skip("nothing to look at")
+"""
+
+INCONCLUSIVE_CHECK = """
+import pytest
+from pytest_deployproof.errors import Inconclusive
+
+@pytest.fixture
+def unreachable(stack):
+    raise Inconclusive("host vanished while looking")
+
+def test_needs_the_host(stack, unreachable):
+    pass
+"""
+
+
+def _run_deploy(pytester: pytest.Pytester, version: str) -> subprocess.Popen[str]:
+    """``pytest --deploy`` in its own process group, as a terminal or a CI runner starts it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--env", "test", "--deploy", version,
+         "-p", "no:cacheprovider", "-rA"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def _env_mode(app: ComposeStack) -> int:
+    return stat.S_IMODE((app.run_dir / ".env").stat().st_mode)
+
+
+@pytest.fixture
+def app_at_v1(
+    pytester: pytest.Pytester, deploy_project: tuple[ComposeStack, Path]
+) -> tuple[ComposeStack, Path]:
+    """The deploy project with v1.0.0 recorded as good and its env file private (0600)."""
+    app, state = deploy_project
+    from pytest_deployproof.deploy.history import History
+
+    History(StateDir(state).history).record("app", "test", "deploy", "v1.0.0", "success")
+    (app.run_dir / ".env").chmod(0o600)
+    return app, state
+
+
+def test_sigint_during_compose_up_rolls_back_and_records_the_interrupted_deploy(
+    pytester: pytest.Pytester, app_at_v1: tuple[ComposeStack, Path]
+) -> None:
+    app, state = app_at_v1
+    mark = pytester.path / "up-started"
+    wrapper = pytester.path / "slow-compose"
+    wrapper.write_text(SLOW_UP.format(mark=mark, compose=compose_binary()))
+    wrapper.chmod(0o755)
+    inventory = deploy_inventory(app, state).replace(
+        "hosts: {here: {spec: 'local://'}}",
+        f"hosts: {{here: {{spec: 'local://', compose: '{wrapper}'}}}}",
+    )
+    (pytester.path / "inventories" / "test.yml").write_text(inventory)
+    pytester.makepyfile(test_up="def test_up(stack):\n    pass\n")
+
+    run = _run_deploy(pytester, "v2.0.0")
+    wait_for(mark)  # the env file says v2.0.0 and `compose up` is running
+    assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v2.0.0\n"
+    os.killpg(run.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+    output, _ = run.communicate(timeout=180)
+
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "deployed and verified" not in output
+    assert "the deploy was interrupted: SIGINT or SIGTERM" in output
+    assert "rolled back to v1.0.0, verified" in output
+    assert history_lines(state)[-2:] == [
+        ("deploy", "v2.0.0", "fail", "the deploy was interrupted: SIGINT or SIGTERM"),
+        (
+            "rollback",
+            "v1.0.0",
+            "success",
+            "after v2.0.0: the deploy was interrupted: SIGINT or SIGTERM",
+        ),
+    ]
+    assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"
+    assert _env_mode(app) == 0o600
+    assert container(app)["image"].endswith(":v1.0.0")
+    assert not StateDir(state).verified("app").exists()
+    assert not (state / "locks" / "app.lease").exists()
+
+
+def test_a_deploy_whose_checks_all_skipped_is_held_not_verified(
+    pytester: pytest.Pytester, app_at_v1: tuple[ComposeStack, Path]
+) -> None:
+    app, state = app_at_v1
+    pytester.makepyfile(test_skips=SKIPPING_CHECK)
+    run = _run_deploy(pytester, "v2.0.0")
+    output, _ = run.communicate(timeout=180)
+
+    assert run.returncode == 6, output  # held: neither a pass nor a failure
+    assert "app: v2.0.0 HELD, not verified (no check of the stack ran and passed)" in output
+    assert history_lines(state)[-1] == (
+        "deploy",
+        "v2.0.0",
+        "inconclusive",
+        "no check of the stack ran and passed",
+    )
+    assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v2.0.0\n"  # held, not undone
+    assert _env_mode(app) == 0o600
+    assert not StateDir(state).verified("app").exists()
+
+
+@pytest.mark.parametrize("policy", ["hold", "rollback"])
+def test_an_inconclusive_check_holds_unless_the_inventory_says_roll_back(
+    pytester: pytest.Pytester, app_at_v1: tuple[ComposeStack, Path], policy: str
+) -> None:
+    app, state = app_at_v1
+    inventory = deploy_inventory(app, state).replace(
+        "up_timeout_s: 60\n", f"up_timeout_s: 60\non_inconclusive: {policy}\n"
+    )
+    (pytester.path / "inventories" / "test.yml").write_text(inventory)
+    pytester.makepyfile(test_inconclusive=INCONCLUSIVE_CHECK)
+    run = _run_deploy(pytester, "v2.0.0")
+    output, _ = run.communicate(timeout=180)
+
+    assert run.returncode == pytest.ExitCode.TESTS_FAILED, output  # the error is reported
+    reason = "1 checks inconclusive: INCONCLUSIVE test/platform/app test_needs_the_host"
+    if policy == "hold":
+        assert history_lines(state)[-1] == ("deploy", "v2.0.0", "inconclusive", reason)
+        assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v2.0.0\n"
+    else:
+        failed = reason.replace("inconclusive", "failed")
+        assert history_lines(state)[-2:] == [
+            ("deploy", "v2.0.0", "inconclusive", failed),
+            ("rollback", "v1.0.0", "success", f"after v2.0.0: {failed}"),
+        ]
+        assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"
+    assert not StateDir(state).verified("app").exists()
+
+
+def test_an_infinite_up_timeout_is_refused_before_anything_changes(
+    pytester: pytest.Pytester, app_at_v1: tuple[ComposeStack, Path]
+) -> None:
+    app, state = app_at_v1
+    inventory = deploy_inventory(app, state).replace("up_timeout_s: 60", "up_timeout_s: .inf")
+    (pytester.path / "inventories" / "test.yml").write_text(inventory)
+    pytester.makepyfile(test_up="def test_up(stack):\n    pass\n")
+    run = _run_deploy(pytester, "v2.0.0")
+    output, _ = run.communicate(timeout=120)
+
+    assert run.returncode == pytest.ExitCode.USAGE_ERROR, output
+    assert "up_timeout_s" in output
+    assert "Traceback" not in output
+    assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"
+    assert len(history_lines(state)) == 1  # only the v1.0.0 recorded by the fixture
