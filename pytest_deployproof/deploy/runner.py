@@ -100,19 +100,26 @@ class RunnerServer(ThreadingHTTPServer):
         self.applied: list[dict[str, Any]] = []
         super().__init__(address, _RunnerRequest)
 
-    def accept(self, delivery: str) -> bool:
+    def accept(self, delivery: str, tag: str) -> bool:
+        """Take this delivery as THE deploy, or refuse it: deciding and marking the runner
+        busy is one step under the lock, so two requests at the same instant never both
+        pass (docs/requirements.md#tru-2)."""
         with self.lock:
-            return self.state["status"] != "deploying" and self.deliveries.first(delivery)
+            if self.state["status"] == "deploying" or not self.deliveries.first(delivery):
+                return False
+            self.state = {"status": "deploying", "tag": tag}
+            return True
 
     def run_deploy(self, request: dict[str, Any]) -> None:
-        self.state = {"status": "deploying", "tag": request["tag"]}
         try:
             self.apply(request["tag"])
         except Exception as exc:  # the runner reports, it does not die
-            self.state = {"status": "failed", "tag": request["tag"], "error": str(exc)[:500]}
+            with self.lock:
+                self.state = {"status": "failed", "tag": request["tag"], "error": str(exc)[:500]}
             return
-        self.applied.append(request)
-        self.state = {"status": "ok", "tag": request["tag"]}
+        with self.lock:
+            self.applied.append(request)
+            self.state = {"status": "ok", "tag": request["tag"]}
 
 
 class _RunnerRequest(BaseHTTPRequestHandler):
@@ -162,6 +169,7 @@ class _RunnerRequest(BaseHTTPRequestHandler):
             raise Rejected(400, "needs a JSON object with a plain tag")
         if request.get("env") != self.server.env:
             raise Rejected(400, f"this runner deploys {self.server.env}")
-        if not self.server.accept(self.headers.get("X-Deployproof-Delivery", "")):
+        delivery = self.headers.get("X-Deployproof-Delivery", "")
+        if not self.server.accept(delivery, str(request["tag"])):
             raise Rejected(409, "duplicate delivery, or a deploy in progress")
         return request
