@@ -15,4 +15,5 @@ pytest_plugins = [
     "tests.support.registry",
     "tests.support.deploying",
     "tests.support.loopback",
+    "tests.support.filesystems",
 ]

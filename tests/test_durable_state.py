@@ -16,7 +16,8 @@ import pytest
 
 from pytest_deployproof.deploy.history import History
 from pytest_deployproof.deploy.promotion import load_verified, record_verified
-from pytest_deployproof.state_dir import StateDir
+from pytest_deployproof.state_dir import StateDir, StateWriteError
+from tests.support.filesystems import SmallDisk
 
 LIMITED_WRITER = """
 import resource, signal, sys
@@ -62,6 +63,22 @@ def test_a_full_disk_leaves_no_torn_line_and_the_next_append_is_whole(tmp_path: 
     last = history.last_good("web", "staging")
     assert last is not None
     assert last.version == "v1"
+
+
+def test_a_full_filesystem_refuses_the_append_and_keeps_the_history_whole(
+    small_disk: SmallDisk,
+) -> None:
+    path = small_disk.path / "deploy-history.log"
+    history = History(path)
+    history.record("web", "staging", "deploy", "v1", "success")
+    before = path.read_bytes()
+    small_disk.fill()
+    with pytest.raises(StateWriteError, match="No space left on device"):
+        history.record("web", "staging", "deploy", "v2", "success", notes="x" * 5000)
+    assert path.read_bytes() == before
+    small_disk.make_room()
+    history.record("web", "staging", "deploy", "v2", "success")
+    assert [e.version for e in history.entries()] == ["v1", "v2"]
 
 
 def test_a_torn_history_line_does_not_block_the_rollback_target(

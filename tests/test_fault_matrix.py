@@ -12,6 +12,7 @@ mode afterwards.
 | a check of the stack inconclusive  | 1    | no: held | inconclusive          | none     | v2   |
 | the same, `on_inconclusive: rollback` | 1 | yes      | inconclusive, rollback| none     | v1   |
 | `up_timeout_s: .inf`               | 4    | nothing changed | none           | none     | v1   |
+| the lease broken during `up`       | 1    | yes      | fail, rollback        | none     | v1   |
 
 The env file keeps its mode (0600) through every write.
 
@@ -97,15 +98,7 @@ def test_sigint_during_compose_up_rolls_back_and_records_the_interrupted_deploy(
     pytester: pytest.Pytester, app_at_v1: tuple[ComposeStack, Path]
 ) -> None:
     app, state = app_at_v1
-    mark = pytester.path / "up-started"
-    wrapper = pytester.path / "slow-compose"
-    wrapper.write_text(SLOW_UP.format(mark=mark, compose=compose_binary()))
-    wrapper.chmod(0o755)
-    inventory = deploy_inventory(app, state).replace(
-        "hosts: {here: {spec: 'local://'}}",
-        f"hosts: {{here: {{spec: 'local://', compose: '{wrapper}'}}}}",
-    )
-    (pytester.path / "inventories" / "test.yml").write_text(inventory)
+    mark = _slow_up_inventory(pytester, app, state)
     pytester.makepyfile(test_up="def test_up(stack):\n    pass\n")
 
     run = _run_deploy(pytester, "v2.0.0")
@@ -132,6 +125,46 @@ def test_sigint_during_compose_up_rolls_back_and_records_the_interrupted_deploy(
     assert container(app)["image"].endswith(":v1.0.0")
     assert not StateDir(state).verified("app").exists()
     assert not (state / "locks" / "app.lease").exists()
+
+
+def _slow_up_inventory(pytester: pytest.Pytester, app: ComposeStack, state: Path) -> Path:
+    """Point the host's Compose at a wrapper that holds `up` back; returns its start mark."""
+    mark = pytester.path / "up-started"
+    wrapper = pytester.path / "slow-compose"
+    wrapper.write_text(SLOW_UP.format(mark=mark, compose=compose_binary()))
+    wrapper.chmod(0o755)
+    inventory = deploy_inventory(app, state).replace(
+        "hosts: {here: {spec: 'local://'}}",
+        f"hosts: {{here: {{spec: 'local://', compose: '{wrapper}'}}}}",
+    )
+    (pytester.path / "inventories" / "test.yml").write_text(inventory)
+    return mark
+
+
+def test_a_lease_lost_during_the_deploy_fails_it_at_the_next_phase_and_rolls_back(
+    pytester: pytest.Pytester, app_at_v1: tuple[ComposeStack, Path]
+) -> None:
+    from pytest_deployproof.ops.cli import main
+
+    app, state = app_at_v1
+    mark = _slow_up_inventory(pytester, app, state)
+    pytester.makepyfile(test_up="def test_up(stack):\n    pass\n")
+    run = _run_deploy(pytester, "v2.0.0")
+    wait_for(mark)
+    inventory = str(pytester.path / "inventories")
+    assert main(["lock", "--env", "test", "--inventory", inventory, "app", "--break"]) == 0
+    output, _ = run.communicate(timeout=180)
+
+    assert run.returncode == pytest.ExitCode.TESTS_FAILED, output
+    lost = "the deploy was interrupted: LockLostError: the lease of stack app is now held by"
+    assert lost in output
+    assert "rolled back to v1.0.0, verified" in output
+    assert [line[:3] for line in history_lines(state)[-2:]] == [
+        ("deploy", "v2.0.0", "fail"),
+        ("rollback", "v1.0.0", "success"),
+    ]
+    assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"
+    assert not StateDir(state).verified("app").exists()
 
 
 def test_a_deploy_whose_checks_all_skipped_is_held_not_verified(

@@ -17,6 +17,7 @@ import pytest
 from pytest_deployproof.deploy.history import Entry, History
 from pytest_deployproof.deploy.locks import Lease, LockHeldError, LockLostError, StackLock
 from pytest_deployproof.secrets import Masker
+from tests.support.filesystems import SmallDisk
 
 
 def at(minute: int) -> datetime:
@@ -116,7 +117,8 @@ HOLDER = """
 import sys, time
 from pathlib import Path
 from pytest_deployproof.deploy.locks import StackLock
-lock = StackLock(Path(sys.argv[1]), "web", run_id=sys.argv[2])
+ttl = float(sys.argv[4]) if len(sys.argv) > 4 else 900
+lock = StackLock(Path(sys.argv[1]), "web", run_id=sys.argv[2], ttl_s=ttl)
 lock.acquire()
 print("held", flush=True)
 time.sleep(float(sys.argv[3]))
@@ -210,6 +212,66 @@ def test_an_expired_lease_of_another_host_is_reclaimed_a_live_one_is_not(tmp_pat
     assert note.endswith("it expired without being renewed")
 
 
+def test_a_live_holder_keeps_its_lease_after_it_expired(tmp_path: Path) -> None:
+    """Expiry is for holders we cannot see: a live process on this host (same machine,
+    boot and PID namespace) is never robbed of its lease; only --break takes it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path), "run-slow", "30", "0.2"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        time.sleep(0.5)  # its 0.2 s lease has expired, and nothing renews it
+        lease = StackLock(tmp_path, "web").holder()
+        assert lease is not None
+        assert lease.expires_at < time.time()
+        assert lease.started > 0
+        assert lease.pid_namespace.startswith("pid:[")
+        with pytest.raises(LockHeldError, match=r"run run-slow"):
+            StackLock(tmp_path, "web").acquire(timeout_s=0.5)
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+    note = StackLock(tmp_path, "web").acquire(timeout_s=0)  # dead now: reclaimed
+    assert note is not None
+    assert note.endswith(f"its process {holder.pid} is gone")
+
+
+def test_a_reused_pid_does_not_keep_a_dead_holders_lease(tmp_path: Path) -> None:
+    """Our own pid stands in for a pid the kernel gave to a new process: the lease names
+    another start time, so its holder is gone."""
+    lease = StackLock(tmp_path, "web", run_id="run-old")
+    lease.acquire()
+    data = json.loads((tmp_path / "web.lease").read_text())
+    data["started"] -= 1  # the process that took it started earlier than the one with its pid
+    (tmp_path / "web.lease").write_text(json.dumps(data))
+    note = StackLock(tmp_path, "web", run_id="run-new").acquire(timeout_s=0)
+    assert note is not None
+    assert note.endswith("(the pid now belongs to another process)")
+
+
+def test_a_lease_from_another_pid_namespace_is_judged_by_its_expiry(tmp_path: Path) -> None:
+    """Two containers can share a hostname and a pid: a lease written in another PID
+    namespace is not ours to check by pid, so it holds until it expires."""
+    lock = StackLock(tmp_path, "web", run_id="run-container")
+    lock.acquire()
+    data = json.loads((tmp_path / "web.lease").read_text())
+    data["pid_namespace"] = "pid:[4026531999]"
+    data["pid"] = 999_999  # no such process here, which means nothing across namespaces
+    (tmp_path / "web.lease").write_text(json.dumps(data))
+    with pytest.raises(LockHeldError, match="run run-container"):
+        StackLock(tmp_path, "web").acquire(timeout_s=0)
+    data["expires_at"] = time.time() - 1
+    (tmp_path / "web.lease").write_text(json.dumps(data))
+    note = StackLock(tmp_path, "web").acquire(timeout_s=0)
+    assert note is not None
+    assert note.endswith("it expired without being renewed")
+
+
 RACER = """
 import sys
 from pathlib import Path
@@ -245,50 +307,29 @@ def test_heartbeat_renews_and_a_broken_lease_is_noticed(tmp_path: Path) -> None:
     assert broken.run_id == lock.run_id
     with pytest.raises(LockLostError, match="nobody"):
         lock.renew()
+    time.sleep(0.3)  # the heartbeat finds it too, and says so at the next phase boundary
+    assert lock.lost is not None
+    with pytest.raises(LockLostError, match="renewing the lease of stack web failed"):
+        lock.check()
     lock.release()  # stops the heartbeat; nothing of ours left to remove
 
 
-def test_a_torn_lease_file_counts_as_stale(tmp_path: Path) -> None:
-    (tmp_path / "web.lease").write_text("{not json")
-    note = StackLock(tmp_path, "web").acquire()
-    assert note is not None
-    assert "unreadable lease" in note
-
-
-def test_cli_history_and_lock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pytest_deployproof.ops.cli import main
-
-    (tmp_path / "staging.yml").write_text(
-        "hosts: {here: {spec: 'local://'}}\nstate_dir: state\nstacks:\n"
-        "  web: {layer: platform, host: here, run_dir: /srv/web, services: {web: {}}}\n"
-    )
-    history = History(tmp_path / "state" / "deploy-history.log")
-    history.record("web", "staging", "deploy", "v1", "success", when=at(0))
-    history.record("web", "staging", "deploy", "v2", "fail", notes="smoke failed", when=at(1))
-    history.record("web", "staging", "rollback", "v1", "success", when=at(2))
-    args = ["--env", "staging", "--inventory", str(tmp_path)]
-
-    assert main(["history", *args, "web", "--status", "fail"]) == 0
-    assert capsys.readouterr().out == (
-        "2026-01-30 10:01:00 | web | staging | deploy | v2 | fail | smoke failed\n"
-    )
-    assert main(["history", *args, "web", "--last-good"]) == 0
-    assert capsys.readouterr().out == "v1\n"
-    assert main(["history", *args, "api", "--last-good"]) == 1
-
-    assert main(["lock", *args, "web"]) == 0
-    assert capsys.readouterr().out == "web: not locked\n"
-    lock = StackLock(tmp_path / "state" / "locks", "web", run_id="run-7")
+def test_a_heartbeat_that_cannot_write_is_noticed_at_the_next_check(
+    small_disk: SmallDisk,
+) -> None:
+    """A full disk stops the renewal; the holder is told at its next phase boundary
+    instead of deploying on without a lease."""
+    lock = StackLock(small_disk.path, "web", ttl_s=2)
     lock.acquire()
-    assert main(["lock", *args, "web", "--status"]) == 0
-    assert f"web: locked by {getpass_user()}" in capsys.readouterr().out
-    assert main(["lock", *args, "web", "--break"]) == 0
-    assert "broke the lease of" in capsys.readouterr().out
-    assert lock.holder() is None
-    assert main(["history", "--env", "nope", "--inventory", str(tmp_path)]) == 2
-
-
-def getpass_user() -> str:
-    import getpass
-
-    return getpass.getuser()
+    lock.check()  # still ours: renewed
+    small_disk.fill()
+    lock.start_heartbeat(interval_s=0.1)
+    deadline = time.monotonic() + 5
+    while lock.lost is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lock.lost is not None
+    with pytest.raises(LockLostError, match="No space left on device"):
+        lock.check()
+    small_disk.make_room()
+    lock.release()
+    assert not (small_disk.path / "web.lease").exists()

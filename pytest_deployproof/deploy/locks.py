@@ -7,6 +7,13 @@ A lease is reclaimed, and the reclaiming run says so, when its owner is dead
 (same host, pid gone) or when it has expired (an owner on another host
 stopped renewing). Reading and replacing a lease happens under a short local
 file lock, so two runs can never both believe they hold it.
+
+"Same host" means the same machine and boot and the same PID namespace (two
+containers may share a hostname and a pid), and "dead" means that pid no longer
+runs the process that took the lease (its start time tells a reused pid apart).
+A live holder on this host keeps its lease even past its expiry: only an operator
+breaks it. A heartbeat that cannot renew (a full disk, a broken lease) is not
+silent: the holder learns it at its next phase boundary (:meth:`StackLock.check`).
 """
 
 from __future__ import annotations
@@ -38,6 +45,10 @@ class Lease:
     run_id: str
     acquired_at: float
     expires_at: float
+    # Who the process is, beyond its pid (empty/0 in leases written before these existed).
+    boot_id: str = ""
+    pid_namespace: str = ""
+    started: int = 0  # the process's start time, in clock ticks since boot
 
     def describe(self) -> str:
         since = datetime.fromtimestamp(self.acquired_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -62,6 +73,32 @@ class LockLostError(Exception):
     """Our lease was taken over (it expired, or an operator broke it) while we held it."""
 
 
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="ascii", errors="replace") as file:
+            return file.read().strip()
+    except OSError:
+        return ""
+
+
+def _boot_id() -> str:
+    return _read("/proc/sys/kernel/random/boot_id")
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def _start_time(pid: int) -> int:
+    """The process's start time (field 22 of /proc/PID/stat); 0 when it does not exist."""
+    stat = _read(f"/proc/{pid}/stat")
+    fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+    return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else 0
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -72,11 +109,24 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _here(lease: Lease) -> bool:
+    """Whether the lease's process would be visible to us: same machine, boot, PID namespace."""
+    if lease.hostname != socket.gethostname():
+        return False
+    if lease.boot_id and lease.boot_id != _boot_id():
+        return False
+    return not (lease.pid_namespace and lease.pid_namespace != _pid_namespace())
+
+
 def stale_reason(lease: Lease, now: float | None = None) -> str | None:
     """Why ``lease`` no longer protects anything, or ``None`` while it does."""
     now = time.time() if now is None else now
-    if lease.hostname == socket.gethostname() and not _pid_alive(lease.pid):
-        return f"its process {lease.pid} is gone"
+    if _here(lease):
+        if not _pid_alive(lease.pid):
+            return f"its process {lease.pid} is gone"
+        if lease.started and _start_time(lease.pid) != lease.started:
+            return f"its process {lease.pid} is gone (the pid now belongs to another process)"
+        return None  # a live holder keeps its lease, expired or not: only --break takes it
     if lease.expires_at < now:
         return "it expired without being renewed"
     return None
@@ -100,6 +150,7 @@ class StackLock:
         self._guard = FileLock(str(directory / f".{stack}.lease.guard"))
         self._heartbeat: threading.Thread | None = None
         self._stop = threading.Event()
+        self.lost: str | None = None  # why the heartbeat could not renew, once it could not
 
     # -- reading and writing the lease (always under the guard) -------------
 
@@ -120,6 +171,9 @@ class StackLock:
             run_id=self.run_id,
             acquired_at=acquired_at,
             expires_at=time.time() + self.ttl_s,
+            boot_id=_boot_id(),
+            pid_namespace=_pid_namespace(),
+            started=_start_time(os.getpid()),
         )
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(asdict(lease)))
@@ -160,6 +214,16 @@ class StackLock:
                 raise LockLostError(f"the lease of stack {self.stack} is now held by {taken}")
             self._write(current.acquired_at)
 
+    def check(self) -> None:
+        """At a phase boundary: raise :class:`LockLostError` unless the lease is still ours
+        (the heartbeat failed, or someone broke or took it), renewing it if it is."""
+        if self.lost is not None:
+            raise LockLostError(self.lost)
+        try:
+            self.renew()
+        except OSError as exc:
+            raise LockLostError(f"renewing the lease of stack {self.stack} failed: {exc}") from None
+
     def release(self) -> None:
         """Give the lease up if it is still ours (never remove someone else's)."""
         self._stop_heartbeat()
@@ -177,7 +241,8 @@ class StackLock:
             while not self._stop.wait(interval):
                 try:
                     self.renew()
-                except LockLostError:
+                except (LockLostError, OSError) as exc:  # e.g. a full disk
+                    self.lost = f"renewing the lease of stack {self.stack} failed: {exc}"
                     return
 
         self._heartbeat = threading.Thread(target=beat, name=f"lease-{self.stack}", daemon=True)

@@ -107,6 +107,7 @@ class StackAction:
         with allure.step(title):
             try:
                 yield
+                self.lock.check()  # every phase ends still holding the stack's lease
             except BaseException:
                 self.deployment.phases.append((name, "fail", time.monotonic() - started))
                 raise
