@@ -113,3 +113,16 @@ def test_files_that_are_not_backups_are_ignored(tmp_path: Path) -> None:
     taken = backups.take("v1", {}, None)
     assert [b.name for b in backups.all()] == [taken.name]
     assert isinstance(backups.all()[0], Backup)
+
+
+def test_a_half_made_backup_left_by_a_killed_run_is_removed_secrets_and_all(
+    tmp_path: Path,
+) -> None:
+    backups = make_backups(tmp_path)
+    left = tmp_path / "backups" / "web" / ".20260101T000000Z.partial"
+    left.mkdir(parents=True)
+    (left / ".pgpass-db").write_text("db:5432:app:app:planted-pgpass-secret\n")
+    (left / "env-.env").write_text("TAG=v0\n")
+    taken = backups.take("v1", {"TAG": "v1"}, None)
+    assert not left.exists()
+    assert [p.name for p in (tmp_path / "backups" / "web").iterdir()] == [taken.name]

@@ -333,3 +333,58 @@ def test_a_heartbeat_that_cannot_write_is_noticed_at_the_next_check(
     small_disk.make_room()
     lock.release()
     assert not (small_disk.path / "web.lease").exists()
+
+
+def test_a_torn_lease_file_counts_as_stale(tmp_path: Path) -> None:
+    (tmp_path / "web.lease").write_text("{not json")
+    note = StackLock(tmp_path, "web").acquire()
+    assert note is not None
+    assert "unreadable lease" in note
+
+
+def test_cli_history_and_lock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_deployproof.ops.cli import main
+
+    (tmp_path / "staging.yml").write_text(
+        "hosts: {here: {spec: 'local://'}}\nstate_dir: state\nstacks:\n"
+        "  web: {layer: platform, host: here, run_dir: /srv/web, services: {web: {}}}\n"
+    )
+    history = History(tmp_path / "state" / "deploy-history.log")
+    history.record("web", "staging", "deploy", "v1", "success", when=at(0))
+    history.record("web", "staging", "deploy", "v2", "fail", notes="smoke failed", when=at(1))
+    history.record("web", "staging", "rollback", "v1", "success", when=at(2))
+    args = ["--env", "staging", "--inventory", str(tmp_path)]
+
+    assert main(["history", *args, "web", "--status", "fail"]) == 0
+    assert capsys.readouterr().out == (
+        "2026-01-30 10:01:00 | web | staging | deploy | v2 | fail | smoke failed\n"
+    )
+    assert main(["history", *args, "web", "--last-good"]) == 0
+    assert capsys.readouterr().out == "v1\n"
+    assert main(["history", *args, "api", "--last-good"]) == 2  # no such stack here
+    assert "no stack 'api' in staging: known are web" in capsys.readouterr().err
+
+    assert main(["lock", *args, "web"]) == 0
+    assert capsys.readouterr().out == "web: not locked\n"
+    lock = StackLock(tmp_path / "state" / "locks", "web", run_id="run-7")
+    lock.acquire()
+    assert main(["lock", *args, "web", "--status"]) == 0
+    assert f"web: locked by {getpass_user()}" in capsys.readouterr().out
+    assert main(["lock", *args, "web", "--break"]) == 0
+    assert "broke the lease of" in capsys.readouterr().out
+    assert lock.holder() is None
+    assert main(["history", "--env", "nope", "--inventory", str(tmp_path)]) == 2
+
+    # A stack name is checked before it becomes part of a path: nothing outside is touched.
+    outside = tmp_path / "x.lease"
+    outside.write_text("not ours")
+    capsys.readouterr()
+    assert main(["lock", *args, "../../" + str(tmp_path.name) + "/x", "--break"]) == 2
+    assert "no stack '../../" in capsys.readouterr().err
+    assert outside.read_text() == "not ours"
+
+
+def getpass_user() -> str:
+    import getpass
+
+    return getpass.getuser()

@@ -180,6 +180,7 @@ class Backups:
             "skipped": skipped,
         }
         try:
+            self._remove_unfinished()
             self._prepare(work, passfiles)
             done = self.access.run("sh", "-c", "; ".join(steps))
             if done.rc != 0:
@@ -197,6 +198,17 @@ class Backups:
             self._remove(str(work))
             raise
         return Backup(name, final, manifest)
+
+    def _remove_unfinished(self) -> None:
+        """Backups a killed run left half-made (``.<name>.partial``, perhaps with a pgpass
+        file in them): their secrets first, then the rest. The stack's lease is held, so
+        none of them is still being written."""
+        script = (
+            f"cd {shlex.quote(str(self.root))} 2>/dev/null || exit 0; "
+            'for d in .*.partial; do [ -d "$d" ] || continue; '
+            'rm -f -- "$d"/.pgpass-*; rm -rf -- "$d"; done'
+        )
+        self.access.run("sh", "-c", script)
 
     def _prepare(self, work: PurePosixPath, passfiles: list[tuple[PurePosixPath, str]]) -> None:
         done = self.access.run("sh", "-c", f"umask 077 && mkdir -p {shlex.quote(str(work))}")

@@ -65,8 +65,16 @@ def _ansible(args: argparse.Namespace) -> Path | None:
 
 
 def _load(args: argparse.Namespace) -> Inventory:
-    """The environment an operator command names (``--ansible-inventory`` completes hosts)."""
-    return load_environment(Path(args.inventory), args.env, _ansible(args))
+    """The environment an operator command names (``--ansible-inventory`` completes hosts).
+
+    A stack the command names must be one of the inventory's before anything uses it:
+    its name becomes part of paths (``locks/<stack>.lease``), and ``../../x`` is no stack."""
+    inventory = load_environment(Path(args.inventory), args.env, _ansible(args))
+    stack = getattr(args, "stack", None)
+    if stack is not None and stack not in inventory.stacks:
+        known = ", ".join(sorted(inventory.stacks)) or "(none)"
+        raise InventoryError(f"no stack {stack!r} in {args.env}: known are {known}")
+    return inventory
 
 
 def _state(args: argparse.Namespace) -> StateDir | None:
@@ -124,9 +132,6 @@ def _operator_run(args: argparse.Namespace) -> tuple[Run, Stack] | None:
 
     try:
         inventory = _load(args)
-        if args.stack not in inventory.stacks:
-            known = ", ".join(sorted(inventory.stacks))
-            raise InventoryError(f"no stack {args.stack!r} in {args.env}: known are {known}")
     except InventoryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
@@ -362,7 +367,7 @@ def _runner(args: argparse.Namespace) -> int:
     try:
         inventory = _load(args)
         stack = inventory.stacks[args.stack]
-    except (InventoryError, KeyError) as exc:
+    except InventoryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not stack.image_tag_var:
