@@ -18,8 +18,15 @@ from . import e2e_fixtures, fixtures
 from .deploy.deployer import DeployError
 from .deploy.signals import terminate_as_interrupt
 from .errors import Inconclusive
-from .inventory.changes import ChangeError, changed_files, impact_of, repository_root
+from .inventory.changes import (
+    ChangeError,
+    changed_files,
+    impact_of,
+    repository_root,
+    work_tree_of,
+)
 from .inventory.load import InventoryError, discover, load_environment
+from .inventory.model import Inventory
 from .inventory.selection import SelectionError, select
 from .reach import ssh
 from .reach.hosts import is_ssh, testinfra_host
@@ -45,12 +52,28 @@ __all__ = ["start"]
 def start(config: pytest.Config, settings: Settings) -> None:
     """Load the environment's inventory and selection, and register the run's reporter
     (plugin.py then registers this module's hooks)."""
-    config.stash[RUN_KEY] = _new_run(config, settings)
+    config.stash[RUN_KEY] = run = _new_run(config, settings)
     config.pluginmanager.register(Reporter(config), "deployproof-reporting")
     if settings.deploy.value is not None:
+        _refuse_state_in_checkout(run.inventory)
         config.pluginmanager.register(fixtures.DeployFirst(), "deployproof-deploy-first")
         terminate_as_interrupt()  # a cancelled CI job rolls back like Ctrl-C (DEP-2)
     _check_suites(config)
+
+
+def _refuse_state_in_checkout(inventory: Inventory) -> None:
+    """--deploy keeps its history, leases and verified versions in the state directory; a
+    default one inside a git checkout is wiped by CI's clean step, and with it what /revert
+    and promotion rely on, while leases then exclude nobody (docs/requirements.md#tru-2)."""
+    state = inventory.state.root
+    checkout = None if inventory.state_dir_given else work_tree_of(state)
+    if checkout is not None:
+        raise pytest.UsageError(
+            f"--deploy: the default state directory {state} is inside the git work tree "
+            f"{checkout}, where a checkout's clean step deletes history, leases and verified "
+            "versions. Set state_dir in the inventory to a path outside the checkout (e.g. "
+            f"/var/lib/deployproof/{inventory.environment}), or to this path to keep it there."
+        )
 
 
 def _new_run(config: pytest.Config, settings: Settings) -> Run:

@@ -13,6 +13,7 @@ mode afterwards.
 | the same, `on_inconclusive: rollback` | 1 | yes      | inconclusive, rollback| none     | v1   |
 | `up_timeout_s: .inf`               | 4    | nothing changed | none           | none     | v1   |
 | the lease broken during `up`       | 1    | yes      | fail, rollback        | none     | v1   |
+| default state dir in a git checkout | 4   | nothing changed | none           | none     | -    |
 
 The env file keeps its mode (0600) through every write.
 
@@ -231,3 +232,32 @@ def test_an_infinite_up_timeout_is_refused_before_anything_changes(
     assert "Traceback" not in output
     assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"
     assert len(history_lines(state)) == 1  # only the v1.0.0 recorded by the fixture
+
+
+def test_deploy_refuses_a_default_state_directory_inside_a_git_checkout(
+    pytester: pytest.Pytester,
+) -> None:
+    subprocess.run(["git", "init", "-q", str(pytester.path)], check=True)
+    (pytester.path / "inventories").mkdir()
+    (pytester.path / "inventories" / "test.yml").write_text(
+        "hosts: {here: {spec: 'local://'}}\n"
+        "stacks:\n  app: {layer: platform, host: here, run_dir: /nonexistent/app,\n"
+        "        image_tag_var: TAG, services: {web: {}}}\n"
+    )
+    pytester.makepyfile(test_up="def test_up(stack):\n    pass\n")
+    result = pytester.runpytest_subprocess(
+        "--env", "test", "--deploy", "v2", "-p", "no:cacheprovider"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*--deploy: the default state directory */inventories/.deployproof/test is inside the "
+         "git work tree*Set state_dir in the inventory*"]
+    )  # fmt: skip
+    assert not (pytester.path / "inventories" / ".deployproof").exists()
+    # Said explicitly, the same place is accepted (the deploy then fails on the missing stack).
+    text = (pytester.path / "inventories" / "test.yml").read_text()
+    (pytester.path / "inventories" / "test.yml").write_text("state_dir: .deployproof/test\n" + text)
+    again = pytester.runpytest_subprocess(
+        "--env", "test", "--deploy", "v2", "-p", "no:cacheprovider"
+    )
+    assert again.ret != pytest.ExitCode.USAGE_ERROR

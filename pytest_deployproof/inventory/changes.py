@@ -30,6 +30,7 @@ __all__ = [
     "head_sha",
     "impact_of",
     "repository_root",
+    "work_tree_of",
 ]
 
 
@@ -75,6 +76,17 @@ def repository_root(start: Path) -> Path:
         return Path(git(start, "rev-parse", "--show-toplevel").strip())
     except ChangeError as exc:
         raise ChangeError(f"{start} is not inside a git repository ({exc})") from None
+
+
+def work_tree_of(path: Path) -> Path | None:
+    """The git work tree ``path`` would be inside (it need not exist yet), or ``None``."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        return Path(git(existing, "rev-parse", "--show-toplevel").strip())
+    except ChangeError:
+        return None
 
 
 def head_sha(start: Path) -> str | None:

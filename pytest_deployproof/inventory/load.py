@@ -191,9 +191,11 @@ def _resolve_paths(inventory: Inventory, base: Path) -> Inventory:
     }
     repo = absolute(inventory.repo) if inventory.repo else None
     state = absolute(inventory.state_dir or Path(".deployproof") / inventory.environment)
-    return inventory.model_copy(
+    resolved = inventory.model_copy(
         update={"hosts": hosts, "stacks": stacks, "repo": repo, "state_dir": state}
     )
+    resolved._state_dir_given = inventory.state_dir is not None
+    return resolved
 
 
 def _cross_reference_problems(inventory: Inventory, stem: str) -> list[tuple[Location, str]]:

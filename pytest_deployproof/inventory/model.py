@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from ..state_dir import StateDir
 from ._glob import validate_glob
@@ -510,6 +510,13 @@ class Inventory(_Model):
 
     def layers_in_order(self) -> list[Layer]:
         return sorted(self.layers.values(), key=lambda layer: (layer.order, layer.name))
+
+    # Whether the inventory file set state_dir itself (the loader fills in the default).
+    _state_dir_given: bool = PrivateAttr(default=True)
+
+    @property
+    def state_dir_given(self) -> bool:
+        return self._state_dir_given
 
     @property
     def state(self) -> StateDir:
