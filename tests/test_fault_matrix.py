@@ -14,6 +14,7 @@ mode afterwards.
 | `up_timeout_s: .inf`               | 4    | nothing changed | none           | none     | v1   |
 | the lease broken during `up`       | 1    | yes      | fail, rollback        | none     | v1   |
 | default state dir in a git checkout | 4   | nothing changed | none           | none     | -    |
+| the backup's disk is full          | 1    | nothing changed | fail (refused) | none     | v1   |
 
 The env file keeps its mode (0600) through every write.
 
@@ -36,6 +37,7 @@ import pytest
 from pytest_deployproof.state_dir import StateDir
 from tests.support.compose import ComposeStack, compose_binary
 from tests.support.deploying import container, deploy_inventory, history_lines, wait_for
+from tests.support.filesystems import SmallDisk
 
 SLOW_UP = """#!/bin/sh
 # Compose, with `up` held back a few seconds so that a signal lands while it runs.
@@ -165,6 +167,30 @@ def test_a_lease_lost_during_the_deploy_fails_it_at_the_next_phase_and_rolls_bac
         ("rollback", "v1.0.0", "success"),
     ]
     assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"
+    assert not StateDir(state).verified("app").exists()
+
+
+def test_a_full_disk_during_the_backup_refuses_the_deploy_before_anything_changes(
+    pytester: pytest.Pytester, app_at_v1: tuple[ComposeStack, Path], small_disk: SmallDisk
+) -> None:
+    app, state = app_at_v1
+    inventory = deploy_inventory(app, state, extra=f"    backup: {{path: '{small_disk.path}'}}\n")
+    (pytester.path / "inventories" / "test.yml").write_text(inventory)
+    pytester.makepyfile(test_up="def test_up(stack):\n    pass\n")
+    small_disk.fill()
+    before = container(app)["id"]
+    run = _run_deploy(pytester, "v2.0.0")
+    output, _ = run.communicate(timeout=180)
+
+    assert run.returncode == pytest.ExitCode.TESTS_FAILED, output
+    assert "DEPLOY FAILED: deploy of app v2.0.0 refused, nothing changed:" in output
+    assert "No space left on device" in output
+    assert history_lines(state)[-1][:3] == ("deploy", "v2.0.0", "fail")
+    assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"
+    assert _env_mode(app) == 0o600
+    assert container(app)["id"] == before  # not even recreated
+    assert list(small_disk.path.glob("app/*")) == []  # no half-made backup left
+    assert list(small_disk.path.glob("app/.*")) == []
     assert not StateDir(state).verified("app").exists()
 
 
