@@ -259,7 +259,7 @@ def test_manual_rollback_by_list_last_good_and_version(
         main(["rollback", *args])  # none of VERSION, --list, --last-good
 
 
-def test_after_sigkill_the_next_deploy_reclaims_the_lock_and_says_so(
+def test_after_sigkill_the_next_deploy_reclaims_the_lock_records_and_rolls_back(
     pytester: pytest.Pytester, deploy_project: tuple[ComposeStack, Path]
 ) -> None:
     _, state = deploy_project
@@ -280,7 +280,18 @@ def test_after_sigkill_the_next_deploy_reclaims_the_lock_and_says_so(
     assert "app: reclaimed the lease of " in output
     assert f"(pid {killed.pid}, run {lease['run_id']})" in output
     assert f"its process {killed.pid} is gone" in output
-    # The killed run had brought v2.0.0 up: nothing to redeploy, but now it is verified.
-    assert "app: v2.0.0 is already deployed (same config hash): skipped, verified" in output
-    assert history_lines(state)[-1][:3] == ("deploy", "v2.0.0", "success")
+    # The killed run had changed the stack and never verified it: that is recorded, the
+    # version before it is put back and verified, and then this deploy runs from there.
+    assert "app: the interrupted deploy of v2.0.0 was rolled back to v1.0.0, verified" in output
+    assert "app: v2.0.0 deployed and verified" in output
+    assert [line[:3] for line in history_lines(state)[-3:]] == [
+        ("deploy", "v2.0.0", "fail"),
+        ("rollback", "v1.0.0", "success"),
+        ("deploy", "v2.0.0", "success"),
+    ]
+    interrupted = history_lines(state)[-3][3]
+    assert (
+        interrupted
+        == f"interrupted: run {lease['run_id']} (pid {killed.pid}) died while it deployed"
+    )
     assert not (state / "locks" / "app.lease").exists()

@@ -19,8 +19,11 @@ mode afterwards.
 The env file keeps its mode (0600) through every write.
 
 Torn history and verified lines and a full disk while appending are shown in
-tests/test_durable_state.py; SIGINT/SIGTERM during the tests, SIGKILL mid-run, a
-live lock and two concurrent deploys in tests/test_deploy_docker.py.
+tests/test_durable_state.py; SIGINT/SIGTERM during the tests, SIGKILL mid-run (the next
+run records the interrupted deploy and rolls it back), a live lock and two concurrent
+deploys in tests/test_deploy_docker.py; leases (a live holder past expiry, a reused pid,
+another PID namespace, a heartbeat on a full disk) in tests/test_history_and_locks.py; two
+runner deploys at the same instant in tests/test_runner_single_flight.py.
 """
 
 from __future__ import annotations

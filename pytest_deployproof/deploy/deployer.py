@@ -35,6 +35,7 @@ from ..observe.rollout import RolloutWatch
 from ..observe.stackfiles import env_value, parse_env, set_env_value
 from ..verdicts import CheckFailure, Verdict
 from .backups import BackupError, Backups
+from .locks import Lease
 from .promotion import load_verified, promotion_problem, record_verified
 from .signals import deferred
 from .stack_action import DeployError, Deployment, StackAction, write_tag
@@ -67,6 +68,10 @@ class Deployer(StackAction):
             self.lock.start_heartbeat()
             if note:
                 self.deployment.notes.append(note)
+        dead = self.lock.reclaimed
+        if dead is not None and dead.changed:
+            with self._phase("recover"):
+                self._recover(dead)
         env_text = self.access.read(self.stack.env_path)
         if env_text is None:
             self._refuse(f"env file {self.stack.env_path} does not exist on host {self.stack.host}")
@@ -87,11 +92,40 @@ class Deployer(StackAction):
             self._backup()
         if self.stack.runner is not None:
             with self._phase("runner"):
+                self.lock.mark_changing("deploy", version, self.deployment.previous)
                 self.deployment.changed = True  # from here on, a failure rolls back
                 self._through_runner(version)
             return self.deployment
         self._apply_locally(images, env_text)
         return self.deployment
+
+    def _recover(self, dead: Lease) -> None:
+        """A run that died while changing the stack (SIGKILL, a lost machine) left it
+        half-changed and unverified: record that, and put the last good version back,
+        verified, before this deploy starts (docs/requirements.md#tru-1)."""
+        name = self.stack.name
+        why = f"interrupted: run {dead.run_id} (pid {dead.pid}) died while it {dead.action}ed"
+        self.history.record(name, self.env, dead.action, dead.version, "fail", notes=why)
+        last = self.history.last_good(name, self.env)
+        target = last.version if last is not None else dead.previous or None
+        if target is None:
+            self._refuse(f"{why} {dead.version}, and no earlier version is known to restore")
+        self._original_env = self.access.read(self.stack.env_path) or ""
+        problem = self._put_back(target)
+        status = "fail" if problem else "success"
+        notes = f"after the interrupted {dead.action} of {dead.version}" + (
+            f"; verification: {problem}" if problem else ""
+        )
+        self.history.record(name, self.env, "rollback", target, status, notes=notes)
+        if problem:
+            version = self.deployment.version
+            reason = f"the interrupted {dead.version} could not be rolled back to {target}"
+            self.history.record(name, self.env, "deploy", version, "fail", notes=reason)
+            self.deployment.outcome = "refused"
+            raise DeployError(f"deploy of {name} {version} refused: {reason}: {problem}")
+        self.deployment.notes.append(
+            f"the interrupted {dead.action} of {dead.version} was rolled back to {target}, verified"
+        )
 
     def _apply_locally(self, images: list[str], env_text: str) -> None:
         """Pull, write the tag, migrate, ``compose up --wait``: the stack's own host does it."""
@@ -103,6 +137,7 @@ class Deployer(StackAction):
             except PullError as exc:
                 self._refuse(str(exc))
         with self._phase("tag"):
+            self.lock.mark_changing("deploy", version, self.deployment.previous)
             write_tag(self.access, self.stack, env_text, version)
             self.deployment.changed = True
             self.observed.invalidate(self.stack)

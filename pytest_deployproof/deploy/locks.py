@@ -49,6 +49,12 @@ class Lease:
     boot_id: str = ""
     pid_namespace: str = ""
     started: int = 0  # the process's start time, in clock ticks since boot
+    # What the holder is changing, written before it changes anything (see mark_changing):
+    # a run that finds this in a dead holder's lease knows the stack is half-changed.
+    action: str = ""
+    version: str = ""
+    previous: str = ""
+    changed: bool = False
 
     def describe(self) -> str:
         since = datetime.fromtimestamp(self.acquired_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -151,6 +157,8 @@ class StackLock:
         self._heartbeat: threading.Thread | None = None
         self._stop = threading.Event()
         self.lost: str | None = None  # why the heartbeat could not renew, once it could not
+        self.reclaimed: Lease | None = None  # the dead holder's lease, when acquire took it over
+        self._intent: dict[str, object] = {}
 
     # -- reading and writing the lease (always under the guard) -------------
 
@@ -174,6 +182,7 @@ class StackLock:
             boot_id=_boot_id(),
             pid_namespace=_pid_namespace(),
             started=_start_time(os.getpid()),
+            **self._intent,  # type: ignore[arg-type]
         )
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(asdict(lease)))
@@ -198,6 +207,7 @@ class StackLock:
                     acquired = current.acquired_at if current and not reason else time.time()
                     self._write(acquired)
                     if current and reason and current.run_id != self.run_id:
+                        self.reclaimed = current
                         return f"reclaimed the lease of {current.describe()}: {reason}"
                     return None
             waited = time.monotonic() - started
@@ -213,6 +223,17 @@ class StackLock:
                 taken = current.describe() if current else "nobody (it was broken)"
                 raise LockLostError(f"the lease of stack {self.stack} is now held by {taken}")
             self._write(current.acquired_at)
+
+    def mark_changing(self, action: str, version: str, previous: str | None) -> None:
+        """Say in the lease, before the stack is changed, what is being done to it: if this
+        process dies, the run that reclaims the lease knows to record it and roll back."""
+        self._intent = {
+            "action": action,
+            "version": version,
+            "previous": previous or "",
+            "changed": True,
+        }
+        self.renew()
 
     def check(self) -> None:
         """At a phase boundary: raise :class:`LockLostError` unless the lease is still ours
