@@ -282,6 +282,9 @@ def deployment(deployproof_run: Run, stack: Stack) -> Iterator[Deployment | None
         raise
     except BaseException as exc:  # Ctrl-C, SIGTERM, a lost link, a full disk: never a success
         error = f"the deploy was interrupted: {_interruption(exc)}"
+        if isinstance(exc, Exception) and not isinstance(exc, Inconclusive):
+            # A fact about the deploy (lease lost, disk full): its verdict, not a traceback.
+            raise DeployError(error) from exc
         raise
     finally:
         failures = run.ledger.failures_of(stack.name)

@@ -28,6 +28,7 @@ from .inventory.changes import (
 from .inventory.load import InventoryError, discover, load_environment
 from .inventory.model import Inventory
 from .inventory.selection import SelectionError, select
+from .ledger import Outcome
 from .reach import ssh
 from .reach.hosts import is_ssh, testinfra_host
 from .report.reporter import Reporter
@@ -277,7 +278,13 @@ def pytest_runtest_makereport(
         report.longrepr = f"{verdict.label}: {call.excinfo.value}"
     run = item.config.stash[RUN_KEY]
     target = target_of(item)
-    if report.when == "call" and report.passed and target is not None and target.stack:
+    if (
+        report.when == "call"
+        and report.passed
+        and target is not None
+        and target.stack
+        and not item.get_closest_marker("preflight")  # runs before the deploy: no evidence of it
+    ):
         run.ledger.record_pass(target.stack)  # positive evidence for the deploy (TRU-1)
     if report.failed and target is not None and target.stack:
         # The real outcome, as the deploy fixture's teardown will read it (DEP-2).
@@ -303,14 +310,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
     yield
     # After the teardowns (and, under xdist, every worker's records): a held deploy is
     # neither a pass nor a failure, and the exit code says so (BYD-1).
-    held = [r for r in run.ledger.records if r.outcome == "held"]
-    if held and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = HELD_EXIT_CODE
+    if session.exitstatus == pytest.ExitCode.OK:
+        outcomes = {record.outcome for record in run.ledger.records}
+        if any(not (o.good or o is Outcome.HELD) for o in outcomes):  # e.g. finishing failed
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        elif Outcome.HELD in outcomes:
+            session.exitstatus = HELD_EXIT_CODE
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     run = config.stash[RUN_KEY]
     if run.ledger.summaries:
         terminalreporter.section("deployproof deploy")
+        masker = run.secrets()
         for line in run.ledger.summaries:
-            terminalreporter.write_line(line)
+            terminalreporter.write_line(masker(line))

@@ -12,11 +12,31 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from .verdicts import CheckFailure
 
-__all__ = ["DeployLedger", "DeployRecord"]
+__all__ = ["DeployLedger", "DeployRecord", "Outcome"]
+
+
+class Outcome(StrEnum):
+    """How one stack's deploy ended. Only SUCCESS and UNCHANGED are good; HELD is neither
+    good nor failed (the checks could not decide)."""
+
+    PENDING = "pending"
+    SUCCESS = "success"  # deployed, and its checks proved it
+    UNCHANGED = "unchanged"  # already deployed, and its checks proved it
+    UNVERIFIED = "unverified"  # already deployed, but not proven
+    HELD = "held"
+    ROLLED_BACK = "rolled back"
+    ROLLBACK_FAILED = "rollback failed"
+    REFUSED = "refused"  # nothing changed
+    ERROR = "error"  # finishing it failed: nothing can be said
+
+    @property
+    def good(self) -> bool:
+        return self in (Outcome.SUCCESS, Outcome.UNCHANGED)
 
 
 @dataclass(frozen=True)
@@ -25,13 +45,16 @@ class DeployRecord:
 
     stack: str
     version: str
-    outcome: str  # success, unchanged, rolled back, rollback failed, refused
+    outcome: Outcome
     message: str = ""
     previous: str | None = None
     rollback: str | None = None  # the version rolled back to, when it came to that
     backup: str | None = None
     phases: tuple[tuple[str, str, float], ...] = ()  # phase, ok|fail, seconds
     finished: float = 0.0  # epoch seconds
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outcome", Outcome(self.outcome))  # from plain data too
 
     def to_wire(self) -> dict[str, Any]:
         """Plain data for xdist's workeroutput."""

@@ -2,7 +2,7 @@
 
 * :class:`~.observe.observations.Observations` observes, batched and cached;
 * :class:`~.observe.blocking.BlockedBy` decides what a broken observation blocks;
-* :class:`~.deploy.ledger.DeployLedger` keeps what the deploys need to learn (failures)
+* :class:`~.ledger.DeployLedger` keeps what the deploys need to learn (failures)
   and what they did (records), for the reports.
 
 Each part owns its state; this object only holds them together for the fixtures

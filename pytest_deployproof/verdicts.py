@@ -2,11 +2,12 @@
 
 A verdict is decided once, where the test's outcome is known (the run's
 ``pytest_runtest_makereport`` wrapper, :mod:`.hooks`), and put on the report as
-the user property ``deployproof_verdict``. The dashboard, the deployer's
-teardown and the Allure categories read it from there (or from the
-:class:`CheckFailure` records made at the same moment), never by matching the
-message text: a message is for people, and a wrong verdict must not hide in a
-prefix that a reworded message no longer has (docs/requirements.md#byd-1).
+the user property ``deployproof_verdict``. The dashboard, JUnit and the deployer's
+teardown read it from there (or from the :class:`CheckFailure` records made at the
+same moment), never by matching the message text: a message is for people, and a
+wrong verdict must not hide in a prefix that a reworded message no longer has
+(docs/requirements.md#byd-1). Allure sorts only by message, so its categories are
+built from the verdict's label (:mod:`.report.allure_results`).
 
 Light on purpose: plugin.py imports it in every pytest run.
 """

@@ -9,12 +9,16 @@ command, in the new version (DEP-11) -> **up**: ``docker compose up --wait``.
 Until the env file is written nothing on the host has changed, so a refusal
 before that point leaves the old version serving and the env file as it was.
 
-After the stack's tests, :meth:`Deployer.finish` records the outcome. Any failed
-or erroring test (or an interrupted run) means the new version does not stand:
-the stack goes back to the last version that was verified good (from the
-history; else the tag it had before), is verified with the same observations
-the smoke checks use (containers running and healthy, endpoints answering), and
-both the failed deploy and the rollback are recorded.
+After the stack's tests, :meth:`Deployer.finish` records the outcome. Success
+needs positive evidence: a check of the stack ran and passed, and none failed.
+Any failed or erroring test, any exception or signal during the phases, or an
+interrupted run means the new version does not stand: the stack goes back to the
+last version that was verified good (from the history; else the tag it had
+before), is verified with the same observations the smoke checks use, and both
+the failed deploy and the rollback are recorded. Checks that could not decide
+hold the version instead (see :meth:`Deployer.finish`). A run that finds the
+lease of a run that died while changing the stack first records that and puts
+the last good version back (:meth:`Deployer._recover`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import allure
 from ..inventory.changes import repository_root
 from ..inventory.load import load_environment
 from ..inventory.model import Stack
+from ..ledger import Outcome
 from ..observe.docker_engine import PullError
 from ..observe.drift import DeployedState, config_drift, config_hash, containers_of
 from ..observe.rollout import RolloutWatch
@@ -111,17 +116,12 @@ class Deployer(StackAction):
         if target is None:
             self._refuse(f"{why} {dead.version}, and no earlier version is known to restore")
         self._original_env = self.access.read(self.stack.env_path) or ""
-        problem = self._put_back(target)
-        status = "fail" if problem else "success"
-        notes = f"after the interrupted {dead.action} of {dead.version}" + (
-            f"; verification: {problem}" if problem else ""
-        )
-        self.history.record(name, self.env, "rollback", target, status, notes=notes)
+        problem = self._restore_to(target, f"after the interrupted {dead.action} of {dead.version}")
         if problem:
             version = self.deployment.version
             reason = f"the interrupted {dead.version} could not be rolled back to {target}"
             self.history.record(name, self.env, "deploy", version, "fail", notes=reason)
-            self.deployment.outcome = "refused"
+            self.deployment.outcome = Outcome.REFUSED
             raise DeployError(f"deploy of {name} {version} refused: {reason}: {problem}")
         self.deployment.notes.append(
             f"the interrupted {dead.action} of {dead.version} was rolled back to {target}, verified"
@@ -138,8 +138,10 @@ class Deployer(StackAction):
                 self._refuse(str(exc))
         with self._phase("tag"):
             self.lock.mark_changing("deploy", version, self.deployment.previous)
-            write_tag(self.access, self.stack, env_text, version)
+            # Changed from now on, even if the write is interrupted after it took effect:
+            # rolling back an env file that was not changed is harmless, the reverse is not.
             self.deployment.changed = True
+            write_tag(self.access, self.stack, env_text, version)
             self.observed.invalidate(self.stack)
         if self.stack.migration is not None:
             with self._phase("migrate"):
@@ -193,7 +195,7 @@ class Deployer(StackAction):
         drifted = config_drift(self.stack, recorded, self._config_hash, running)
         if drifted:
             return False
-        self.deployment.outcome = "unchanged"
+        self.deployment.outcome = Outcome.UNCHANGED
         self.deployment.notes.append(
             f"{self.deployment.version}: config hash {self._config_hash[:12]} is the deployed "
             "one; nothing to do"
@@ -270,28 +272,30 @@ class Deployer(StackAction):
         rolled back, unless the inventory says ``on_inconclusive: rollback``."""
         with deferred(f"recording the deploy of {self.stack.name}") as self.signals:
             try:
-                return self._finish(failures, deploy_error, evidence)
+                summary = self._finish(failures, deploy_error, evidence)
             except Exception as exc:  # a teardown must not hide the verdict behind a traceback
-                self.deployment.outcome = "rollback failed"
-                return f"{self.stack.name}: finishing the deploy failed: {exc}"
+                self.deployment.outcome = Outcome.ERROR
+                summary = f"{self.stack.name}: finishing the deploy failed: {exc}"
             finally:
                 self.lock.release()
+            if self.unrecorded:
+                summary += f"; NOT IN THE HISTORY (state disk): {'; '.join(self.unrecorded)}"
+            return summary
 
     def _finish(self, failures: list[CheckFailure], deploy_error: str | None, evidence: int) -> str:
         version, name = self.deployment.version, self.stack.name
-        if self.deployment.outcome == "refused":
+        if self.deployment.outcome is Outcome.REFUSED:
             return deploy_error or f"{name}: deploy of {version} refused, nothing changed"
-        undecided = deploy_error is None and (
-            (not failures and evidence == 0)
-            or (failures and all(f.verdict is Verdict.INCONCLUSIVE for f in failures))
-        )
+        inconclusive = bool(failures) and all(f.verdict is Verdict.INCONCLUSIVE for f in failures)
+        proven = not failures and deploy_error is None and evidence > 0
+        undecided = deploy_error is None and (inconclusive or (not failures and evidence == 0))
         if undecided and self.run.inventory.on_inconclusive == "hold":
             return self._held(failures)
-        if self.deployment.outcome == "unchanged":
-            return self._skipped(failures)
-        if not failures and deploy_error is None and evidence > 0:
+        if self.deployment.outcome is Outcome.UNCHANGED:
+            return self._skipped(failures, proven=proven)
+        if proven:
             return self._succeeded()
-        return self._failed(failures, deploy_error)
+        return self._failed(failures, deploy_error, inconclusive=inconclusive)
 
     def _held(self, failures: list[CheckFailure]) -> str:
         """BYD-1: nothing decided either way. The version stays; it is neither verified (so
@@ -302,59 +306,55 @@ class Deployer(StackAction):
         else:
             reason = "no check of the stack ran and passed"
         self.history.record(name, self.env, "deploy", version, "inconclusive", notes=reason)
-        self.deployment.outcome = "held"
+        self.deployment.outcome = Outcome.HELD
         return f"{name}: {version} HELD, not verified ({reason}): not promotable, not rolled back"
 
-    def _failed(self, failures: list[CheckFailure], deploy_error: str | None) -> str:
-        """Record the failed deploy; roll back to the last good version and verify it."""
+    def _failed(
+        self, failures: list[CheckFailure], deploy_error: str | None, *, inconclusive: bool
+    ) -> str:
+        """Roll back to the last good version, verify it, and record both lines. The
+        rollback comes first: a history that cannot be written must not prevent it."""
         version, name = self.deployment.version, self.stack.name
         reason = deploy_error or (
             f"{len(failures)} checks failed: {', '.join(map(str, failures[:3]))}"
             if failures
             else "no check of the stack ran and passed"
         )
-        inconclusive = (
-            deploy_error is None
-            and bool(failures)
-            and all(f.verdict is Verdict.INCONCLUSIVE for f in failures)
-        )
-        status = "inconclusive" if inconclusive else "fail"
-        self.history.record(name, self.env, "deploy", version, status, notes=reason)
+        status = "inconclusive" if inconclusive and deploy_error is None else "fail"
         if not self.deployment.changed:
+            self._record("deploy", version, status, reason)
             return f"{name}: deploy of {version} failed before anything changed ({reason})"
         target = self._rollback_target()
         if target is None:
-            self.deployment.outcome = "rollback failed"
-            self.history.record(
-                name, self.env, "rollback", "-", "fail", notes="no previous version known"
-            )
+            self.deployment.outcome = Outcome.ROLLBACK_FAILED
+            self._record("deploy", version, status, reason)
+            self._record("rollback", "-", "fail", "no previous version known")
             return f"{name}: {version} failed and there is no previous version to roll back to"
         self.deployment.rollback = target
-        verdict = self._put_back(target)
-        ok = not verdict
-        self.history.record(
-            name,
-            self.env,
-            "rollback",
-            target,
-            "success" if ok else "fail",
-            notes=f"after {version}: {reason}" + ("" if ok else f"; verification: {verdict}"),
-        )
-        self.deployment.outcome = "rolled back" if ok else "rollback failed"
-        if ok:
+        self._record("deploy", version, status, reason)
+        problem = self._restore_to(target, f"after {version}: {reason}")
+        self.deployment.outcome = Outcome.ROLLBACK_FAILED if problem else Outcome.ROLLED_BACK
+        if not problem:
             return f"{name}: {version} failed ({reason}); rolled back to {target}, verified"
-        return f"{name}: {version} failed; ROLLBACK TO {target} FAILED VERIFICATION: {verdict}"
+        return f"{name}: {version} failed; ROLLBACK TO {target} FAILED: {problem}"
 
-    def _skipped(self, failures: list[CheckFailure]) -> str:
-        """Nothing was deployed; the checks still judged what runs. Verified, it counts as
-        good (a run killed after `up` leaves a version that was never verified)."""
+    def _skipped(self, failures: list[CheckFailure], *, proven: bool) -> str:
+        """Nothing was deployed; the checks still judged what runs. Proven by them, it
+        counts as good (a run killed after `up` leaves a version that was never verified)."""
         version, name = self.deployment.version, self.stack.name
-        verdict = "verified" if not failures else f"{len(failures)} checks failed"
+        if proven:
+            verdict = "verified"
+        elif failures:
+            verdict = f"{len(failures)} checks failed"
+        else:
+            verdict = "not verified: no check of the stack ran and passed"
         notes = f"skipped: config {self._config_hash[:12]} already deployed; {verdict}"
-        status = "success" if not failures else "fail"
-        self.history.record(name, self.env, "deploy", version, status, notes=notes)
-        if not failures:
+        self.history.record(name, self.env, "deploy", version, "success" if proven else "fail",
+                            notes=notes)  # fmt: skip
+        if proven:
             record_verified(self.run.inventory.state, name, version, self._identities)
+        else:
+            self.deployment.outcome = Outcome.UNVERIFIED
         return f"{name}: {version} is already deployed (same config hash): skipped, {verdict}"
 
     def _succeeded(self) -> str:
@@ -363,7 +363,7 @@ class Deployer(StackAction):
         notes += [n for n in self.deployment.notes if n.startswith("forced:")]
         self.history.record(name, self.env, "deploy", version, "success", notes="; ".join(notes))
         record_verified(self.run.inventory.state, name, version, self._identities)
-        self.deployment.outcome = "success"
+        self.deployment.outcome = Outcome.SUCCESS
         return f"{name}: {version} deployed and verified"
 
     def _rollback_target(self) -> str | None:

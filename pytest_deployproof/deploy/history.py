@@ -7,11 +7,12 @@ keep working::
     2026-01-30 10:15:00 | odoo18-prod | prod | rollback | sha-4b1ce21 | success | smoke failed
 
 Timestamps are UTC. A field never contains ``|`` or a line break (they are
-replaced), so every action stays one line. Writers take a file lock and write
-each line with one ``write`` on a file opened for appending, so concurrent
-deploys (xdist workers, two operators) never interleave or lose a line.
-Lines that do not parse (a hand edit) are reported with their number, never
-silently dropped from a query's answer.
+replaced), so every action stays one line. Lines are appended whole or not at
+all, under a file lock (:func:`~pytest_deployproof.state_dir.append_line`), so
+concurrent deploys (xdist workers, two operators) never interleave or lose a
+line and a full disk leaves no torn one. A line that does not parse (a hand
+edit, a crash of an older writer) is skipped with a warning naming the file and
+line number: one bad line must never stop a rollback from finding its target.
 """
 
 from __future__ import annotations

@@ -28,10 +28,7 @@ class RollBack(StackAction):
                 self._refuse(f"env file {self.stack.env_path} does not exist")
             self._original_env = env_text
             self._available_images(version)
-            verdict = self._put_back(version)
-            status = "fail" if verdict else "success"
-            notes = "by hand" + (f"; verification: {verdict}" if verdict else "")
-            self.history.record(name, self.env, "rollback", version, status, notes=notes)
+            verdict = self._restore_to(version, "by hand")
             if verdict:
                 raise DeployError(
                     f"rolled {name} back to {version}, but it is not sound: {verdict}"
@@ -62,6 +59,7 @@ class Restore(StackAction):
                 damaged = backups.verify(backup)
                 if damaged:
                     raise BackupError(f"backup {backup.name} is damaged: {'; '.join(damaged)}")
+                self.lock.mark_changing("restore", backup.version or "-", None)
                 databases = backups.restore_databases(
                     backup, files.env, self.run.inventory.secrets_prefix
                 )

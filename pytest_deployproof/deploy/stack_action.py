@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 import allure
 
 from ..inventory.model import Stack
+from ..ledger import Outcome
 from ..observe.containers import service_problems
 from ..observe.drift import record_deployed
 from ..observe.probes import probe_all
@@ -25,7 +26,7 @@ from ..observe.rollout import RolloutFigures
 from ..observe.stackfiles import env_value, set_env_value
 from ..reach.hosts import HostAccess
 from .history import History
-from .locks import LockHeldError, StackLock
+from .locks import LockHeldError, LockLostError, StackLock
 from .runner import RunnerClient, RunnerError
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class Deployment:
     phases: list[tuple[str, str, float]] = field(default_factory=list)  # phase, outcome, s
     changed: bool = False  # the env file was written: a rollback is needed on failure
     notes: list[str] = field(default_factory=list)
-    outcome: str = "pending"  # success, unchanged, held, rolled back, rollback failed, refused
+    outcome: Outcome = Outcome.PENDING
     backup: str | None = None  # the backup taken before the tag was written
     rollback: str | None = None  # the version rolled back to, when it came to that
     rollout: RolloutFigures | None = None  # what users saw during `up`, when watched (E2E-3)
@@ -88,7 +89,7 @@ class StackAction:
             )
         self.run = run
         self.observed = run.observations
-        self.masker = run.observations.masker
+        self.masker = run.secrets()  # the stack's env values too: Compose echoes them
         self.stack = stack
         self.tag_var = stack.image_tag_var
         self.access = run.observations.access(stack.host)
@@ -99,6 +100,7 @@ class StackAction:
         self.env = run.inventory.environment
         self.deployment = Deployment(stack.name, self.env, version, previous=None)
         self._original_env: str | None = None
+        self.unrecorded: list[str] = []  # history lines a full or broken state disk refused
 
     @contextmanager
     def _phase(self, name: str) -> Iterator[None]:
@@ -132,6 +134,43 @@ class StackAction:
         env_text = self.access.read(self.stack.env_path) or ""
         record_deployed(self.run.inventory.state, self.stack, self.access, version, env_text)
 
+    def _record(self, action: str, version: str, status: str, notes: str) -> None:
+        """A history line on the way to a rollback: a state disk that refuses it must not
+        stop the rollback itself, so what could not be written is kept and reported."""
+        try:
+            self.history.record(self.stack.name, self.env, action, version, status, notes=notes)
+        except OSError as exc:
+            self.unrecorded.append(f"{action} {version} {status} ({exc})")
+
+    def _lease_for_rollback(self) -> str | None:
+        """Hold the stack's lease for a rollback, or say who does: rolling back while another
+        run holds it would have two runs write the env file and run ``compose up`` at once."""
+        try:
+            self.lock.check()
+            return None
+        except LockLostError:
+            pass
+        try:
+            self.lock.acquire(timeout_s=0)
+        except LockHeldError as exc:
+            return f"not rolled back: {exc}"
+        self.lock.lost = None
+        return None
+
+    def _restore_to(self, target: str, why: str) -> str:
+        """Put ``target`` back, verify it and record the rollback; '' when it is sound,
+        else what is wrong. The lease is held (or retaken) first, and the intent noted."""
+        refused = self._lease_for_rollback()
+        if refused is not None:
+            self._record("rollback", target, "fail", f"{why}; {refused}")
+            return refused
+        current = env_value(self._original_env or "", self.tag_var)
+        self.lock.mark_changing("rollback", target, current)
+        problem = self._put_back(target)
+        notes = why + (f"; verification: {problem}" if problem else "")
+        self._record("rollback", target, "fail" if problem else "success", notes)
+        return problem
+
     def _take_lock(self) -> str | None:
         """The stack's lease, or a refusal naming its holder (DEP-9); returns a reclaim note."""
         try:
@@ -141,7 +180,7 @@ class StackAction:
 
     def _refuse(self, reason: str) -> NoReturn:
         """Stop before anything changed: record it and say so."""
-        self.deployment.outcome = "refused"
+        self.deployment.outcome = Outcome.REFUSED
         name, version = self.stack.name, self.deployment.version
         self.history.record(name, self.env, self.action, version, "fail", notes=reason)
         raise DeployError(f"{self.action} of {name} {version} refused, nothing changed: {reason}")

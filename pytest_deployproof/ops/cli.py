@@ -113,6 +113,13 @@ def _lock(args: argparse.Namespace) -> int:
     if args.break_lease:
         broken = StackLock.break_lease(directory, args.stack)
         print(f"broke the lease of {broken.describe()}" if broken else f"{args.stack}: not locked")
+        if broken is not None and broken.changed:
+            print(
+                f"warning: it was changing the stack ({broken.action} {broken.version}, from "
+                f"{broken.previous or 'unknown'}); check it, or `deployproof rollback --env "
+                f"{args.env} {args.stack} --last-good`",
+                file=sys.stderr,
+            )
         return 0
     holder = StackLock(directory, args.stack).holder()
     if holder is None:

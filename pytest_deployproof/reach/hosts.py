@@ -135,12 +135,11 @@ class HostAccess:
             return
         argv = ["sh", "-c", _WRITE_SCRIPT, "write", str(path), "private" if private else "keep"]
         if is_ssh(self.host):
-            done = ssh.connection(self.host).run_with_input(argv, text.encode())
+            done = ssh.connection(self.host).run_with_input([*argv, "stdin"], text.encode())
             rc, stderr = done.returncode, done.stderr
         else:
             encoded = base64.b64encode(text.encode()).decode()
-            source = f"printf %s {shlex.quote(encoded)} | base64 -d"
-            result = self.run("sh", "-c", f"{source} | {shlex.join(argv)}")
+            result = self.run(*argv, encoded)
             rc, stderr = result.rc, result.stderr
         if rc != 0:
             raise Inconclusive(f"cannot write {path} on host {self.host.name!r}: {stderr.strip()}")
@@ -216,21 +215,23 @@ class HostAccess:
         return DiskUsage(path, fields[5], used + available, available)
 
 
-# Replace "$1" atomically with stdin: a unique temporary beside it, mode 0600 when "$2" is
-# "private", else the target's mode and owner (0644 for a new file), synced, renamed; the
-# temporary is removed whatever happens.
+# Replace "$1" atomically: a unique temporary beside it, mode 0600 when "$2" is "private",
+# else the target's mode and owner (0644 for a new file), synced, renamed; the temporary is
+# removed whatever happens. The content comes on stdin when "$3" is "stdin", else "$3" is
+# its base64 (a backend without stdin), decoded here so that a failed decode fails the write.
+# stat -c and chmod/chown with numbers work with GNU coreutils and BusyBox alike.
 _WRITE_SCRIPT = """set -eu
 target=$1
 tmp=$(mktemp "$(dirname -- "$target")/.deployproof.XXXXXXXX")
 trap 'rm -f -- "$tmp"' EXIT
-cat > "$tmp"
+if [ "$3" = stdin ]; then cat > "$tmp"; else printf %s "$3" | base64 -d > "$tmp"; fi
 if [ "$2" = private ]; then
-  chmod 600 -- "$tmp"
+  chmod 600 "$tmp"
 elif [ -e "$target" ]; then
-  chmod --reference="$target" -- "$tmp"
-  chown --reference="$target" -- "$tmp" 2>/dev/null || true
+  chmod "$(stat -c %a -- "$target")" "$tmp"
+  chown "$(stat -c %u:%g -- "$target")" "$tmp" 2>/dev/null || true
 else
-  chmod 644 -- "$tmp"
+  chmod 644 "$tmp"
 fi
 sync -- "$tmp" 2>/dev/null || true
 mv -f -- "$tmp" "$target"

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ..ledger import DeployRecord
+from ..ledger import DeployRecord, Outcome
 from ..verdicts import CHECK_KINDS, Verdict, verdict_of
 
 __all__ = [
@@ -146,15 +146,20 @@ def deploy_stages(deploys: Iterable[DeployRecord]) -> list[Stage]:
     for record in deploys:
         outcome, when = record.outcome, _clock(record.finished)
         name = f"Deploy: {record.stack} {record.version}"
-        if outcome == "success":
-            stages.append(Stage(name, "passed", "deployed and verified", when))
+        if outcome.good:
+            done = (
+                "deployed and verified"
+                if outcome is Outcome.SUCCESS
+                else "already deployed, verified"
+            )
+            stages.append(Stage(name, "passed", done, when))
             continue
-        if outcome == "held":
+        if outcome is Outcome.HELD:
             stages.append(Stage(name, "held", _cell(record.message), when))
             continue
         stages.append(Stage(name, "failed", _cell(record.message), when))
         if record.rollback:
-            ok = outcome == "rolled back"
+            ok = outcome is Outcome.ROLLED_BACK
             stages.append(
                 Stage(
                     f"Rollback: {record.stack} → {record.rollback}",
