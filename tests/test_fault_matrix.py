@@ -15,6 +15,8 @@ mode afterwards.
 | the lease broken during `up`       | 1    | yes      | fail, rollback        | none     | v1   |
 | default state dir in a git checkout | 4   | nothing changed | none           | none     | -    |
 | the backup's disk is full          | 1    | nothing changed | fail (refused) | none     | v1   |
+| the state disk fills during the tests | 1 | yes      | not written: reported | none  | v1   |
+| only a preflight check passed      | 6    | no: held | inconclusive          | none     | v2   |
 
 The env file keeps its mode (0600) through every write.
 
@@ -194,6 +196,74 @@ def test_a_full_disk_during_the_backup_refuses_the_deploy_before_anything_change
     assert container(app)["id"] == before  # not even recreated
     assert list(small_disk.path.glob("app/*")) == []  # no half-made backup left
     assert list(small_disk.path.glob("app/.*")) == []
+    assert not StateDir(state).verified("app").exists()
+
+
+FILLS_THE_STATE_DISK_THEN_FAILS = """
+import os, pathlib
+
+def test_fills_the_disk_and_fails(stack):
+    with open(os.environ["BALLAST"], "ab") as ballast:
+        try:
+            while True:
+                ballast.write(b"\\0" * 4096)
+                ballast.flush()
+        except OSError:
+            pass
+    assert False, "the new version is wrong"
+"""
+
+
+def test_a_full_state_disk_after_up_still_rolls_back_and_says_what_went_unrecorded(
+    pytester: pytest.Pytester,
+    deploy_project: tuple[ComposeStack, Path],
+    small_disk: SmallDisk,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app, _ = deploy_project
+    state = small_disk.path / "state"
+    from pytest_deployproof.deploy.history import History
+
+    History(StateDir(state).history).record("app", "test", "deploy", "v1.0.0", "success")
+    (pytester.path / "inventories" / "test.yml").write_text(deploy_inventory(app, state))
+    pytester.makepyfile(test_fills=FILLS_THE_STATE_DISK_THEN_FAILS)
+    monkeypatch.setenv("BALLAST", str(small_disk.path / ".ballast"))
+    run = _run_deploy(pytester, "v2.0.0")
+    output, _ = run.communicate(timeout=180)
+
+    assert run.returncode == pytest.ExitCode.TESTS_FAILED, output
+    assert "rolled back to v1.0.0, verified" in output
+    # The new deployed-state file could not be written: said, not hidden, and no rollback
+    # was given up for it. (The history lines fit in the file's last allocated page.)
+    assert (
+        "NOT RECORDED (state directory): deployed state of v1.0.0 ([Errno 28] No space left "
+        "on device)" in output
+    )
+    assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"
+    assert container(app)["image"].endswith(":v1.0.0")
+    small_disk.make_room()
+    assert [line[:3] for line in history_lines(state)] == [  # every line whole
+        ("deploy", "v1.0.0", "success"),
+        ("deploy", "v2.0.0", "fail"),
+        ("rollback", "v1.0.0", "success"),
+    ]
+    assert not StateDir(state).verified("app").exists()
+    assert not list(StateDir(state).root.rglob("*.tmp"))  # no half-written record left
+
+
+def test_a_passing_preflight_is_no_evidence_for_the_deploy(
+    pytester: pytest.Pytester, app_at_v1: tuple[ComposeStack, Path]
+) -> None:
+    _, state = app_at_v1
+    pytester.makepyfile(
+        test_gate="import pytest\n\n@pytest.mark.preflight\ndef test_gate(stack):\n    pass\n",
+        test_skips=SKIPPING_CHECK,
+    )
+    run = _run_deploy(pytester, "v2.0.0")
+    output, _ = run.communicate(timeout=180)
+
+    assert run.returncode == 6, output
+    assert history_lines(state)[-1][:3] == ("deploy", "v2.0.0", "inconclusive")
     assert not StateDir(state).verified("app").exists()
 
 

@@ -279,7 +279,7 @@ class Deployer(StackAction):
             finally:
                 self.lock.release()
             if self.unrecorded:
-                summary += f"; NOT IN THE HISTORY (state disk): {'; '.join(self.unrecorded)}"
+                summary += f"; NOT RECORDED (state directory): {'; '.join(self.unrecorded)}"
             return summary
 
     def _finish(self, failures: list[CheckFailure], deploy_error: str | None, evidence: int) -> str:

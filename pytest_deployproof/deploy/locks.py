@@ -185,8 +185,12 @@ class StackLock:
             **self._intent,  # type: ignore[arg-type]
         )
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(asdict(lease)))
-        os.replace(temporary, self.path)  # atomic: readers see the old or the new lease
+        try:
+            temporary.write_text(json.dumps(asdict(lease)))
+            os.replace(temporary, self.path)  # atomic: readers see the old or the new lease
+        except OSError:
+            temporary.unlink(missing_ok=True)  # a full disk: the old lease stays, whole
+            raise
         return lease
 
     # -- the protocol ---------------------------------------------------------

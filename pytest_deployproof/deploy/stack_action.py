@@ -8,6 +8,7 @@ verified with the same observations the smoke checks use.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from ..observe.rollout import RolloutFigures
 from ..observe.stackfiles import env_value, set_env_value
 from ..reach.hosts import HostAccess
 from .history import History
-from .locks import LockHeldError, LockLostError, StackLock
+from .locks import LockHeldError, StackLock
 from .runner import RunnerClient, RunnerError
 
 if TYPE_CHECKING:
@@ -132,7 +133,15 @@ class StackAction:
         self.deployment.notes.append(note)
         self.observed.invalidate(self.stack)
         env_text = self.access.read(self.stack.env_path) or ""
-        record_deployed(self.run.inventory.state, self.stack, self.access, version, env_text)
+        self._record_deployed(version, env_text)
+
+    def _record_deployed(self, version: str | None, env_text: str) -> None:
+        """What now runs, for the drift checks (DRF-1); a state disk that refuses it is
+        reported, and does not undo or stop what was brought up."""
+        try:
+            record_deployed(self.run.inventory.state, self.stack, self.access, version, env_text)
+        except OSError as exc:
+            self.unrecorded.append(f"deployed state of {version} ({exc})")
 
     def _record(self, action: str, version: str, status: str, notes: str) -> None:
         """A history line on the way to a rollback: a state disk that refuses it must not
@@ -145,15 +154,15 @@ class StackAction:
     def _lease_for_rollback(self) -> str | None:
         """Hold the stack's lease for a rollback, or say who does: rolling back while another
         run holds it would have two runs write the env file and run ``compose up`` at once."""
-        try:
-            self.lock.check()
-            return None
-        except LockLostError:
-            pass
+        holder = self.lock.holder()
+        if holder is not None and holder.run_id == self.lock.run_id:
+            return None  # still ours (a renewal may have failed on a full disk: it is ours)
         try:
             self.lock.acquire(timeout_s=0)
         except LockHeldError as exc:
             return f"not rolled back: {exc}"
+        except OSError as exc:
+            return f"not rolled back: the stack's lease cannot be taken ({exc})"
         self.lock.lost = None
         return None
 
@@ -165,7 +174,8 @@ class StackAction:
             self._record("rollback", target, "fail", f"{why}; {refused}")
             return refused
         current = env_value(self._original_env or "", self.tag_var)
-        self.lock.mark_changing("rollback", target, current)
+        with contextlib.suppress(OSError):  # a full state disk must not stop the rollback
+            self.lock.mark_changing("rollback", target, current)
         problem = self._put_back(target)
         notes = why + (f"; verification: {problem}" if problem else "")
         self._record("rollback", target, "fail" if problem else "success", notes)
@@ -211,13 +221,7 @@ class StackAction:
             )
         # What is now running, for the drift checks (DRF-1): the files' hash, Compose's hashes.
         env_text = self.access.read(self.stack.env_path) or ""
-        record_deployed(
-            self.run.inventory.state,
-            self.stack,
-            self.access,
-            env_value(env_text, self.tag_var),
-            env_text,
-        )
+        self._record_deployed(env_value(env_text, self.tag_var), env_text)
 
     def _put_back(self, target: str) -> str:
         """Put ``target`` back and verify it; return what is still wrong ('' when sound)."""

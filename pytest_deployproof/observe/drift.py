@@ -147,8 +147,12 @@ def record_deployed(
     path = state_dir.deployed(stack.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(state.__dict__, indent=2) + "\n")
-    temporary.replace(path)
+    try:
+        temporary.write_text(json.dumps(state.__dict__, indent=2) + "\n")
+        temporary.replace(path)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # the old record stays whole
+        raise
     return state
 
 
