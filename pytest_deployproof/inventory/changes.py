@@ -64,7 +64,9 @@ def git(repo: Path, *args: str) -> str:
             ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
         )
     except FileNotFoundError:
-        raise ChangeError("git is not installed; --changed-since needs it") from None
+        raise ChangeError(
+            "git is not installed (--changed-since, release tags and the state_dir check need it)"
+        ) from None
     if done.returncode != 0:
         raise ChangeError(done.stderr.strip() or f"git {' '.join(args)} failed")
     return done.stdout
