@@ -10,10 +10,10 @@ pytest_plugins = [
     "pytester",
     "tests.support.engine",
     "tests.support.compose",
+    "tests.support.deploying",  # before postgres, which imports it (assert rewriting)
     "tests.support.postgres",
     "tests.support.redis",
     "tests.support.registry",
-    "tests.support.deploying",
     "tests.support.loopback",
     "tests.support.filesystems",
 ]

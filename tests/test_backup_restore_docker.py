@@ -10,64 +10,18 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from pytest_deployproof.observe.stackfiles import env_value
 from pytest_deployproof.ops.cli import main
 from tests.support.compose import ComposeStack
 from tests.support.deploying import container, deploy, deploy_inventory, history_lines
-from tests.support.postgres import Postgres
+from tests.support.postgres import Postgres, app_database, connect, rows, with_database
 from tests.support.repo import SUITES
-
-
-def app_database(postgres: Postgres) -> tuple[str, str]:
-    """A database and its owner with a password, as seed 003 §4 gives every service."""
-    name, password = f"app_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
-    postgres.sql(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
-    postgres.sql(f"CREATE DATABASE {name} OWNER {name}")
-    return name, password
-
-
-def connect(postgres: Postgres, name: str, password: str) -> psycopg.Connection[tuple[object, ...]]:
-    return psycopg.connect(
-        host="127.0.0.1",
-        port=postgres.port,
-        user=name,
-        password=password,
-        dbname=name,
-        autocommit=True,
-    )
-
-
-def rows(postgres: Postgres, name: str, password: str) -> list[tuple[object, ...]]:
-    with connect(postgres, name, password) as db:
-        return db.execute("SELECT id, item FROM orders ORDER BY id").fetchall()
-
-
-def with_database(
-    pytester: pytest.Pytester,
-    app: ComposeStack,
-    state: Path,
-    postgres: Postgres,
-    name: str,
-    password: str,
-    extra: str = "",
-) -> None:
-    """The stack's inventory declares its database; its env file holds the password."""
-    (app.run_dir / ".env").write_text(f"APP_IMAGE_TAG=v1.0.0\nDB_PASSWORD={password}\n")
-    database = (
-        f"    databases: {{main: {{host: 127.0.0.1, port: {postgres.port}, dbname: {name}, "
-        f"user: {name}, password_key: DB_PASSWORD}}}}\n"
-    )
-    (pytester.path / "inventories" / "test.yml").write_text(
-        deploy_inventory(app, state, database + extra)
-    )
 
 
 def test_rows_survive_a_rollback_and_a_backup_gives_them_back(

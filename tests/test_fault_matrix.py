@@ -7,7 +7,7 @@ mode afterwards.
 
 | fault injected                     | exit | rollback | history               | verified | env  |
 |------------------------------------|------|----------|-----------------------|----------|------|
-| SIGINT to the group during `up`    | 2    | yes      | fail, rollback        | none     | v1   |
+| SIGINT to the group during `up` *  | 2    | yes      | fail, rollback        | none     | v1   |
 | every check of the stack skipped   | 6    | no: held | inconclusive          | none     | v2   |
 | a check of the stack inconclusive  | 1    | no: held | inconclusive          | none     | v2   |
 | the same, `on_inconclusive: rollback` | 1 | yes      | inconclusive, rollback| none     | v1   |
@@ -18,7 +18,8 @@ mode afterwards.
 | the state disk fills during the tests | 1 | yes      | not written: reported | none  | v1   |
 | only a preflight check passed      | 6    | no: held | inconclusive          | none     | v2   |
 
-The env file keeps its mode (0600) through every write.
+The env file keeps its mode (0600) through every write. * The stack there has its own
+PostgreSQL database: the rows written before the deploy are all there afterwards.
 
 Torn history and verified lines and a full disk while appending are shown in
 tests/test_durable_state.py; SIGINT/SIGTERM during the tests, SIGKILL mid-run (the next
@@ -39,10 +40,12 @@ from pathlib import Path
 
 import pytest
 
+from pytest_deployproof.observe.stackfiles import env_value
 from pytest_deployproof.state_dir import StateDir
 from tests.support.compose import ComposeStack, compose_binary
 from tests.support.deploying import container, deploy_inventory, history_lines, wait_for
 from tests.support.filesystems import SmallDisk
+from tests.support.postgres import Postgres, app_database, connect, rows, with_database
 
 SLOW_UP = """#!/bin/sh
 # Compose, with `up` held back a few seconds so that a signal lands while it runs.
@@ -103,15 +106,22 @@ def app_at_v1(
 
 
 def test_sigint_during_compose_up_rolls_back_and_records_the_interrupted_deploy(
-    pytester: pytest.Pytester, app_at_v1: tuple[ComposeStack, Path]
+    pytester: pytest.Pytester, app_at_v1: tuple[ComposeStack, Path], postgres: Postgres
 ) -> None:
     app, state = app_at_v1
-    mark = _slow_up_inventory(pytester, app, state)
+    # The stack's own database: its rows, written before the deploy, must all be there after.
+    name, password = app_database(postgres)
+    with connect(postgres, name, password) as db:
+        db.execute("CREATE TABLE orders (id serial PRIMARY KEY, item text)")
+        db.execute("INSERT INTO orders (item) VALUES ('before-1'), ('before-2')")
+    with_database(pytester, app, state, postgres, name, password)
+    (app.run_dir / ".env").chmod(0o600)
+    mark = _slow_up_inventory(pytester)
     pytester.makepyfile(test_up="def test_up(stack):\n    pass\n")
 
     run = _run_deploy(pytester, "v2.0.0")
     wait_for(mark)  # the env file says v2.0.0 and `compose up` is running
-    assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v2.0.0\n"
+    assert env_value((app.run_dir / ".env").read_text(), "APP_IMAGE_TAG") == "v2.0.0"
     os.killpg(run.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
     output, _ = run.communicate(timeout=180)
 
@@ -128,24 +138,28 @@ def test_sigint_during_compose_up_rolls_back_and_records_the_interrupted_deploy(
             "after v2.0.0: the deploy was interrupted: SIGINT or SIGTERM",
         ),
     ]
-    assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"
+    assert (app.run_dir / ".env").read_text() == f"APP_IMAGE_TAG=v1.0.0\nDB_PASSWORD={password}\n"
     assert _env_mode(app) == 0o600
     assert container(app)["image"].endswith(":v1.0.0")
     assert not StateDir(state).verified("app").exists()
     assert not (state / "locks" / "app.lease").exists()
+    assert rows(postgres, name, password) == [(1, "before-1"), (2, "before-2")]
+    assert password not in output
 
 
-def _slow_up_inventory(pytester: pytest.Pytester, app: ComposeStack, state: Path) -> Path:
-    """Point the host's Compose at a wrapper that holds `up` back; returns its start mark."""
+def _slow_up_inventory(pytester: pytest.Pytester) -> Path:
+    """Point the inventory's host at a Compose wrapper that holds `up` back; returns the
+    mark it leaves when `up` starts."""
     mark = pytester.path / "up-started"
     wrapper = pytester.path / "slow-compose"
     wrapper.write_text(SLOW_UP.format(mark=mark, compose=compose_binary()))
     wrapper.chmod(0o755)
-    inventory = deploy_inventory(app, state).replace(
+    inventory_file = pytester.path / "inventories" / "test.yml"
+    inventory = inventory_file.read_text().replace(
         "hosts: {here: {spec: 'local://'}}",
         f"hosts: {{here: {{spec: 'local://', compose: '{wrapper}'}}}}",
     )
-    (pytester.path / "inventories" / "test.yml").write_text(inventory)
+    inventory_file.write_text(inventory)
     return mark
 
 
@@ -155,7 +169,7 @@ def test_a_lease_lost_during_the_deploy_fails_it_at_the_next_phase_and_rolls_bac
     from pytest_deployproof.ops.cli import main
 
     app, state = app_at_v1
-    mark = _slow_up_inventory(pytester, app, state)
+    mark = _slow_up_inventory(pytester)
     pytester.makepyfile(test_up="def test_up(stack):\n    pass\n")
     run = _run_deploy(pytester, "v2.0.0")
     wait_for(mark)

@@ -10,12 +10,16 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from tests.support.compose import ComposeStack
+from tests.support.deploying import deploy_inventory
 from tests.support.need import need
 from tests.support.network import free_port
 
@@ -76,3 +80,50 @@ def postgres() -> Iterator[Postgres]:
         stop = [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
         subprocess.run(_as_postgres(stop), capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+# -- a stack's own database, for the deploy tests -----------------------------------
+
+
+def app_database(postgres: Postgres) -> tuple[str, str]:
+    """A database and its owner with a password, as every service of a stack gets one."""
+    name, password = f"app_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    postgres.sql(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
+    postgres.sql(f"CREATE DATABASE {name} OWNER {name}")
+    return name, password
+
+
+def connect(postgres: Postgres, name: str, password: str) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=postgres.port,
+        user=name,
+        password=password,
+        dbname=name,
+        autocommit=True,
+    )
+
+
+def rows(postgres: Postgres, name: str, password: str) -> list[tuple[object, ...]]:
+    with connect(postgres, name, password) as db:
+        return db.execute("SELECT id, item FROM orders ORDER BY id").fetchall()
+
+
+def with_database(
+    pytester: pytest.Pytester,
+    app: ComposeStack,
+    state: Path,
+    postgres: Postgres,
+    name: str,
+    password: str,
+    extra: str = "",
+) -> None:
+    """The stack's inventory declares its database; its env file holds the password."""
+    (app.run_dir / ".env").write_text(f"APP_IMAGE_TAG=v1.0.0\nDB_PASSWORD={password}\n")
+    database = (
+        f"    databases: {{main: {{host: 127.0.0.1, port: {postgres.port}, dbname: {name}, "
+        f"user: {name}, password_key: DB_PASSWORD}}}}\n"
+    )
+    (pytester.path / "inventories" / "test.yml").write_text(
+        deploy_inventory(app, state, database + extra)
+    )
