@@ -314,12 +314,30 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
         outcomes = {record.outcome for record in run.ledger.records}
         if any(not (o.good or o is Outcome.HELD) for o in outcomes):  # e.g. finishing failed
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        elif Outcome.HELD in outcomes:
+        elif Outcome.HELD in outcomes or _nothing_checked(session):
             session.exitstatus = HELD_EXIT_CODE
+
+
+def _nothing_checked(session: pytest.Session) -> bool:
+    """Tests ran, yet none of them passed (each was skipped: nothing selected, every
+    target blocked): nothing was shown, so the run is inconclusive, not green (BYD-1)."""
+    run = session.config.stash[RUN_KEY]
+    listing = session.config.option.collectonly
+    return not listing and session.testscollected > 0 and run.ledger.checks_passed == 0
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     run = config.stash[RUN_KEY]
+    stats = terminalreporter.stats
+    skipped = len(stats.get("skipped", []))
+    clean = not (stats.get("failed") or stats.get("error"))
+    if skipped and clean and run.ledger.checks_passed == 0:
+        terminalreporter.section("deployproof")
+        terminalreporter.write_line(
+            f"INCONCLUSIVE: nothing was checked ({skipped} skipped, none ran and passed); "
+            f"not a pass: exit code {HELD_EXIT_CODE}",
+            yellow=True,
+        )
     if run.ledger.summaries:
         terminalreporter.section("deployproof deploy")
         masker = run.secrets()

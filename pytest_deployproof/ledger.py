@@ -80,6 +80,7 @@ class DeployLedger:
     summaries: list[str] = field(default_factory=list)  # the "deployproof deploy" section
     rollout_stacks: set[str] = field(default_factory=set)  # a collected test judges the rollout
     interrupted: bool = False  # Ctrl-C or SIGTERM ended the run
+    checks_passed: int = 0  # of the whole run, counted where the exit code is decided
 
     def record_failure(self, stack: str, failure: CheckFailure) -> None:
         self.failures.setdefault(stack, []).append(failure)

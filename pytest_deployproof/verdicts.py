@@ -43,9 +43,10 @@ CHECK_KINDS: dict[str, str] = {
 
 VERDICT_PROPERTY = "deployproof_verdict"
 
-# The exit code of a run whose deploy was held: its checks could not decide (all
-# inconclusive, or none ran and passed). Not 0 (it is not green) and not 1 (nothing
-# failed); pytest's own codes stop at 5.
+# The exit code of an inconclusive run: a deploy was held, its checks could not decide
+# (all inconclusive, or none ran and passed), or nothing at all was checked (every
+# selected test skipped). Not 0 (it is not green) and not 1 (nothing failed); pytest's
+# own codes stop at 5.
 HELD_EXIT_CODE = 6
 
 

@@ -19,6 +19,7 @@ of the last version that was verified good: that one is what a bad day needs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shlex
@@ -27,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ..errors import Inconclusive
 from ..inventory.model import Database, Stack
 from ..observe.databases import password_for
 from ..reach.hosts import HostAccess
@@ -194,8 +196,11 @@ class Backups:
             moved = self.access.run("mv", "-T", "--", str(work), str(final))
             if moved.rc != 0:
                 raise BackupError(f"cannot put the backup in place: {moved.stderr.strip()}")
-        except BaseException:
-            self._remove(str(work))
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # the next backup removes what is left
+                self._remove(str(work))
+            if isinstance(exc, Inconclusive):  # a full disk, a lost host: the backup failed
+                raise BackupError(f"backup of {self.stack.name} failed: {exc}") from None
             raise
         return Backup(name, final, manifest)
 

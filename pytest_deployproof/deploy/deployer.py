@@ -336,7 +336,10 @@ class Deployer(StackAction):
         self.deployment.outcome = Outcome.ROLLBACK_FAILED if problem else Outcome.ROLLED_BACK
         if not problem:
             return f"{name}: {version} failed ({reason}); rolled back to {target}, verified"
-        return f"{name}: {version} failed; ROLLBACK TO {target} FAILED: {problem}"
+        return (
+            f"{name}: {version} failed; ROLLBACK TO {target} FAILED: {problem}; when the host "
+            f"answers again: deployproof rollback --env {self.env} {name} --last-good"
+        )
 
     def _skipped(self, failures: list[CheckFailure], *, proven: bool) -> str:
         """Nothing was deployed; the checks still judged what runs. Proven by them, it

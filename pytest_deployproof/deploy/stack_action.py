@@ -176,7 +176,10 @@ class StackAction:
         current = env_value(self._original_env or "", self.tag_var)
         with contextlib.suppress(OSError):  # a full state disk must not stop the rollback
             self.lock.mark_changing("rollback", target, current)
-        problem = self._put_back(target)
+        try:
+            problem = self._put_back(target)
+        except Exception as exc:  # the host went away (Inconclusive), its disk is full, ...
+            problem = self.masker(f"{type(exc).__name__}: {exc}")
         notes = why + (f"; verification: {problem}" if problem else "")
         self._record("rollback", target, "fail" if problem else "success", notes)
         return problem

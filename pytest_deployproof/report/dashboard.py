@@ -194,8 +194,8 @@ def next_step(stages: list[Stage]) -> str:
         )
     elif any(s.status == "inconclusive" for s in stages):
         lines.append("⚠️ Inconclusive: infrastructure did not answer. Rerun when it is back.")
-    elif not stages:
-        lines.append("⏭️ Nothing was checked.")
+    elif not any(s.status == "passed" for s in stages):
+        lines.append("⏸️ Inconclusive: nothing was checked (every selected check was skipped).")
     else:
         lines.append("✅ All checks passed.")
     lines += [f"↩️ {s.name.removeprefix('Rollback: ')}: rolled back." for s in rolled]

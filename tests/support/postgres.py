@@ -22,11 +22,13 @@ from tests.support.compose import ComposeStack
 from tests.support.deploying import deploy_inventory
 from tests.support.need import need
 from tests.support.network import free_port
+from tests.support.sshhosts import SUBNET
 
 
 @dataclass
 class Postgres:
-    """A throwaway PostgreSQL cluster on 127.0.0.1 (superuser `postgres`, trusted locally)."""
+    """A throwaway PostgreSQL cluster on 127.0.0.1, also reachable from the test's ssh hosts
+    (superuser `postgres`, trusted on 127.0.0.1 only)."""
 
     port: int
     bindir: Path
@@ -68,8 +70,9 @@ def postgres() -> Iterator[Postgres]:
         "local all all trust\n"
         "host all postgres 127.0.0.1/32 trust\n"
         "host all all 127.0.0.1/32 scram-sha-256\n"
+        f"host all all {SUBNET}.0.0/16 scram-sha-256\n"  # the ssh hosts in namespaces
     )
-    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {root}"
+    options = f"-p {port} -c listen_addresses=* -k {root}"
     start = [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start"]
     done = subprocess.run(_as_postgres(start), capture_output=True, text=True, check=False)
     if done.returncode != 0:

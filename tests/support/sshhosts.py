@@ -66,6 +66,8 @@ class SshHost:
     files: Path  # this host's view of `remote`, as seen from the test's namespace
     sshd_log: Path
     command: list[str]  # how its sshd starts
+    link: str = ""  # this side's end of the veth pair: `ip link set <link> down` cuts the host off
+    gateway: str = ""  # this side's address, as the host reaches it
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -82,6 +84,11 @@ class SshHost:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(timeout=10)
+
+    def cut(self, *, off: bool) -> None:
+        """Take the host's link down (a dropped network: packets vanish, nothing is refused),
+        or bring it back."""
+        _run("ip", "link", "set", self.link, "down" if off else "up")
 
     def connections(self) -> int:
         """How many ssh connections the host accepted (multiplexed sessions are not new ones)."""
@@ -152,7 +159,9 @@ class SshHosts:
         command = [*inside, "unshare", "--mount", "--propagation", "private", "sh", "-c", mount]
         if silent:  # accepts connections and never says a word: a hung host
             command = [*inside, sys.executable, "-c", SILENT.format(address=address)]
-        host = SshHost(name, namespace, address, files, home / "sshd.log", command)
+        host = SshHost(
+            name, namespace, address, files, home / "sshd.log", command, link=outer, gateway=here
+        )
         self.hosts[name] = host
         host.start_sshd()
         return host
