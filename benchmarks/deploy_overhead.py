@@ -26,6 +26,7 @@ from pathlib import Path
 from common import CHILD_ENV, PYTEST
 
 REPO = Path(__file__).resolve().parent.parent
+BUNDLED_SMOKE = REPO / "pytest_deployproof" / "suites" / "test_smoke.py"
 
 COMPOSE = """\
 services:
@@ -94,7 +95,7 @@ def main() -> None:
     (work / "inventories" / "bench.yml").write_text(
         INVENTORY.format(state=work / "state", run_dir=stack, project=project, port=port)
     )
-    (work / "test_smoke.py").write_text((REPO / "suites" / "test_smoke.py").read_text())
+    (work / "test_smoke.py").write_text(BUNDLED_SMOKE.read_text())
     compose = [compose_binary(), "-p", project]
     up = [*compose, "up", "-d", "--wait", "--wait-timeout", "60"]
     try:

@@ -29,6 +29,7 @@ from pytest_deployproof.observe.drift import record_deployed
 from pytest_deployproof.reach.hosts import HostAccess
 
 REPO = Path(__file__).resolve().parent.parent
+BUNDLED_DRIFT = REPO / "pytest_deployproof" / "suites" / "test_drift.py"
 
 # One shared network: the engine's default address pools hold ~30 networks, and Compose
 # 2.40 exits 0 when it cannot create one (the containers are then simply missing).
@@ -81,7 +82,7 @@ def main() -> None:
         )
     (root / "inventories").mkdir()
     (root / "inventories" / "bench.yml").write_text("\n".join(lines) + "\n")
-    (root / "test_drift.py").write_text((REPO / "suites" / "test_drift.py").read_text())
+    (root / "test_drift.py").write_text(BUNDLED_DRIFT.read_text())
 
     def up(name: str) -> None:
         subprocess.run([compose, "-p", name, "up", "-d", "--quiet-pull"], cwd=root / name,

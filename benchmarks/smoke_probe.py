@@ -35,6 +35,7 @@ from pathlib import Path
 from common import CHILD_ENV, PYTEST
 
 REPO = Path(__file__).resolve().parent.parent
+BUNDLED_SMOKE = REPO / "pytest_deployproof" / "suites" / "test_smoke.py"
 
 
 class SlowServer:
@@ -186,14 +187,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="deployproof-bench-") as tmp:
         work = Path(tmp)
         urls = write_inventory(work, args.stacks, base)
-        (work / "test_smoke.py").write_text((REPO / "suites" / "test_smoke.py").read_text())
+        (work / "test_smoke.py").write_text(BUNDLED_SMOKE.read_text())
         (work / "naive").mkdir()
         (work / "naive" / "test_naive.py").write_text(NAIVE.format(urls=urls))
         (work / "bare").mkdir()
         (work / "bare" / "test_bare.py").write_text(BARE.format(n=len(urls)))
         (work / "floor.py").write_text(FLOOR.format(urls=urls))
         (work / "floor_tuned.py").write_text(FLOOR_TUNED.format(urls=urls))
-        ours = [*PYTEST, "--env", "bench", "-m", "smoke", "-k", "test_endpoint_answers"]
+        ours = [*PYTEST, "--env", "bench", "--deployproof-no-builtin", "-m", "smoke"]
+        ours += ["-k", "test_endpoint_answers"]  # the copy in work/, not the bundled one
         variants = {
             "a": [*ours, "test_smoke.py"],
             "c": [sys.executable, "floor.py"],

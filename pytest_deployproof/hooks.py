@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from . import e2e_fixtures, fixtures
+from . import e2e_fixtures, fixtures, suites
 from .deploy.deployer import DeployError
 from .deploy.signals import terminate_as_interrupt
 from .errors import Inconclusive
@@ -60,6 +60,20 @@ def start(config: pytest.Config, settings: Settings) -> None:
         config.pluginmanager.register(fixtures.DeployFirst(), "deployproof-deploy-first")
         terminate_as_interrupt()  # a cancelled CI job rolls back like Ctrl-C (DEP-2)
     _check_suites(config)
+    _collect_bundled_checks(config)
+
+
+def _collect_bundled_checks(config: pytest.Config) -> None:
+    """The checks the package ships are collected beside the project's own tests, from
+    any rootdir, when no test path was named on the command line (naming paths runs
+    just those); ``--deployproof-no-builtin`` or ``deployproof_builtin = false`` opt out."""
+    if config.getoption("deployproof_no_builtin") or not config.getini("deployproof_builtin"):
+        return
+    if config.args_source is pytest.Config.ArgsSource.ARGS:
+        return
+    bundled = str(Path(suites.__file__).parent)
+    if bundled not in config.args:  # an xdist worker is handed the controller's args
+        config.args.append(bundled)
 
 
 def _refuse_state_in_checkout(inventory: Inventory) -> None:

@@ -15,11 +15,12 @@ import pytest
 from . import e2e_fixtures, fixtures
 from .deploy.signals import restore_terminate
 from .reach import ssh
-from .settings import add_options, resolve
+from .settings import SteppedAside, add_options, make_room, resolve
 from .stash import RUN_KEY, SETTINGS_KEY
 from .targets import BLOCKS_MARK, ONLY_MARK, ROLLOUT_MARK, TARGET_MARK
 from .verdicts import CHECK_KINDS
 
+STEPPED_ASIDE = "deployproof-stepped-aside"
 MARKERS = {
     **CHECK_KINDS,
     TARGET_MARK: "deployproof_target(target): set by deployproof on the tests it parametrises",
@@ -32,8 +33,19 @@ MARKERS = {
 }
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     add_options(parser)
+    stepped = SteppedAside()
+    make_room(parser, stepped)
+    pluginmanager.register(stepped, STEPPED_ASIDE)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    stepped = config.pluginmanager.get_plugin(STEPPED_ASIDE)
+    return [
+        f"deployproof: {name} is this project's own option; deployproof's is --dp-{name[2:]}"
+        for name in (stepped.names if stepped is not None else [])
+    ]
 
 
 def pytest_configure(config: pytest.Config) -> None:

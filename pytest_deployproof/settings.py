@@ -7,8 +7,9 @@ what it selected (pytest-django shows its settings source the same way).
 
 from __future__ import annotations
 
+import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -58,18 +59,21 @@ def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup(GROUP, "deployproof: prove a deployment is sound")
     group.addoption(
         "--env",
+        "--dp-env",
         dest="deployproof_env",
         metavar="NAME",
         help="Environment to check (a file inventories/NAME.yml). Env: DEPLOYPROOF_ENV.",
     )
     group.addoption(
         "--inventory",
+        "--dp-inventory",
         dest="deployproof_inventory",
         metavar="PATH",
         help=f"Inventory file or directory (default: {DEFAULT_INVENTORY}/ under the rootdir).",
     )
     group.addoption(
         "--stack",
+        "--dp-stack",
         dest="deployproof_stacks",
         action="append",
         metavar="GLOB",
@@ -77,6 +81,7 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--layer",
+        "--dp-layer",
         dest="deployproof_layers",
         action="append",
         metavar="NAME",
@@ -84,6 +89,7 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--host",
+        "--dp-host",
         dest="deployproof_hosts",
         action="append",
         metavar="NAME",
@@ -91,18 +97,21 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--deploy",
+        "--dp-deploy",
         dest="deployproof_deploy",
         metavar="VERSION",
         help="Deploy VERSION to every selected stack before its tests; roll back when any fails.",
     )
     group.addoption(
         "--force",
+        "--dp-force",
         dest="deployproof_force",
         metavar="REASON",
         help="Deploy a version its promotion source did not verify; REASON goes into the history.",
     )
     group.addoption(
         "--lock-wait",
+        "--dp-lock-wait",
         dest="deployproof_lock_wait",
         type=float,
         default=0.0,
@@ -111,12 +120,14 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--changed-since",
+        "--dp-changed-since",
         dest="deployproof_changed_since",
         metavar="REV",
         help="Only stacks whose paths changed since git revision REV (merge base to work tree).",
     )
     group.addoption(
         "--suite",
+        "--dp-suite",
         dest="deployproof_suites",
         action="append",
         metavar="NAME",
@@ -125,12 +136,14 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--ordered",
+        "--dp-ordered",
         dest="deployproof_ordered",
         action="store_true",
         help="Drift: layers apply in order, so a layer after one that drifted is blocked by it.",
     )
     group.addoption(
         "--parity",
+        "--dp-parity",
         dest="deployproof_parity",
         metavar="ENV[,ENV]",
         help="Drift: compare the selected stacks and their versions with this environment "
@@ -138,12 +151,14 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--dashboard",
+        "--dp-dashboard",
         dest="deployproof_dashboard",
         metavar="PATH",
         help="Write the run's markdown dashboard to PATH.",
     )
     group.addoption(
         "--group-by",
+        "--dp-group-by",
         dest="deployproof_group_by",
         choices=("auto", "host", "stack"),
         default="auto",
@@ -151,7 +166,20 @@ def add_options(parser: pytest.Parser) -> None:
         "worker; auto (default): by host for ssh hosts (one connection per host), by stack "
         "otherwise. An Ansible inventory is read with testinfra's --ansible-inventory.",
     )
+    group.addoption(
+        "--deployproof-no-builtin",
+        dest="deployproof_no_builtin",
+        action="store_true",
+        help="Do not collect the checks bundled with deployproof (preflight, smoke, health, "
+        "drift): only the project's own tests. Ini: deployproof_builtin = false.",
+    )
     parser.addini("deployproof_env", "Default environment (like --env).", type="string")
+    parser.addini(
+        "deployproof_builtin",
+        "Collect the bundled checks beside the project's tests (default true).",
+        type="bool",
+        default=True,
+    )
     parser.addini(
         "deployproof_inventory",
         "Inventory file or directory, relative to the ini file.",
@@ -163,6 +191,37 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "deployproof_changed_since", "Git revision (like --changed-since).", type="string"
     )
+
+
+@dataclass
+class SteppedAside:
+    """Our option spellings that gave way to the project's own (``--env`` -> ``--dp-env``);
+    registered as a plugin object so that pytest_configure finds it again."""
+
+    names: list[str] = field(default_factory=list)
+
+
+def make_room(parser: pytest.Parser, stepped: SteppedAside) -> None:
+    """When the project's conftest adds an option we also spell that way (a hand-written
+    ``--env`` is common), ours gives way instead of argparse refusing the whole run; ours
+    stay reachable as ``--dp-NAME``.
+
+    pytest adds each option to argparse as it is registered, and a conflict raises there;
+    pytest has no public way to rename an option, so the group conftests add to
+    (``parser.addoption``) gets an argparse conflict handler that removes the clashing
+    spelling from our action, and only from ours: any other clash is still an error."""
+    group = parser._anonymous._arggroup
+
+    def give_way(action: argparse.Action, conflicts: list[tuple[str, argparse.Action]]) -> None:
+        if any(not str(existing.dest).startswith("deployproof_") for _, existing in conflicts):
+            group._handle_conflict_error(action, conflicts)
+        for name, existing in conflicts:
+            existing.option_strings = [n for n in existing.option_strings if n != name]
+            group._option_string_actions.pop(name, None)
+            stepped.names.append(name)
+
+    group._handle_conflict_deployproof = give_way  # type: ignore[attr-defined]
+    group.conflict_handler = "deployproof"
 
 
 def _split(values: list[str] | None) -> tuple[str, ...]:
@@ -185,7 +244,13 @@ def _pick_text(config: pytest.Config, name: str, flag: str) -> Setting[str | Non
 
 
 def _pick_list(config: pytest.Config, name: str, flag: str) -> Setting[tuple[str, ...]]:
-    cli = _split(config.getoption(f"deployproof_{name}"))
+    given = config.getoption(f"deployproof_{name}")
+    cli = _split(given)
+    if given and not cli:  # `--stack "$STACK"` with STACK unset must not select every stack
+        raise pytest.UsageError(
+            f"{flag} was given an empty value: name at least one (is a CI variable unset?), "
+            f"or leave {flag} out to select every one"
+        )
     if cli:
         return Setting(cli, flag)
     variable = f"DEPLOYPROOF_{name.upper()}"

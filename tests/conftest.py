@@ -6,6 +6,10 @@ with the reason elsewhere (``tests/support/need.py``): a green CI must never hid
 checks that did not run.
 """
 
+from __future__ import annotations
+
+import pytest
+
 pytest_plugins = [
     "pytester",
     "tests.support.engine",
@@ -17,3 +21,11 @@ pytest_plugins = [
     "tests.support.loopback",
     "tests.support.filesystems",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _only_the_checks_each_test_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test writes the checks it runs into its pytester directory (copies of the bundled
+    ones, or its own): the pytest runs it starts must not also collect the bundled copy.
+    Tests of the bundled collection itself take this away (``monkeypatch.delenv``)."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-o deployproof_builtin=false")

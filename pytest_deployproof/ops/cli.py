@@ -13,10 +13,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import __version__
 from ..deploy.history import History
 from ..deploy.locks import StackLock, stale_reason
 from ..inventory.load import InventoryError, discover, load_environment, load_file
@@ -448,8 +449,24 @@ def _hook_commands(commands: Any) -> None:
     webhook.set_defaults(run=_webhook)
 
 
+def _lock_command(commands: Any, environment: Callable[[argparse.ArgumentParser], None]) -> None:
+    lock = commands.add_parser("lock", help="show or break a stack's deploy lock")
+    environment(lock)
+    lock.add_argument("stack")
+    what = lock.add_mutually_exclusive_group()
+    what.add_argument("--status", action="store_true", help="who holds it (the default)")
+    what.add_argument(
+        "--break",
+        dest="break_lease",
+        action="store_true",
+        help="remove the lease, whoever holds it",
+    )
+    lock.set_defaults(run=_lock)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deployproof", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"deployproof {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="validate inventory files")
     check.add_argument("--inventory", default="inventories", help="file or directory")
@@ -460,7 +477,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     schema.set_defaults(run=_schema)
 
     def environment(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--env", required=True, help="the environment")
+        env = os.environ.get("DEPLOYPROOF_ENV") or None  # as the pytest plugin reads it
+        command.add_argument(
+            "--env", default=env, required=env is None, help="the environment ($DEPLOYPROOF_ENV)"
+        )
         command.add_argument("--inventory", default="inventories", help="file or directory")
         command.add_argument(
             "--ansible-inventory", help="hosts and groups from this Ansible inventory"
@@ -497,18 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _hook_commands(commands)
     _release_commands(commands, environment)
 
-    lock = commands.add_parser("lock", help="show or break a stack's deploy lock")
-    environment(lock)
-    lock.add_argument("stack")
-    what = lock.add_mutually_exclusive_group()
-    what.add_argument("--status", action="store_true", help="who holds it (the default)")
-    what.add_argument(
-        "--break",
-        dest="break_lease",
-        action="store_true",
-        help="remove the lease, whoever holds it",
-    )
-    lock.set_defaults(run=_lock)
+    _lock_command(commands, environment)
     args = parser.parse_args(argv)
     if args.command == "rollback":
         chosen = (args.version is not None) + args.list + args.last_good

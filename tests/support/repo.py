@@ -5,5 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
-SMOKE_SUITE = (REPO / "suites" / "test_smoke.py").read_text()
-SUITES = {path.stem: path.read_text() for path in (REPO / "suites").glob("test_*.py")}
+BUNDLED = REPO / "pytest_deployproof" / "suites"  # the checks the package ships
+SMOKE_SUITE = (BUNDLED / "test_smoke.py").read_text()
+SUITES = {path.stem: path.read_text() for path in BUNDLED.glob("test_*.py")}
