@@ -8,6 +8,7 @@ pay for them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,14 @@ def start(config: pytest.Config, settings: Settings) -> None:
 def _collect_bundled_checks(config: pytest.Config) -> None:
     """The checks the package ships are collected beside the project's own tests, from
     any rootdir, when no test path was named on the command line (naming paths runs
-    just those); ``--deployproof-no-builtin`` or ``deployproof_builtin = false`` opt out."""
-    if config.getoption("deployproof_no_builtin") or not config.getini("deployproof_builtin"):
+    just those); ``--deployproof-no-builtin``, ``DEPLOYPROOF_BUILTIN=0`` or the ini's
+    ``deployproof_builtin = false`` opt out."""
+    variable = os.environ.get("DEPLOYPROOF_BUILTIN", "").strip().lower()
+    if variable:
+        wanted = variable not in ("0", "false", "no", "off")
+    else:
+        wanted = bool(config.getini("deployproof_builtin"))
+    if config.getoption("deployproof_no_builtin") or not wanted:
         return
     if config.args_source is pytest.Config.ArgsSource.ARGS:
         return

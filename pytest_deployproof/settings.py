@@ -171,7 +171,8 @@ def add_options(parser: pytest.Parser) -> None:
         dest="deployproof_no_builtin",
         action="store_true",
         help="Do not collect the checks bundled with deployproof (preflight, smoke, health, "
-        "drift): only the project's own tests. Ini: deployproof_builtin = false.",
+        "drift): only the project's own tests. Env: DEPLOYPROOF_BUILTIN=0; ini: "
+        "deployproof_builtin = false.",
     )
     parser.addini("deployproof_env", "Default environment (like --env).", type="string")
     parser.addini(

@@ -27,5 +27,6 @@ pytest_plugins = [
 def _only_the_checks_each_test_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     """A test writes the checks it runs into its pytester directory (copies of the bundled
     ones, or its own): the pytest runs it starts must not also collect the bundled copy.
-    Tests of the bundled collection itself take this away (``monkeypatch.delenv``)."""
-    monkeypatch.setenv("PYTEST_ADDOPTS", "-o deployproof_builtin=false")
+    Tests of the bundled collection itself take this away (``monkeypatch.delenv``).
+    (An environment variable: pytester clears PYTEST_ADDOPTS.)"""
+    monkeypatch.setenv("DEPLOYPROOF_BUILTIN", "0")

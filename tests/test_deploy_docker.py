@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pytest_deployproof.deploy.history import History
-from pytest_deployproof.observe.stackfiles import set_env_value
+from pytest_deployproof.observe.stackfiles import env_value, set_env_value
 from tests.support.compose import ComposeStack
 from tests.support.deploying import (
     SLOW_CHECK,
@@ -146,10 +146,25 @@ def test_a_live_lock_refuses_the_deploy_and_a_dead_ones_is_reclaimed(
         ("OTHER=x", "OTHER=x\nTAG=v2\n"),
         ("", "TAG=v2\n"),
         ("TAGS=keep\nTAG = v1\n", "TAGS=keep\nTAG=v2\n"),
+        ("TAG=v0\nX=1\nTAG=v1\n", "TAG=v2\nX=1\nTAG=v2\n"),  # Compose reads the last
     ],
 )
 def test_set_env_value_touches_only_the_tag_line(text: str, expected: str) -> None:
     assert set_env_value(text, "TAG", "v2") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("TAG=v1.2.0  # pinned\n", "v1.2.0"),
+        ("TAG='v1.2.0' # quoted\n", "v1.2.0"),
+        ('export TAG="v1.2.0"\n', "v1.2.0"),
+        ("TAG=v0\nTAG=v1\n", "v1"),
+        ("TAGS=v9\n", None),
+    ],
+)
+def test_env_value_reads_the_tag_as_compose_does(text: str, expected: str | None) -> None:
+    assert env_value(text, "TAG") == expected
 
 
 def test_deploy_needs_an_environment_and_grouped_workers(pytester: pytest.Pytester) -> None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from pytest_deployproof.errors import Inconclusive
 from pytest_deployproof.inventory.model import Host
 from pytest_deployproof.observe.docker_engine import HostEngine, registry_of
+from tests.support.compose import ComposeStack, inventory_yaml
+from tests.support.repo import SUITES
 
 LOCAL = Host(name="here", spec="local://")
 
@@ -76,3 +80,31 @@ def test_an_unreachable_engine_is_inconclusive() -> None:
     engine = HostEngine(Host(name="gone", spec="local://", docker_url="tcp://127.0.0.1:9"))
     with pytest.raises(Inconclusive, match="cannot reach Docker on host 'gone'"):
         engine.networks()
+
+
+def test_docker_host_pointing_at_nothing_makes_each_check_inconclusive_in_one_line(
+    pytester: pytest.Pytester,
+    compose_stack: Callable[..., ComposeStack],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The socket named, the variable to set, and no traceback: docker-py's half-made
+    client used to leak its socket, which `-W error` turned into a crash at exit."""
+    app = compose_stack("app")  # written, never started: nothing is asked of the engine
+    pytester.mkdir("inventories")
+    (pytester.path / "inventories" / "test.yml").write_text(inventory_yaml([app]))
+    pytester.makepyfile(test_smoke=SUITES["test_smoke"])
+    socket = tmp_path / "no-engine.sock"
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{socket}")
+    result = pytester.runpytest_subprocess(
+        "--env", "test", "-m", "smoke", "-W", "error", "-p", "no:cacheprovider"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [f"INCONCLUSIVE: cannot reach Docker on host 'here' at unix://{socket} (from "
+         "DOCKER_HOST): No such file or directory; start the engine or set DOCKER_HOST to "
+         "where it listens"]
+    )  # fmt: skip
+    output = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in output
+    assert "ResourceWarning" not in output

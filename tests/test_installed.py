@@ -37,8 +37,9 @@ class Installed:
 
     def run(self, cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
         """``argv`` with the venv's executables first on PATH, in ``cwd``, as a user runs it
-        (no PYTEST_ADDOPTS from this suite, and no coverage hooks of this run)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("COV", "PYTEST_"))}
+        (no DEPLOYPROOF_* or PYTEST_* settings of this suite, no coverage hooks of this run)."""
+        ours = ("COV", "PYTEST_", "DEPLOYPROOF_")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
         env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         return subprocess.run(
             argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False

@@ -39,11 +39,12 @@ def test_names_defaults_and_relative_paths(tmp_path: Path) -> None:
     assert inventory.probes.tries == 3
 
 
-def test_default_layers_follow_the_seed_order(tmp_path: Path) -> None:
+def test_default_layers_are_compose_layers_in_the_seed_order(tmp_path: Path) -> None:
+    """No IaC layer the inventory did not declare: its engine would run in the repository."""
     text = GOOD.replace("layers:\n  platform: {order: 2, engine: compose}\n", "")
     inventory = load_file(write(tmp_path, text))
+    assert {layer.engine for layer in inventory.layers.values()} == {"compose"}
     assert [(layer.name, layer.order) for layer in inventory.layers_in_order()] == [
-        ("bootstrap", 1),
         ("platform", 2),
         ("data-staging", 3),
         ("data-prod", 4),

@@ -198,8 +198,9 @@ class Layer(_Named):
         return self
 
 
+# Without `layers:` only Compose layers: a default that needs an IaC engine the inventory
+# never declared would run `terraform plan` in a repository that has no Terraform.
 DEFAULT_LAYERS: dict[str, dict[str, Any]] = {
-    "bootstrap": {"order": 1, "engine": "terraform", "path": "bootstrap"},
     "platform": {"order": 2, "engine": "compose", "path": "platform"},
     "data-staging": {"order": 3, "engine": "compose", "path": "data-staging"},
     "data-prod": {"order": 4, "engine": "compose", "path": "data-prod"},

@@ -76,15 +76,18 @@ def observe_stack_files(stack: Stack, access: HostAccess, masker: Masker) -> Sta
 
 
 def env_value(text: str, key: str) -> str | None:
-    """The value ``key`` has in ``text`` (an env file), unquoted; ``None`` when unset."""
-    found = re.search(rf"^(?:export\s+)?{re.escape(key)}\s*=\s*(.*)$", text, re.MULTILINE)
-    return found.group(1).strip().strip("'\"") if found else None
+    """The value ``key`` has in ``text`` (an env file) as Compose reads it: quotes, inline
+    comments (``TAG=v1.2.0  # pinned``), ``export`` and a repeated key (the last one
+    wins) all as the dotenv format says; ``None`` when unset."""
+    return parse_env(text).get(key)
 
 
 def set_env_value(text: str, key: str, value: str) -> str:
-    """``text`` (an env file) with ``key`` set to ``value``; other lines untouched."""
+    """``text`` (an env file) with ``key`` set to ``value``; other lines untouched. Every
+    line that sets ``key`` is rewritten, so a repeated key cannot keep an old value in
+    the line Compose reads (the last)."""
     line = f"{key}={value}"
     pattern = re.compile(rf"^(export\s+)?{re.escape(key)}\s*=.*$", re.MULTILINE)
     if pattern.search(text):
-        return pattern.sub(lambda m: (m.group(1) or "") + line, text, count=1)
+        return pattern.sub(lambda m: (m.group(1) or "") + line, text)
     return text + ("" if not text or text.endswith("\n") else "\n") + line + "\n"
