@@ -61,7 +61,22 @@ def start(config: pytest.Config, settings: Settings) -> None:
         config.pluginmanager.register(fixtures.DeployFirst(), "deployproof-deploy-first")
         terminate_as_interrupt()  # a cancelled CI job rolls back like Ctrl-C (DEP-2)
     _check_suites(config)
+    _check_parity(config, run.inventory)
     _collect_bundled_checks(config)
+
+
+def _check_parity(config: pytest.Config, inventory: Inventory) -> None:
+    """An environment ``--parity`` names must load now, as the run starts: found later,
+    inside a fixture, the mistake would surface as an error per test."""
+    value = config.getoption("deployproof_parity", None)
+    names = [n.strip() for n in (value or "").split(",") if n.strip()]
+    for name in names:
+        if name == inventory.environment:
+            continue
+        try:
+            load_environment(config.stash[SETTINGS_KEY].inventory.value, name)
+        except InventoryError as exc:
+            raise pytest.UsageError(f"--parity {value}: {exc}") from None
 
 
 def _collect_bundled_checks(config: pytest.Config) -> None:

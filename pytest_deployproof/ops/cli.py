@@ -256,7 +256,14 @@ def _comment(args: argparse.Namespace) -> int:
     """Handle one issue_comment event file (GitHub Actions: $GITHUB_EVENT_PATH)."""
     from .comment_hook import handle  # noqa: PLC0415
 
-    event = json.loads(Path(args.event).read_text())
+    try:
+        event = json.loads(Path(args.event).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        print(f"error: --event {args.event}: cannot read the event: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(event, dict):
+        print(f"error: --event {args.event}: not a GitHub event (a JSON object)", file=sys.stderr)
+        return 2
     repository = (event.get("repository") or {}).get("full_name")
     outcome = handle(event, _github(repository), _hook_settings(args), _run_checks)
     print(f"deployproof comment: {outcome.action}: {outcome.reason}")
