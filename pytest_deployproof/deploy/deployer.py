@@ -88,6 +88,9 @@ class Deployer(StackAction):
             if failed:
                 self._refuse(f"preflight failed: {', '.join(map(str, failed[:5]))}")
             self._disk_free()
+            problem = self.observed.stack_files(self.stack.name).problem
+            if problem:  # e.g. Compose would name the project otherwise: a second copy
+                self._refuse(problem)
             images = self._available_images(version)
             self._identities = {image: self.engine.identity(image) for image in images}
             self._check_promotion()

@@ -198,6 +198,12 @@ class Layer(_Named):
         return self
 
 
+def compose_project_name(directory: str) -> str:
+    """Compose's default project name for a directory: lowercase, only ``[a-z0-9_-]``,
+    starting with a letter or digit (compose-go's NormalizeProjectName)."""
+    return re.sub(r"[^a-z0-9_-]", "", directory.lower()).lstrip("_-")
+
+
 # Without `layers:` only Compose layers: a default that needs an IaC engine the inventory
 # never declared would run `terraform plan` in a repository that has no Terraform.
 DEFAULT_LAYERS: dict[str, dict[str, Any]] = {
@@ -354,7 +360,12 @@ class Stack(_Named):
     source_dir: Path | None = Field(default=None, description="Where its source lives.")
     compose: str = "compose.yaml"
     env_file: str = ".env"
-    project: str | None = Field(default=None, description="Compose project; default: the name.")
+    project: str | None = Field(
+        default=None,
+        description="Compose project name. Default: Compose's own, from the run_dir's "
+        "name (lowercase, only a-z 0-9 _ -); a compose file's `name:` or COMPOSE_PROJECT_NAME "
+        "must be repeated here (preflight says so when they differ).",
+    )
     image_tag_var: str | None = Field(default=None, pattern=ENV_KEY_PATTERN)
     networks: tuple[str, ...] = Field(default=(), description="External networks it needs.")
     required_env: tuple[str, ...] = Field(default=(), description="Keys the env file must set.")
@@ -396,8 +407,9 @@ class Stack(_Named):
 
     @property
     def project_name(self) -> str:
-        """The Compose project name: what labels its containers."""
-        return self.project or self.name.lower()
+        """The Compose project name: what labels its containers. Without ``project``, the
+        name Compose gives a project from its directory (``docker compose up`` run there)."""
+        return self.project or compose_project_name(self.run_dir.name)
 
     @property
     def compose_path(self) -> Path:

@@ -72,6 +72,15 @@ def observe_stack_files(stack: Stack, access: HostAccess, masker: Masker) -> Sta
         lines = done.stderr.strip().splitlines()
         reason = masker(lines[-1] if lines else f"exit code {done.rc}, no output")
         return refused(f"docker compose config rejects {stack.compose_path}: {reason}", raw)
+    named = config.get("name")
+    if not stack.project and named and named != stack.project_name:
+        return refused(
+            f"Compose names this project {named!r} (the compose file's `name:` or "
+            f"COMPOSE_PROJECT_NAME), but deployproof would look for {stack.project_name!r} "
+            f"(from the directory): set `project: {named}` for stack {stack.name} in the "
+            "inventory",
+            raw,
+        )
     return StackFiles(stack.name, raw if isinstance(raw, dict) else None, env, config, None, masker)
 
 

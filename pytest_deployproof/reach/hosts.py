@@ -188,7 +188,9 @@ class HostAccess:
         argv = (["env", *argv] if argv else []) + self.compose_command()
         if timeout_s is not None:
             argv = ["timeout", f"{timeout_s:g}", *argv]
-        argv += ["-p", stack.project_name, "-f", str(stack.compose_path)]
+        if stack.project:  # else Compose names it, as `docker compose` run there does
+            argv += ["-p", stack.project]
+        argv += ["-f", str(stack.compose_path)]
         if env_file:
             argv += ["--env-file", str(stack.env_path)]
         return self.run(*argv, *args, cwd=stack.run_dir)

@@ -1,0 +1,110 @@
+"""Stacks started the way people start them: ``docker compose up -d`` in their directory,
+no ``-p``. The project name is then Compose's own (the directory's name, or the compose
+file's ``name:``), and the inventory needs to say nothing about it, or says what differs."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.compose import compose_binary, service_block
+from tests.support.network import free_port
+from tests.support.repo import SUITES
+
+
+def _compose(directory: Path, *args: str) -> None:
+    subprocess.run(
+        [compose_binary(), *args], cwd=directory, check=True, capture_output=True, text=True
+    )
+
+
+@pytest.fixture
+def started() -> Iterator[list[Path]]:
+    """Directories whose stacks were started with a plain `docker compose up -d`."""
+    directories: list[Path] = []
+    yield directories
+    for directory in directories:
+        subprocess.run(
+            [compose_binary(), "down", "-t", "1"], cwd=directory, capture_output=True, check=False
+        )
+
+
+def _stack(
+    image: str, tmp_path: Path, started: list[Path], directory: str, name: str | None = None
+) -> tuple[Path, int]:
+    run_dir = tmp_path / directory
+    run_dir.mkdir()
+    port = free_port()
+    definition: dict[str, object] = {"services": {"web": service_block(image, port, {}, {})}}
+    if name:
+        definition = {"name": name, **definition}
+    (run_dir / "compose.yaml").write_text(yaml.safe_dump(definition, sort_keys=False))
+    (run_dir / ".env").write_text("APP_IMAGE_TAG=v1.0.0\n")
+    _compose(run_dir, "up", "-d", "--wait")
+    started.append(run_dir)
+    return run_dir, port
+
+
+def _inventory(pytester: pytest.Pytester, run_dir: Path, port: int, extra: str = "") -> None:
+    (pytester.path / "inventories").mkdir(exist_ok=True)
+    (pytester.path / "inventories" / "prod.yml").write_text(
+        "hosts: {here: {spec: 'local://'}}\n"
+        "probes: {tries: 2, interval_s: 0.2, deadline_s: 8}\n"
+        "stacks:\n"
+        f"  web:\n    layer: platform\n    host: here\n    run_dir: {run_dir}\n{extra}"
+        "    image_tag_var: APP_IMAGE_TAG\n"
+        "    services: {web: {critical: true}}\n"
+        f"    endpoints: [{{name: home, url: 'http://127.0.0.1:{port}/'}}]\n"
+    )
+
+
+def test_the_project_is_found_by_its_directory_name_as_compose_names_it(
+    pytester: pytest.Pytester, demo_image: str, tmp_path: Path, started: list[Path]
+) -> None:
+    """Stack `web` lives in `Web.Seisei-<id>`: Compose named the project `webseisei-<id>`."""
+    suffix = uuid.uuid4().hex[:6]
+    run_dir, port = _stack(demo_image, tmp_path, started, f"Web.Seisei-{suffix}")
+    _inventory(pytester, run_dir, port)
+    pytester.makepyfile(test_smoke=SUITES["test_smoke"], test_preflight=SUITES["test_preflight"])
+    result = pytester.runpytest_subprocess(
+        "--env", "prod", "-k", "service_running or endpoint or compose_parses",
+        "-p", "no:cacheprovider", "-rA",
+    )  # fmt: skip
+    result.assert_outcomes(passed=3)  # its container found by the project label Compose set
+
+
+def test_a_compose_name_the_inventory_does_not_repeat_is_a_preflight_failure(
+    pytester: pytest.Pytester, demo_image: str, tmp_path: Path, started: list[Path]
+) -> None:
+    name = f"shop-{uuid.uuid4().hex[:6]}"
+    run_dir, port = _stack(demo_image, tmp_path, started, "web", name=name)
+    _inventory(pytester, run_dir, port)
+    pytester.makepyfile(test_preflight=SUITES["test_preflight"], test_smoke=SUITES["test_smoke"])
+    result = pytester.runpytest_subprocess(
+        "--env", "prod", "-k", "compose_parses", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [f"*Compose names this project '{name}' (the compose file's `name:` or "
+         "COMPOSE_PROJECT_NAME), but deployproof would look for 'web' (from the directory): "
+         f"set `project: {name}` for stack web in the inventory*"]
+    )  # fmt: skip
+    # A deploy is refused before anything changes: it would start a second copy.
+    deploy = pytester.runpytest_subprocess(
+        "--env", "prod", "--deploy", "v2.0.0", "-k", "service_running",
+        "-p", "no:cacheprovider", "-o", "deployproof_builtin=false",
+    )  # fmt: skip
+    deploy.stdout.fnmatch_lines(["*deploy of web v2.0.0 refused, nothing changed: Compose names*"])
+    assert (run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"
+
+    # Said in the inventory, everything is found.
+    _inventory(pytester, run_dir, port, f"    project: {name}\n")
+    again = pytester.runpytest_subprocess(
+        "--env", "prod", "-k", "compose_parses or service_running", "-p", "no:cacheprovider"
+    )
+    again.assert_outcomes(passed=2)
