@@ -148,11 +148,15 @@ def test_e2e_creates_one_dashboard_per_commit_and_updates_it(
     assert github.calls.count("POST /repos/acme/infra/issues/7/comments") == 1
     assert f"PATCH /repos/acme/infra/issues/comments/{board['id']}" in github.calls
 
-    done = comment("/health")  # same commit: the same comment, both stages on it
-    assert done.returncode == 0, done.stdout + done.stderr
+    # Same commit: the same comment, both stages on it. The stack declares no health
+    # endpoint and no database: nothing was checked, which is held, never green.
+    done = comment("/health")
+    assert done.returncode == 6, done.stdout + done.stderr
+    assert "INCONCLUSIVE: nothing was checked (2 skipped, none ran and passed)" in done.stdout
     assert [c["id"] for c in github.dashboards()] == [board["id"]]
     assert "| E2E: smoke | ✅ |" in board["body"]
-    assert "| Health | ✅ | exit code 0 |" in board["body"]
+    assert "| Health | ⏸️ | exit code 6 |" in board["body"]
+    assert github.reactions[-1] == (101, "confused")
 
     github.heads = [SHA2]  # a new commit: a new dashboard
     assert comment("/e2e smoke").returncode == 0

@@ -12,6 +12,7 @@ from pytest_deployproof.report.dashboard import (
     Stage,
     deploy_stages,
     error_annotations,
+    next_step,
     render,
     verdict_of,
 )
@@ -70,6 +71,17 @@ def test_all_passed() -> None:
         "✅ All checks passed.\n"
         "<!-- /next-step -->\n"
     )
+
+
+def test_a_run_whose_every_check_skipped_is_never_green() -> None:
+    skipped = ("x.py", 1, "Skipped: the selected stacks declare no endpoint")
+    stages = outcomes(
+        report("prod/platform/web", "health", "skipped", skipped, when="setup"),
+    ).stages()
+    assert next_step(stages) == (
+        "⏸️ Inconclusive: nothing was checked (every selected check was skipped)."
+    )
+    assert "All checks passed" not in render("abc1234def", stages)
 
 
 def test_a_failure_names_the_check_and_the_next_step() -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..report import dashboard
+from ..verdicts import HELD_EXIT_CODE
 from .commands import HELP, Command, HelpNeeded, parse
 from .github import GitHub, truncate
 
@@ -158,7 +159,8 @@ def _run(
             summary = Path(scratch) / "dashboard.md"
             code = run_checks([*args, "--dashboard", str(summary)])
             rows = _rows(summary.read_text()) if summary.exists() else []
-    status = "passed" if code == 0 else "failed"
+    # 6: held or nothing checked (BYD-1): neither a pass nor a failure, and never green.
+    status = "passed" if code == 0 else "held" if code == HELD_EXIT_CODE else "failed"
     board.set(dashboard.Stage(command.stage, status, f"exit code {code}", _now()), *rows)
     moved = github.pull_request(number).head_sha
     note = None
@@ -167,7 +169,7 @@ def _run(
             f"⚠️ The head moved to `{moved[:7]}` during the run: these results are for `{head[:7]}`."
         )
     board.publish(note)
-    github.react(comment_id, "rocket" if code == 0 else "-1")
+    github.react(comment_id, "rocket" if code == 0 else "confused" if status == "held" else "-1")
     return Outcome("ran", command.stage, code, args)
 
 
