@@ -100,3 +100,27 @@ def test_unreadable_and_non_utf8_files(tmp_path: Path) -> None:
         load_file(path)
     with pytest.raises(InventoryError, match="cannot read"):
         load_file(tmp_path / "absent.yml")
+
+
+@pytest.mark.parametrize(
+    ("runner", "accepted", "words"),
+    [
+        ("{url: 'https://runner.internal:8443'}", True, ""),
+        ("{url: 'http://127.0.0.1:8081'}", False, "is http://: use https://, or set"),
+        ("{url: 'http://127.0.0.1:8081', allow_insecure_http: true}", True, ""),
+        ("{url: 'ftp://runner'}", False, "is not an https:// URL with a host"),
+        ("{url: 'https://user:pw@runner'}", False, "no credentials, query or fragment"),
+        ("{url: 'https://runner', timeout_s: .inf}", False, "timeout_s"),
+    ],
+)
+def test_a_runner_url_is_https_unless_the_inventory_names_the_risk(
+    tmp_path: Path, runner: str, accepted: bool, words: str
+) -> None:
+    text = GOOD.replace("    services:", f"    runner: {runner}\n    services:", 1)
+    if accepted:
+        assert load_file(write(tmp_path, text)).stacks["web"].runner is not None
+        return
+    with pytest.raises(InventoryError, match=r"stacks\.web\.runner") as error:
+        load_file(write(tmp_path, text))
+    assert words in str(error.value)
+    assert "user:pw" not in str(error.value)

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pytest_deployproof.deploy.runner import RunnerError
 from pytest_deployproof.observe.stackfiles import env_value
 from pytest_deployproof.signed_http import signature
 from tests.support.compose import ComposeStack
@@ -28,74 +29,118 @@ SECRET = "runner-s3cret"
 def runner(
     pytester: pytest.Pytester, deploy_project: tuple[ComposeStack, Path]
 ) -> Iterator[Callable[[], str]]:
-    """`deployproof runner serve` for the stack, and the inventory that deploys through it."""
+    """`deployproof runner serve` for the stack, and the inventory that deploys through it.
+    Calling the returned function again restarts the runner (its memory is then on disk)."""
     app, state = deploy_project
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     (pytester.path / "inventories" / "test.yml").write_text(
-        deploy_inventory(app, state, f"    runner: {{url: '{url}', timeout_s: 90}}\n")
+        deploy_inventory(
+            app, state, f"    runner: {{url: '{url}', allow_insecure_http: true, timeout_s: 90}}\n"
+        )
     )
     env = {**os.environ, "DEPLOYPROOF_RUNNER_SECRET": SECRET}
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "deployproof"), "runner", "serve", "--env", "test",
-         "--stack", "app", "--port", str(port)],
-        cwd=pytester.path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start() -> str:
+        for running in processes:
+            running.terminate()
+            running.wait(timeout=10)
+        processes.append(
+            subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "deployproof"),
+                    "runner",
+                    "serve",
+                    "--env",
+                    "test",
+                    "--stack",
+                    "app",
+                    "--port",
+                    str(port),
+                ],
+                cwd=pytester.path,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         wait_for_port(port, "deployproof runner")
-        yield lambda: url
+        return url
+
+    try:
+        start()
+        yield start
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        for running in processes:
+            running.terminate()
+            running.wait(timeout=10)
 
 
 def post(url: str, body: bytes, **headers: str) -> httpx.Response:
     return httpx.post(f"{url}/deploy", content=body, headers=headers, timeout=10)
 
 
+def request(**fields: object) -> bytes:
+    """A deploy request: every field the runner judges is inside the signed body."""
+    data = {"env": "test", "tag": "v2.0.0", "triggered_by": "t", "delivery": "delivery-1",
+            "sent_at": time.time(), **fields}  # fmt: skip
+    return json.dumps({k: v for k, v in data.items() if v is not ...}).encode()
+
+
+def signed(data: bytes, secret: str = SECRET) -> dict[str, str]:
+    return {"X-Hub-Signature-256": signature(secret.encode(), data)}
+
+
 def test_the_runner_refuses_what_is_not_a_fresh_signed_deploy(
-    pytester: pytest.Pytester, deploy_project: tuple[ComposeStack, Path], runner: Callable[[], str]
+    pytester: pytest.Pytester,
+    deploy_project: tuple[ComposeStack, Path],
+    runner: Callable[[], str],
 ) -> None:
     app, _ = deploy_project
     url = runner()
-    body = json.dumps({"env": "test", "tag": "v2.0.0", "triggered_by": "t"}).encode()
-    now = str(int(time.time()))
-
-    def signed(
-        data: bytes, secret: str = SECRET, delivery: str = "d1", at: str = now
-    ) -> dict[str, str]:
-        return {
-            "X-Hub-Signature-256": signature(secret.encode(), data),
-            "X-Deployproof-Delivery": delivery,
-            "X-Deployproof-Timestamp": at,
-        }
-
-    unsigned = {"X-Deployproof-Delivery": "d0", "X-Deployproof-Timestamp": now}
-    shell = json.dumps({"env": "test", "tag": "v2;rm -rf /"}).encode()
-    other_env = json.dumps({"env": "prod", "tag": "v2.0.0"}).encode()
+    body = request()
+    stale = request(sent_at=time.time() - 3 * 86400, delivery="delivery-old")
     huge = b"{" + b" " * (65 * 1024) + b"}"
+    deep = b"[" * 100_000 + b"]" * 100_000
     cases = {
-        "missing signature": (body, unsigned, 401),
+        "missing signature": (body, {}, 401),
         "wrong secret": (body, signed(body, secret="guess"), 401),
         "tampered body": (body.replace(b"v2.0.0", b"v9.9.9"), signed(body), 401),
-        "stale": (body, signed(body, at=str(int(time.time()) - 3600)), 401),
+        "days later": (stale, signed(stale), 401),
+        "no time inside": (untimed := request(sent_at=...), signed(untimed), 400),
         "not JSON": (b"tag=v2", signed(b"tag=v2"), 400),
-        "shell in tag": (shell, signed(shell), 400),
-        "other env": (other_env, signed(other_env), 400),
         "oversized": (huge, signed(huge), 413),
+        "shell in tag": (shell := request(tag="v2;rm -rf /"), signed(shell), 400),
+        "other env": (other := request(env="prod"), signed(other), 400),
     }
     for case, (data, headers, status) in cases.items():
         assert post(url, data, **headers).status_code == status, case
-    assert httpx.get(f"{url}/health").json() == {"status": "ok", "tag": "v1.0.0"}
+    for tag in (5, None, True, ["v2"]):  # once written as TAG=None
+        data = request(tag=tag)
+        assert post(url, data, **signed(data)).status_code == 400, tag
+    deep_answer = post(url, deep[: 60 * 1024], **signed(deep[: 60 * 1024]))
+    assert deep_answer.status_code == 400  # answered, not a dropped connection
+    health = httpx.get(f"{url}/health")
+    assert health.json() == {"status": "ok", "tag": "v1.0.0"}
+    assert health.headers["X-Hub-Signature-256"] == signature(SECRET.encode(), health.content)
     assert env_value((app.run_dir / ".env").read_text(), "APP_IMAGE_TAG") == "v1.0.0"
 
-    assert post(url, body, **signed(body, delivery="d9")).status_code == 202
-    assert post(url, body, **signed(body, delivery="d9")).status_code == 409  # replayed
+    assert post(url, body, **signed(body)).status_code == 202
+    # The same signed request again, with any headers: the id is inside what is signed.
+    assert post(url, body, **signed(body), **{"X-Deployproof-Delivery": "fresh"}).status_code == 409
     deadline = time.monotonic() + 90
-    while httpx.get(f"{url}/health").json() != {"status": "ok", "tag": "v2.0.0"}:
+    while httpx.get(f"{url}/health").json().get("status") != "ok":
         assert time.monotonic() < deadline
         time.sleep(0.5)
+    assert httpx.get(f"{url}/health").json() == {
+        "status": "ok",
+        "tag": "v2.0.0",
+        "delivery": "delivery-1",
+    }
     assert container(app)["image"].endswith(":v2.0.0")
+    runner()  # restarted: what it took is remembered on disk
+    assert post(url, body, **signed(body)).status_code == 409
 
     no_secret = subprocess.run(
         [str(Path(sys.executable).parent / "deployproof"), "runner", "serve", "--env", "test",
@@ -105,6 +150,19 @@ def test_the_runner_refuses_what_is_not_a_fresh_signed_deploy(
     )  # fmt: skip
     assert no_secret.returncode == 2
     assert "refusing to start without a runner secret" in no_secret.stderr
+
+
+def test_a_client_does_not_believe_a_health_answer_it_cannot_verify(
+    runner: Callable[[], str],
+) -> None:
+    from pytest_deployproof.deploy.runner import RunnerClient
+
+    url = runner()
+    assert RunnerClient(url, SECRET).health() == {"status": "ok", "tag": "v1.0.0"}
+    impostor = RunnerClient(url, "another-secret", timeout_s=1)
+    assert impostor.health()["status"].startswith("unsigned answer")
+    with pytest.raises(RunnerError, match=r"did not apply v2\.0\.0 within 1 s: .*unsigned answer"):
+        impostor.wait("v2.0.0", "delivery-1")
 
 
 def test_deploy_through_the_runner_is_verified_and_rolled_back_through_it(

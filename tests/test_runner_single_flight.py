@@ -47,12 +47,11 @@ def runner() -> Iterator[tuple[RunnerServer, list[str]]]:
 
 
 def _post(url: str, tag: str, delivery: str) -> int:
-    body = json.dumps({"env": "staging", "tag": tag, "triggered_by": "test"}).encode()
+    body = json.dumps({"env": "staging", "tag": tag, "triggered_by": "test",
+                       "delivery": delivery, "sent_at": time.time()}).encode()  # fmt: skip
     headers = {
         "Content-Type": "application/json",
         "X-Hub-Signature-256": signature(SECRET.encode(), body),
-        "X-Deployproof-Delivery": delivery,
-        "X-Deployproof-Timestamp": str(int(time.time())),
     }
     return httpx.post(url, content=body, headers=headers, timeout=10).status_code
 

@@ -1,17 +1,19 @@
 """The remote deploy backend (DEP-8): an IaC runner behind a signed POST.
 
 Client side (:class:`RunnerClient`): a stack with ``runner: {url, secret_env}`` is
-deployed by ``POST <url>/deploy`` with ``{"env", "tag", "triggered_by"}`` signed
-``X-Hub-Signature-256: sha256=<HMAC-SHA256 hex of the exact body>``, a delivery id
-and a timestamp; then ``GET <url>/health`` is polled until the runner reports the
-tag applied (or failed). The same suites verify it afterwards.
+deployed by ``POST <url>/deploy`` with the JSON ``{"env", "tag", "triggered_by",
+"delivery", "sent_at"}`` signed ``X-Hub-Signature-256: sha256=<HMAC-SHA256 hex of the
+exact body>``: the delivery id and the time are inside what is signed, so a captured
+request cannot be replayed with a fresh id or time. Then ``GET <url>/health`` is polled
+until the runner reports this delivery applied (or failed); its answers are signed the
+same way, and an unsigned one is not believed. The same suites verify it afterwards.
 
 Server side (:class:`RunnerServer`, ``deployproof runner serve``): the reference
-runner, small enough to read in one sitting. It refuses to start without a
-secret, compares signatures in constant time, rejects deliveries older than five
-minutes or seen before, bodies over 64 KiB, non-JSON and tags that are not plain
-words, and applies one deploy at a time: the tag into the env file, then
-``docker compose up --wait``.
+runner, small enough to read in one sitting. It refuses to start without a secret,
+compares signatures in constant time, rejects deliveries sent more than five minutes
+ago or seen before (remembered on disk, so a restart forgets none still fresh), bodies
+over 64 KiB, non-JSON, and tags that are not strings of plain words, and applies one
+deploy at a time: the tag into the env file, then ``docker compose up --wait``.
 """
 
 from __future__ import annotations
@@ -22,17 +24,20 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from ..signed_http import Deliveries, Rejected, read_signed, send, signature
+from ..signed_http import Rejected, read_signed, send, signature, verify
+from ..state_dir import append_line, read_lines
 
-__all__ = ["RunnerClient", "RunnerError", "RunnerServer"]
+__all__ = ["RunnerClient", "RunnerError", "RunnerServer", "SeenDeliveries"]
 
 MAX_BODY = 64 * 1024
 MAX_AGE_S = 300
 TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+DELIVERY = re.compile(r"[A-Za-z0-9-]{8,64}")
 
 
 class RunnerError(Exception):
@@ -48,12 +53,13 @@ class RunnerClient:
         self.timeout_s = timeout_s
 
     def deploy(self, env: str, tag: str, triggered_by: str) -> str:
-        body = json.dumps({"env": env, "tag": tag, "triggered_by": triggered_by}).encode()
+        delivery = uuid.uuid4().hex
+        request = {"env": env, "tag": tag, "triggered_by": triggered_by,
+                   "delivery": delivery, "sent_at": time.time()}  # fmt: skip
+        body = json.dumps(request).encode()
         headers = {
             "Content-Type": "application/json",
             "X-Hub-Signature-256": signature(self.secret, body),
-            "X-Deployproof-Delivery": uuid.uuid4().hex,
-            "X-Deployproof-Timestamp": str(int(time.time())),
         }
         try:
             response = httpx.post(f"{self.url}/deploy", content=body, headers=headers, timeout=30)
@@ -63,18 +69,30 @@ class RunnerClient:
             raise RunnerError(
                 f"runner refused the deploy: HTTP {response.status_code} {response.text.strip()}"
             )
-        return self.wait(tag)
+        return self.wait(tag, delivery)
 
-    def wait(self, tag: str) -> str:
+    def health(self) -> dict[str, Any]:
+        """The runner's state, believed only when signed with the shared secret."""
+        try:
+            response = httpx.get(f"{self.url}/health", timeout=10)
+        except httpx.HTTPError:
+            return {"status": "unreachable"}
+        if not verify(self.secret, response.content, response.headers.get("X-Hub-Signature-256")):
+            return {"status": "unsigned answer (not from a runner holding the secret)"}
+        try:
+            state = json.loads(response.content)
+        except ValueError:
+            return {"status": "not JSON"}
+        return state if isinstance(state, dict) else {"status": "not a JSON object"}
+
+    def wait(self, tag: str, delivery: str) -> str:
         deadline = time.monotonic() + self.timeout_s
         while True:
-            try:
-                state = httpx.get(f"{self.url}/health", timeout=10).json()
-            except (httpx.HTTPError, ValueError):
-                state = {"status": "unreachable"}
-            if state.get("tag") == tag and state.get("status") == "ok":
+            state = self.health()
+            ours = state.get("delivery") == delivery and state.get("tag") == tag
+            if ours and state.get("status") == "ok":
                 return f"runner applied {tag}"
-            if state.get("tag") == tag and state.get("status") == "failed":
+            if ours and state.get("status") == "failed":
                 raise RunnerError(f"runner failed to apply {tag}: {state.get('error', '?')}")
             if time.monotonic() > deadline:
                 raise RunnerError(
@@ -83,43 +101,83 @@ class RunnerClient:
             time.sleep(0.5)
 
 
+class SeenDeliveries:
+    """Delivery ids already taken, kept on disk: a request is handled once, also across a
+    restart. Only ids still fresh matter (older requests are refused for their age), so
+    the file holds ``<sent_at> <id>`` lines and is read back for the last window."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._seen: dict[str, float] = {}
+        if path is not None:
+            horizon = time.time() - 2 * MAX_AGE_S
+            for _, line in read_lines(path):
+                sent, _, delivery = line.partition(" ")
+                try:
+                    if float(sent) >= horizon:
+                        self._seen[delivery] = float(sent)
+                except ValueError:
+                    continue  # a torn line: its delivery, if fresh, is refused by the signature
+
+    def take(self, delivery: str, sent_at: float) -> bool:
+        """``True`` the first time (and written down before it counts), else ``False``."""
+        if delivery in self._seen:
+            return False
+        if self.path is not None:
+            append_line(self.path, f"{sent_at:.3f} {delivery}")
+        self._seen[delivery] = sent_at
+        horizon = time.time() - 2 * MAX_AGE_S
+        if len(self._seen) > 10_000:
+            self._seen = {d: t for d, t in self._seen.items() if t >= horizon}
+        return True
+
+
 class RunnerServer(ThreadingHTTPServer):
     """The reference runner for one stack (``apply(tag)`` does the work)."""
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], secret: str, env: str, apply: Any) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        secret: str,
+        env: str,
+        apply: Any,
+        deliveries: Path | None = None,
+    ) -> None:
         if not secret:
             raise ValueError(
                 "refusing to start without a runner secret (DEPLOYPROOF_RUNNER_SECRET)"
             )
         self.secret, self.env, self.apply = secret.encode(), env, apply
-        self.deliveries = Deliveries()
+        self.deliveries = SeenDeliveries(deliveries)
         self.lock = threading.Lock()
         self.state: dict[str, Any] = {"status": "ok", "tag": None}
         self.applied: list[dict[str, Any]] = []
         super().__init__(address, _RunnerRequest)
 
-    def accept(self, delivery: str, tag: str) -> bool:
+    def accept(self, delivery: str, sent_at: float, tag: str) -> bool:
         """Take this delivery as THE deploy, or refuse it: deciding and marking the runner
         busy is one step under the lock, so two requests at the same instant never both
         pass (docs/requirements.md#tru-2)."""
         with self.lock:
-            if self.state["status"] == "deploying" or not self.deliveries.first(delivery):
+            if self.state["status"] == "deploying" or not self.deliveries.take(delivery, sent_at):
                 return False
-            self.state = {"status": "deploying", "tag": tag}
+            self.state = {"status": "deploying", "tag": tag, "delivery": delivery}
             return True
 
     def run_deploy(self, request: dict[str, Any]) -> None:
+        tag, delivery = request["tag"], request["delivery"]
         try:
-            self.apply(request["tag"])
+            self.apply(tag)
         except Exception as exc:  # the runner reports, it does not die
             with self.lock:
-                self.state = {"status": "failed", "tag": request["tag"], "error": str(exc)[:500]}
+                error = str(exc)[:500]
+                self.state = {"status": "failed", "tag": tag, "delivery": delivery, "error": error}
             return
         with self.lock:
             self.applied.append(request)
-            self.state = {"status": "ok", "tag": request["tag"]}
+            self.state = {"status": "ok", "tag": tag, "delivery": delivery}
 
 
 class _RunnerRequest(BaseHTTPRequestHandler):
@@ -135,7 +193,15 @@ class _RunnerRequest(BaseHTTPRequestHandler):
         if self.path != "/health":
             self._answer(404, {"error": "not found"})
             return
-        self._answer(200, dict(self.server.state))
+        with self.server.lock:
+            state = dict(self.server.state)
+        body = json.dumps(state).encode()  # signed: a client believes only the runner
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Hub-Signature-256", signature(self.server.secret, body))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_POST(self) -> None:
         status, answer, request = self._judge()
@@ -156,20 +222,22 @@ class _RunnerRequest(BaseHTTPRequestHandler):
             raise Rejected(404, "not found")
         body = read_signed(self, self.server.secret, MAX_BODY)
         try:
-            sent = int(self.headers.get("X-Deployproof-Timestamp", ""))
-        except ValueError:
-            sent = 0
-        if abs(time.time() - sent) > MAX_AGE_S:
-            raise Rejected(401, "stale delivery")
-        try:
             request = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise Rejected(400, "not JSON") from None
-        if not isinstance(request, dict) or not TAG.fullmatch(str(request.get("tag", ""))):
-            raise Rejected(400, "needs a JSON object with a plain tag")
+        if not isinstance(request, dict):
+            raise Rejected(400, "needs a JSON object")
+        sent_at, delivery, tag = request.get("sent_at"), request.get("delivery"), request.get("tag")
+        if not isinstance(sent_at, int | float) or isinstance(sent_at, bool):
+            raise Rejected(400, "needs sent_at: the time it was sent, inside the signed body")
+        if abs(time.time() - sent_at) > MAX_AGE_S:
+            raise Rejected(401, "stale delivery")
+        if not isinstance(delivery, str) or not DELIVERY.fullmatch(delivery):
+            raise Rejected(400, "needs delivery: an id of 8-64 letters, digits or dashes")
+        if not isinstance(tag, str) or not TAG.fullmatch(tag):
+            raise Rejected(400, "needs a tag: a string of letters, digits, '.', '_' or '-'")
         if request.get("env") != self.server.env:
             raise Rejected(400, f"this runner deploys {self.server.env}")
-        delivery = self.headers.get("X-Deployproof-Delivery", "")
-        if not self.server.accept(delivery, str(request["tag"])):
+        if not self.server.accept(delivery, float(sent_at), tag):
             raise Rejected(409, "duplicate delivery, or a deploy in progress")
         return request

@@ -342,13 +342,34 @@ class Rollout(_Model):
 class Runner(_Model):
     """Deploy through an IaC runner instead of local compose (DEP-8)."""
 
-    url: str = Field(description="The runner's base URL: POST /deploy, GET /health.")
+    url: str = Field(description="The runner's base URL: POST /deploy, GET /health; https.")
+    allow_insecure_http: bool = Field(
+        default=False,
+        description="Allow an http:// url: the signed requests are then readable on the way "
+        "(the secret is not sent, but tags and timing are). Only for loopback or a private link.",
+    )
     secret_env: str = Field(
         default="DEPLOYPROOF_RUNNER_SECRET",
         pattern=ENV_KEY_PATTERN,
         description="Process environment variable holding the shared secret (never the value).",
     )
-    timeout_s: float = Field(default=300, gt=0)
+    timeout_s: float = Field(default=300, gt=0, le=86400)
+
+    @model_validator(mode="after")
+    def _https_unless_said(self) -> Runner:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"url {self.url!r} is not an https:// URL with a host")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError(  # not echoed: it may hold a password
+                "url: no credentials, query or fragment in it (the secret goes in secret_env)"
+            )
+        if parts.scheme == "http" and not self.allow_insecure_http:
+            raise ValueError(
+                f"url {self.url!r} is http://: use https://, or set allow_insecure_http: true "
+                "for a loopback or private link"
+            )
+        return self
 
 
 class Stack(_Named):

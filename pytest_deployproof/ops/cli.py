@@ -399,7 +399,11 @@ def _runner(args: argparse.Namespace) -> int:
 
     try:
         server = RunnerServer(
-            (args.host, args.port), os.environ.get("DEPLOYPROOF_RUNNER_SECRET", ""), args.env, apply
+            (args.host, args.port),
+            os.environ.get("DEPLOYPROOF_RUNNER_SECRET", ""),
+            args.env,
+            apply,
+            deliveries=inventory.state.root / "runner" / f"{stack.name}.deliveries",
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
