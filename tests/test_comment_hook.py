@@ -45,6 +45,10 @@ class FakeGitHub:
 
     heads: list[str] = field(default_factory=lambda: [SHA1])
     reviews: list[dict[str, Any]] = field(default_factory=list)
+    # Repository roles; anyone else is not a collaborator (404), as on GitHub.
+    roles: dict[str, str] = field(
+        default_factory=lambda: {"alice": "write", "bob": "write", "carol": "admin", "dan": "read"}
+    )
     comments: list[dict[str, Any]] = field(default_factory=list)
     reactions: list[tuple[int, str]] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
@@ -60,6 +64,12 @@ class FakeGitHub:
         body = request.get_json(silent=True) or {}
         if request.method == "GET" and path == "/pulls/7":
             return self.json({"head": {"sha": self.head()}, "base": {"ref": "main"}})
+        if found := re.fullmatch(r"/collaborators/([^/]+)/permission", path):
+            role = self.roles.get(found[1])
+            if role is None:
+                return self.json({"message": "Not Found"}, 404)
+            legacy = {"maintain": "write", "triage": "read"}.get(role, role)
+            return self.json({"permission": legacy, "role_name": role})
         if request.method == "GET" and path == "/pulls/7/reviews":
             return self.json(self.reviews if request.args.get("page") == "1" else [])
         if request.method == "GET" and path == "/issues/7/comments":
@@ -195,30 +205,117 @@ def hook(
         ("edited", event("/e2e smoke", action="edited")),
         ("bot", event("/e2e smoke", sender={"login": "dependabot[bot]", "type": "Bot"})),
         ("not a PR", {**event("/e2e smoke"), "issue": {"number": 7}}),
-        ("NONE", event("/e2e smoke", author_association="NONE")),
-        ("first timer", event("/e2e smoke", author_association="FIRST_TIME_CONTRIBUTOR")),
-        ("production unapproved", event("/apply production")),
+        ("discussion", event("Looks good to me!")),
+        ("indented: quoted in a code block", event("    /apply production abcdef1")),
     ],
 )
-def test_refusals_run_nothing(
+def test_what_is_not_a_command_for_us_gets_no_reply_and_no_api_call(
     github: FakeGitHub, httpserver: HTTPServer, tmp_path: Path, case: str, data: dict[str, Any]
 ) -> None:
     action, ran = hook(github, httpserver, tmp_path, data)
-    assert ran == []
+    assert (action, ran, github.calls) == ("ignored", [], [])
+
+
+@pytest.mark.parametrize(
+    ("login", "association"),
+    [("mallory", "NONE"), ("mallory", "MEMBER"), ("dan", "COLLABORATOR"), ("eve", "OWNER")],
+    ids=["outsider", "org-member-without-write", "read-only-collaborator", "claims-owner"],
+)
+@pytest.mark.parametrize("body", ["/e2e smoke", "/help", "/nonsense", "/apply production abc1234"])
+def test_a_commenter_without_write_permission_gets_nothing_not_even_help(
+    github: FakeGitHub,
+    httpserver: HTTPServer,
+    tmp_path: Path,
+    login: str,
+    association: str,
+    body: str,
+) -> None:
+    """Judged by the repository role the API reports, never by author_association."""
+    data = event(body)
+    data["comment"]["user"] = {"login": login, "type": "User"}
+    data["comment"]["author_association"] = association
+    action, ran = hook(github, httpserver, tmp_path, data)
+    assert (action, ran) == ("ignored", [])
+    assert github.calls == [f"GET /repos/{REPO}/collaborators/{login}/permission"]
+    assert github.comments == []
+    assert github.reactions == []
+
+
+def approve(login: str | None, commit: str = SHA1, state: str = "APPROVED") -> dict[str, Any]:
+    return {"user": {"login": login} if login else None, "state": state, "commit_id": commit}
+
+
+@pytest.mark.parametrize(
+    ("body", "reviews", "answer"),
+    [
+        ("/apply production abcdef1", [], "no approval of abcdef1"),
+        (
+            "/apply production abcdef1",
+            [approve("bob", commit="0" * 40)],
+            "no approval of abcdef1 (an approval of an earlier commit does not count)",
+        ),
+        ("/apply production abcdef1", [approve("mallory")], "by a reviewer with write access"),
+        ("/apply production abcdef1", [approve("dan")], "by a reviewer with write access"),
+        (
+            "/apply production abcdef1",
+            [approve("alice")],
+            "the only approval of abcdef1 is the commenter's own",
+        ),
+        ("/apply production abcdef1", [approve(None), approve("mallory")], "write access"),
+        (
+            "/apply production abcdef1",
+            [approve("bob"), approve("carol", state="CHANGES_REQUESTED")],
+            "a reviewer requests changes",
+        ),
+        (
+            "/apply production 1234567",  # written for an older head: the head moved since
+            [approve("bob")],
+            "names 1234567, but the head is `abcdef1`",
+        ),
+    ],
+    ids=["none", "stale", "outsider", "read-only", "self", "ghost", "changes", "head-moved"],
+)
+def test_production_refusals_run_nothing(
+    github: FakeGitHub,
+    httpserver: HTTPServer,
+    tmp_path: Path,
+    body: str,
+    reviews: list[dict[str, Any]],
+    answer: str,
+) -> None:
+    github.reviews = reviews
+    action, ran = hook(github, httpserver, tmp_path, event(body))
+    assert (action, ran) == ("refused", [])
     assert github.dashboards() == []
-    if case in ("edited", "bot", "not a PR"):
-        assert (action, github.calls) == ("ignored", [])  # not even a reply
-    else:
-        assert action == "refused"
-        assert github.reactions == [(101, "-1")]
-        assert len(github.comments) == 1  # the reason, addressed to the author
+    assert github.reactions == [(101, "-1")]
+    [reply] = github.comments
+    assert answer in reply["body"]
 
 
-def test_production_with_an_approval_deploys_the_head(
+def test_production_without_a_named_commit_is_answered_with_help(
     github: FakeGitHub, httpserver: HTTPServer, tmp_path: Path
 ) -> None:
-    github.reviews = [{"user": {"login": "bob"}, "state": "APPROVED"}]
     action, ran = hook(github, httpserver, tmp_path, event("/apply production"))
+    assert (action, ran) == ("help", [])
+    [reply] = github.comments
+    assert "`/apply production <sha>`" in reply["body"]
+
+
+def test_two_commands_in_one_comment_run_neither(
+    github: FakeGitHub, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    for body in ("atlantis plan\n/apply production abcdef1", "/e2e smoke\ninfra dig"):
+        github.comments.clear()
+        action, ran = hook(github, httpserver, tmp_path, event(body))
+        assert (action, ran) == ("help", [])
+        assert "one command per comment" in github.comments[0]["body"]
+
+
+def test_production_with_an_approval_of_the_head_deploys_it(
+    github: FakeGitHub, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    github.reviews = [approve("mallory"), approve("bob", commit="0" * 40), approve("bob")]
+    action, ran = hook(github, httpserver, tmp_path, event("/apply production abcdef1"))
     assert action == "ran"
     [args] = ran
     assert args[:2] == ["--env", "production"]

@@ -216,9 +216,9 @@ def _restore(args: argparse.Namespace) -> int:
 def _hook_settings(args: argparse.Namespace) -> Any:
     """The hook's configuration, from the checked-out (default) branch and its environment."""
     from ..e2e_fixtures import e2e_suites  # noqa: PLC0415
-    from .comment_hook import DEFAULT_AUTHORS, HookSettings  # noqa: PLC0415
+    from .comment_hook import DEFAULT_PERMISSIONS, HookSettings  # noqa: PLC0415
 
-    authors = os.environ.get("DEPLOYPROOF_AUTHORS")
+    allowed = os.environ.get("DEPLOYPROOF_PERMISSIONS")
     inventory = Path(args.inventory).resolve()
 
     def revert(env: str) -> int:
@@ -232,7 +232,11 @@ def _hook_settings(args: argparse.Namespace) -> Any:
     root = Path.cwd()
     return HookSettings(
         inventory=inventory,
-        authors=frozenset(a.strip() for a in authors.split(",")) if authors else DEFAULT_AUTHORS,
+        permissions=(
+            frozenset(p.strip() for p in allowed.split(",") if p.strip())
+            if allowed
+            else DEFAULT_PERMISSIONS
+        ),
         bot_login=os.environ.get("DEPLOYPROOF_BOT_LOGIN", "github-actions[bot]"),
         suites=tuple(e2e_suites(root)) if (root / "suites" / "e2e").is_dir() else (),
         revert=revert,

@@ -1,10 +1,13 @@
 """Pull-request comment commands (CMT-1): parsed against allow-lists.
 
-A comment is untrusted input. Its first line must be exactly one command with
-at most one argument; the argument must be one of a fixed set of ASCII words
-(no normalisation: a look-alike letter is another word). What a command does
-is a fixed mapping to pytest arguments built here; nothing from the comment
-ever becomes a pytest option, a path or part of a shell command by itself.
+A comment is untrusted input. Its first line, starting at column 0 (an indented
+line is a markdown code block, quoted, not said), must be exactly one command with
+at most one argument (``/apply production`` also names the commit: ``/apply
+production <sha>``); a comment holding two commands runs neither; the argument
+must be one of a fixed set of ASCII words (no normalisation: a look-alike letter
+is another word). What a command does is a fixed mapping to pytest arguments built
+here; nothing from the comment ever becomes a pytest option, a path or part of a
+shell command by itself.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ ALIASES = {
     "infra e2e": "/e2e",
 }
 _WORD = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+_SHA = re.compile(r"[0-9a-f]{7,40}")
 
 HELP = """\
 **deployproof commands** (one per comment, on its first line):
@@ -37,7 +41,8 @@ HELP = """\
 | `/e2e [smoke\\|health\\|preflight\\|<suite>]` | runs the checks or an E2E suite against staging |
 | `/health [layer]` | health probes (layers: bootstrap, platform, data-staging, data-prod, all) |
 | `/plan [layer]` | drift: does what runs match the repository? |
-| `/apply staging\\|production\\|<layer>` | deploys this commit (`production` needs an approval) |
+| `/apply staging\\|<layer>` | deploys this commit to staging |
+| `/apply production <sha>` | deploys the head `<sha>` to production; needs an approval of it |
 | `/revert` | rolls staging back to its last good version |
 | `/help` | this list |
 
@@ -55,6 +60,7 @@ class Command:
     argument: str | None
     environment: str = "staging"
     pytest_args: tuple[str, ...] = field(default=())
+    sha: str | None = None  # the commit `/apply production <sha>` names
 
     @property
     def deploys(self) -> bool:
@@ -68,22 +74,32 @@ class Command:
         return f"{title}: {self.argument}" if self.argument else title
 
 
-def _first_line(body: str) -> str:
+def _is_command(line: str) -> bool:
+    lowered = line.lower()
+    return line.startswith("/") or any(
+        lowered == alias or lowered.startswith(alias + " ") for alias in ALIASES
+    )
+
+
+def _first_line(body: str) -> str | None:
+    """The first non-blank line, when it is at column 0 (else ``None``: not said to us)."""
     if len(body) > MAX_BODY:
         raise HelpNeeded("the comment is too long to be a command")
-    lines = [line.strip() for line in body.strip().splitlines() if line.strip()]
+    lines = [line.rstrip() for line in body.splitlines() if line.strip()]
     if not lines:
-        raise HelpNeeded("the comment is empty")
-    commands = [line for line in lines if line.startswith("/")]
-    if len(commands) > 1:
-        raise HelpNeeded("one command per comment, please")
-    return lines[0]
+        return None
+    commands = [line for line in lines if _is_command(line)]
+    if len(commands) > 1 and _is_command(lines[0]):
+        raise HelpNeeded("one command per comment: this one holds more, so none of them ran")
+    return lines[0] if _is_command(lines[0]) else None
 
 
 def parse(body: str, suites: tuple[str, ...] = ()) -> Command | None:
     """The command in ``body``; ``None`` when the comment is not addressed to us (ordinary
     discussion); :class:`HelpNeeded` when it is, but is not something we run."""
     line = _first_line(body)
+    if line is None:
+        return None
     lowered = line.lower()
     for alias, command in ALIASES.items():
         if lowered == alias or lowered.startswith(alias + " "):
@@ -92,11 +108,21 @@ def parse(body: str, suites: tuple[str, ...] = ()) -> Command | None:
     if not line.startswith("/"):
         return None
     words = line.split(" ")
+    sha = None
+    if len(words) == 3 and words[:2] == ["/apply", "production"] and _SHA.fullmatch(words[2]):
+        sha = words.pop()
     if any(not word for word in words) or len(words) > 2:
         raise HelpNeeded(f"`{_quote(line)}` is not a command I know")
     name, argument = words[0][1:], (words[1] if len(words) == 2 else None)
     if not name.isascii() or (argument is not None and not _WORD.fullmatch(argument)):
         raise HelpNeeded(f"`{_quote(line)}` is not a command I know")
+    if name == "apply" and argument == "production":
+        if sha is None:
+            raise HelpNeeded(
+                "`/apply production` names the commit it deploys: `/apply production <sha>` "
+                "(the pull request's head, 7 to 40 hex digits)"
+            )
+        return Command("apply", argument, "production", ("-m", "smoke or health"), sha=sha)
     builders = {
         "e2e": _e2e,
         "health": _health,

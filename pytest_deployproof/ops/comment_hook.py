@@ -35,13 +35,14 @@ from .github import GitHub, truncate
 __all__ = ["HookSettings", "Outcome", "handle"]
 
 RunChecks = Callable[[list[str]], int]  # pytest arguments -> exit code
-DEFAULT_AUTHORS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
+# Repository permissions (roles) whose holders may run commands and approve production.
+DEFAULT_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 
 
 @dataclass(frozen=True)
 class HookSettings:
     inventory: Path
-    authors: frozenset[str] = DEFAULT_AUTHORS
+    permissions: frozenset[str] = DEFAULT_PERMISSIONS
     bot_login: str = "github-actions[bot]"
     suites: tuple[str, ...] = ()
     report_url: str | None = None
@@ -67,21 +68,25 @@ def handle(
     comment, number = event["comment"], int(event["issue"]["number"])
     comment_id = int(comment["id"])
     try:
-        command = parse(str(comment.get("body") or ""), settings.suites)
+        command: Command | None = parse(str(comment.get("body") or ""), settings.suites)
+        needed = None
     except HelpNeeded as exc:
-        github.create_comment(number, f"{exc}.\n\n{HELP}")
-        github.react(comment_id, "confused")
-        return Outcome("help", str(exc))
-    if command is None:
-        return Outcome("ignored", "not a command")
-    refusal = _refusal(command, comment, number, github, settings)
+        command, needed = None, exc
+    if command is None and needed is None:
+        return Outcome("ignored", "not a command")  # ordinary discussion: no API call at all
+    # Authorize before anything answers: an outsider's comment gets no reply, no help.
+    login = str((comment.get("user") or {}).get("login") or "")
+    permission = github.permission(login) if login else "none"
+    if permission not in settings.permissions:
+        return Outcome("ignored", f"{login or '?'} has {permission} permission: not authorized")
+    if needed is not None or (command is not None and command.name == "help"):
+        return _help(github, number, comment_id, needed)
+    assert command is not None
+    refusal = _refusal(command, login, number, github, settings)
     if refusal is not None:
         github.create_comment(number, refusal)
         github.react(comment_id, "-1")
         return Outcome("refused", refusal)
-    if command.name == "help":
-        github.create_comment(number, HELP)
-        return Outcome("help", "asked for help")
     return _run(command, number=number, comment_id=comment_id, github=github,
                 settings=settings, run_checks=run_checks)  # fmt: skip
 
@@ -99,22 +104,33 @@ def _not_for_us(event: dict[str, Any]) -> str | None:
     return None
 
 
+def _help(github: GitHub, number: int, comment_id: int, needed: HelpNeeded | None) -> Outcome:
+    """Answer with the command list: asked for, or because the comment was not one."""
+    if needed is None:
+        github.create_comment(number, HELP)
+        return Outcome("help", "asked for help")
+    github.create_comment(number, f"{needed}.\n\n{HELP}")
+    github.react(comment_id, "confused")
+    return Outcome("help", str(needed))
+
+
 def _refusal(
-    command: Command,
-    comment: dict[str, Any],
-    number: int,
-    github: GitHub,
-    settings: HookSettings,
+    command: Command, login: str, number: int, github: GitHub, settings: HookSettings
 ) -> str | None:
-    association = str(comment.get("author_association", "NONE"))
-    if association not in settings.authors:
-        login = comment.get("user", {}).get("login", "?")
+    """Production: the comment names the head it deploys, and someone else with write
+    access approved that exact commit (an approval of an earlier push does not count)."""
+    if command.environment != "production":
+        return None
+    head = github.pull_request(number).head_sha
+    if command.sha is None or not head.startswith(command.sha):
+        named = command.sha or "no commit"
         return (
-            f"@{login}: deployproof commands need one of "
-            f"{', '.join(sorted(settings.authors))}; you are {association}."
+            f"`/apply production` names {named}, but the head is `{head[:7]}`: review it, "
+            f"then comment `/apply production {head[:7]}`."
         )
-    if command.environment == "production" and not github.approved(number):
-        return "`/apply production` needs an approving review first."
+    problem = github.approval_problem(number, head, login, settings.permissions)
+    if problem is not None:
+        return f"`/apply production {command.sha}` needs an approving review: {problem}."
     return None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -19,7 +20,9 @@ MAX_COMMENT = 65_536  # longer bodies get 422
 
 
 class GitHubError(Exception):
-    pass
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status; 0 when GitHub was not reached
 
 
 @dataclass(frozen=True)
@@ -50,20 +53,55 @@ class GitHub:
             raise GitHubError(f"{method} {url}: {type(exc).__name__}") from None
         if response.status_code >= 400:
             message = response.text[:200]
-            raise GitHubError(f"{method} {url}: HTTP {response.status_code} {message}")
+            raise GitHubError(
+                f"{method} {url}: HTTP {response.status_code} {message}", response.status_code
+            )
         return response.json() if response.content else None
 
     def pull_request(self, number: int) -> PullRequest:
         data = self._call("GET", f"/pulls/{number}")
         return PullRequest(number, data["head"]["sha"], data["base"]["ref"])
 
-    def approved(self, number: int) -> bool:
-        """Whether the latest review of some reviewer approves the pull request."""
-        latest: dict[str, str] = {}
+    def permission(self, login: str) -> str:
+        """``login``'s permission on the repository: admin, maintain, write, triage, read or
+        none (the role, not the author_association: an org MEMBER may hold no write)."""
+        try:
+            found = self._call("GET", f"/collaborators/{quote(login, safe='')}/permission")
+        except GitHubError as exc:
+            if exc.status == 404:
+                return "none"
+            raise
+        return str(found.get("role_name") or found.get("permission") or "none")
+
+    def approval_problem(
+        self, number: int, head: str, commenter: str, allowed: frozenset[str]
+    ) -> str | None:
+        """Why the pull request is not approved for deploying ``head``; ``None`` when it is:
+        the latest review of some reviewer other than the commenter, holding one of the
+        ``allowed`` permissions, APPROVED that exact commit, and no reviewer's latest review
+        requests changes. A stale approval (of an earlier head) does not count."""
+        latest: dict[str, dict[str, Any]] = {}
         for review in self._pages(f"/pulls/{number}/reviews"):
-            if review.get("state") in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED"):
-                latest[review["user"]["login"]] = review["state"]
-        return "APPROVED" in latest.values() and "CHANGES_REQUESTED" not in latest.values()
+            user = review.get("user") or {}  # a deleted account's review has no user
+            if user.get("login") and review.get("state") in (
+                "APPROVED", "CHANGES_REQUESTED", "DISMISSED"
+            ):  # fmt: skip
+                latest[str(user["login"])] = review
+        if any(r.get("state") == "CHANGES_REQUESTED" for r in latest.values()):
+            return "a reviewer requests changes"
+        approvals = [
+            login for login, r in latest.items()
+            if r.get("state") == "APPROVED" and r.get("commit_id") == head
+        ]  # fmt: skip
+        others = [login for login in approvals if login != commenter]
+        for login in others:
+            if self.permission(login) in allowed:
+                return None
+        if others:
+            return f"no approval of {head[:7]} by a reviewer with write access"
+        if approvals:
+            return f"the only approval of {head[:7]} is the commenter's own"
+        return f"no approval of {head[:7]} (an approval of an earlier commit does not count)"
 
     def comments(self, number: int) -> list[dict[str, Any]]:
         return list(self._pages(f"/issues/{number}/comments"))
