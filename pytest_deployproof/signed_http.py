@@ -2,21 +2,40 @@
 
 GitHub's convention, which the runner follows too: ``X-Hub-Signature-256:
 sha256=<HMAC-SHA256 hex of the raw body>``, compared in constant time; the body's
-size is checked before it is read; a delivery id is taken once. Below both
+size is checked before a byte of it is read; a delivery id is taken once.
+:class:`BoundedServer` is what both servers stand on: a socket timeout per connection,
+a cap on connections at once (the rest get a 503 and are closed), and a malformed
+request answered 400/401, never a dropped connection or a traceback. Below both
 servers, so the deploy side's runner does not import the operator side's webhook.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import socket
+import sys
 import threading
-from collections import OrderedDict
-from http.server import BaseHTTPRequestHandler
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
-__all__ = ["Deliveries", "Rejected", "read_signed", "send", "signature", "verify"]
+from .state_dir import append_line, read_lines
 
-DRAIN_LIMIT = 16 << 20  # an oversized body up to this size is read before the 413
+__all__ = [
+    "BoundedServer",
+    "Rejected",
+    "SeenIds",
+    "read_signed",
+    "send",
+    "signature",
+    "verify",
+]
+
+SOCKET_TIMEOUT_S = 10  # an idle or slow client is dropped after this long without a byte
+MAX_CONNECTIONS = 64  # connections handled at once; more get a 503
 
 
 def signature(secret: bytes, body: bytes) -> str:
@@ -24,7 +43,12 @@ def signature(secret: bytes, body: bytes) -> str:
 
 
 def verify(secret: bytes, body: bytes, header: str | None) -> bool:
-    return header is not None and hmac.compare_digest(signature(secret, body), header)
+    """Constant-time; a header holding non-ASCII text is simply wrong (hmac refuses to
+    compare such strings, which used to drop the connection with a traceback)."""
+    if header is None:
+        return False
+    given = header.encode("utf-8", errors="replace")
+    return hmac.compare_digest(signature(secret, body).encode(), given)
 
 
 class Rejected(Exception):
@@ -37,23 +61,20 @@ class Rejected(Exception):
 
 def read_signed(request: BaseHTTPRequestHandler, secret: bytes, max_body: int) -> bytes:
     """The request's body, once its size and ``X-Hub-Signature-256`` are right; else
-    :class:`Rejected` (413, 401). Shared by the webhook and the runner."""
-    try:
-        length = int(request.headers.get("Content-Length", "0"))
-    except ValueError:
-        length = -1
-    if length < 0 or length > max_body:
-        # Read (and drop) a moderately large body before answering: a client still sending
-        # it when the connection closes sees a broken pipe instead of our 413. A huge one
-        # is not worth reading; its sender gets the closed connection.
-        if 0 < length <= DRAIN_LIMIT:
-            while length > 0:
-                chunk = request.rfile.read(min(length, 1 << 16))
-                if not chunk:
-                    break
-                length -= len(chunk)
+    :class:`Rejected` (411, 413, 401). The size is judged from ``Content-Length`` before
+    anything is read; an oversized body is never read (the connection is closed after
+    the answer). Shared by the webhook and the runner."""
+    text = request.headers.get("Content-Length")
+    if text is None or not text.strip().isdigit():
+        request.close_connection = True
+        raise Rejected(411, "needs a Content-Length")
+    length = int(text)
+    if length > max_body:
+        request.close_connection = True
         raise Rejected(413, "body too large")
     body = request.rfile.read(length)
+    if len(body) != length:
+        raise Rejected(400, "body shorter than its Content-Length")
     if not verify(secret, body, request.headers.get("X-Hub-Signature-256")):
         raise Rejected(401, "bad or missing signature")
     return body
@@ -68,19 +89,79 @@ def send(request: BaseHTTPRequestHandler, status: int, body: bytes, content_type
     request.wfile.write(body)
 
 
-class Deliveries:
-    """Delivery ids already taken (the newest ``keep``): each delivery is handled once."""
+class SeenIds:
+    """Ids already taken (delivery ids, comment ids), kept on disk: a request is handled
+    once, also across a restart. Only ids still within ``window_s`` matter (older requests
+    are refused for their age), so the file holds ``<time> <id>`` lines and is read back
+    for that window."""
 
-    def __init__(self, keep: int = 10_000) -> None:
-        self.keep = keep
-        self._seen: OrderedDict[str, None] = OrderedDict()
+    def __init__(self, path: Path | None, window_s: float) -> None:
+        self.path, self.window_s = path, window_s
+        self._seen: dict[str, float] = {}
         self._lock = threading.Lock()
+        if path is not None:
+            horizon = time.time() - 2 * window_s
+            for _, line in read_lines(path):
+                at, _, seen = line.partition(" ")
+                try:
+                    if float(at) >= horizon:
+                        self._seen[seen] = float(at)
+                except ValueError:
+                    continue  # a torn line; a fresh request it named is refused by its age
 
-    def first(self, delivery: str) -> bool:
+    def take(self, seen: str, at: float) -> bool:
+        """``True`` the first time (written down before it counts), else ``False``."""
         with self._lock:
-            if not delivery or delivery in self._seen:
+            if not seen or seen in self._seen:
                 return False
-            self._seen[delivery] = None
-            while len(self._seen) > self.keep:
-                self._seen.popitem(last=False)
+            if self.path is not None:
+                append_line(self.path, f"{at:.3f} {seen}")
+            self._seen[seen] = at
+            if len(self._seen) > 10_000:
+                horizon = time.time() - 2 * self.window_s
+                self._seen = {k: t for k, t in self._seen.items() if t >= horizon}
             return True
+
+
+class BoundedServer(ThreadingHTTPServer):
+    """A threading HTTP server whose threads and waits are bounded: each connection's
+    socket times out, at most ``max_connections`` are served at once (the next ones get a
+    503 and are closed at once), so idle or slow clients cannot hold every thread."""
+
+    daemon_threads = True
+    request_queue_size = 128  # the listen backlog (socketserver's 5 stalls a burst's connects)
+    max_connections = MAX_CONNECTIONS
+    socket_timeout_s: float = SOCKET_TIMEOUT_S
+
+    def __init__(self, address: tuple[str, int], handler: Any) -> None:
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                    b"Connection: close\r\n\r\n"
+                )
+            self.shutdown_request(request)
+            return
+        request.settimeout(self.socket_timeout_s)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that vanished or timed out is not news; anything else is one line."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (socket.timeout, ConnectionError)):
+            return
+        print(f"deployproof: request failed: {type(error).__name__}: {error}", file=sys.stderr)

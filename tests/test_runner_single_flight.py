@@ -1,8 +1,9 @@
 """The IaC runner takes one deploy at a time, decided atomically (TRU-2): two signed
 POST /deploy at the same instant are never both accepted.
 
-A real RunnerServer on loopback; its ``apply`` is the work the runner is given (here a
-short sleep that records the tag), so the test measures the server's own admission."""
+A real RunnerServer on loopback; its ``apply`` is the work the runner is given (here it
+lasts until both racers of the round were answered, then records the tag), so a second
+202 can only come from the server's admission, never from the first apply having ended."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ SECRET = "single-flight-secret"
 ROUNDS = 50
 
 
+RELEASE = threading.Event()  # an apply lasts until both racers of its round were answered
+
+
 @pytest.fixture
 def runner() -> Iterator[tuple[RunnerServer, list[str]]]:
     applied: list[str] = []
@@ -32,7 +36,7 @@ def runner() -> Iterator[tuple[RunnerServer, list[str]]]:
             overlapping.append(tag)  # two applies at once: what must never happen
             return
         try:
-            time.sleep(0.05)
+            RELEASE.wait(10)
             applied.append(tag)
         finally:
             busy.release()
@@ -78,11 +82,13 @@ def test_two_deploys_at_the_same_instant_are_never_both_accepted(
             racer.start()
         for racer in racers:
             racer.join()
+        RELEASE.set()  # both answered while the accepted one was still applying
         outcomes.append(sorted(codes))
         deadline = time.monotonic() + 10
         while server.state["status"] == "deploying":  # let the accepted one finish
             assert time.monotonic() < deadline
             time.sleep(0.01)
+        RELEASE.clear()
 
     assert len(outcomes) == ROUNDS
     assert [o for o in outcomes if o != [202, 409]] == []  # exactly one accepted, every round

@@ -23,16 +23,15 @@ import re
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from ..signed_http import Rejected, read_signed, send, signature, verify
-from ..state_dir import append_line, read_lines
+from ..signed_http import BoundedServer, Rejected, SeenIds, read_signed, send, signature, verify
 
-__all__ = ["RunnerClient", "RunnerError", "RunnerServer", "SeenDeliveries"]
+__all__ = ["RunnerClient", "RunnerError", "RunnerServer"]
 
 MAX_BODY = 64 * 1024
 MAX_AGE_S = 300
@@ -101,41 +100,8 @@ class RunnerClient:
             time.sleep(0.5)
 
 
-class SeenDeliveries:
-    """Delivery ids already taken, kept on disk: a request is handled once, also across a
-    restart. Only ids still fresh matter (older requests are refused for their age), so
-    the file holds ``<sent_at> <id>`` lines and is read back for the last window."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._seen: dict[str, float] = {}
-        if path is not None:
-            horizon = time.time() - 2 * MAX_AGE_S
-            for _, line in read_lines(path):
-                sent, _, delivery = line.partition(" ")
-                try:
-                    if float(sent) >= horizon:
-                        self._seen[delivery] = float(sent)
-                except ValueError:
-                    continue  # a torn line: its delivery, if fresh, is refused by the signature
-
-    def take(self, delivery: str, sent_at: float) -> bool:
-        """``True`` the first time (and written down before it counts), else ``False``."""
-        if delivery in self._seen:
-            return False
-        if self.path is not None:
-            append_line(self.path, f"{sent_at:.3f} {delivery}")
-        self._seen[delivery] = sent_at
-        horizon = time.time() - 2 * MAX_AGE_S
-        if len(self._seen) > 10_000:
-            self._seen = {d: t for d, t in self._seen.items() if t >= horizon}
-        return True
-
-
-class RunnerServer(ThreadingHTTPServer):
+class RunnerServer(BoundedServer):
     """The reference runner for one stack (``apply(tag)`` does the work)."""
-
-    daemon_threads = True
 
     def __init__(
         self,
@@ -150,7 +116,8 @@ class RunnerServer(ThreadingHTTPServer):
                 "refusing to start without a runner secret (DEPLOYPROOF_RUNNER_SECRET)"
             )
         self.secret, self.env, self.apply = secret.encode(), env, apply
-        self.deliveries = SeenDeliveries(deliveries)
+        self.deliveries = SeenIds(deliveries, MAX_AGE_S)
+        self.deploying: threading.Thread | None = None
         self.lock = threading.Lock()
         self.state: dict[str, Any] = {"status": "ok", "tag": None}
         self.applied: list[dict[str, Any]] = []
@@ -161,10 +128,24 @@ class RunnerServer(ThreadingHTTPServer):
         busy is one step under the lock, so two requests at the same instant never both
         pass (docs/requirements.md#tru-2)."""
         with self.lock:
-            if self.state["status"] == "deploying" or not self.deliveries.take(delivery, sent_at):
+            busy = self.state["status"] == "deploying"
+            if busy or not self.deliveries.take(delivery, sent_at):
                 return False
             self.state = {"status": "deploying", "tag": tag, "delivery": delivery}
             return True
+
+    def start_deploy(self, request: dict[str, Any]) -> None:
+        self.deploying = threading.Thread(
+            target=self.run_deploy, args=(request,), name="deployproof-runner-apply"
+        )
+        self.deploying.start()
+
+    def server_close(self) -> None:
+        """Stop taking requests, then wait for a running apply to end: a runner stopped
+        (SIGTERM) mid-``compose up`` would leave the stack half-changed."""
+        super().server_close()
+        if self.deploying is not None:
+            self.deploying.join()
 
     def run_deploy(self, request: dict[str, Any]) -> None:
         tag, delivery = request["tag"], request["delivery"]
@@ -206,7 +187,7 @@ class _RunnerRequest(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         status, answer, request = self._judge()
         if request is not None:
-            threading.Thread(target=self.server.run_deploy, args=(request,), daemon=True).start()
+            self.server.start_deploy(request)
         self._answer(status, answer)
 
     def _judge(self) -> tuple[int, dict[str, Any], dict[str, Any] | None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -285,9 +286,14 @@ def _webhook(args: argparse.Namespace) -> int:
         repository = (event.get("repository") or {}).get("full_name")
         return handle(event, _github(repository), settings, _run_checks)
 
+    state = Path(args.state_dir or _default_state_home()) / "webhook"
     try:
         server = WebhookServer(
-            (args.host, args.port), os.environ.get("DEPLOYPROOF_WEBHOOK_SECRET", ""), on_event
+            (args.host, args.port),
+            os.environ.get("DEPLOYPROOF_WEBHOOK_SECRET", ""),
+            on_event,
+            repository=args.repository or os.environ.get("GITHUB_REPOSITORY", ""),
+            seen=state / "comments.seen",
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -295,15 +301,29 @@ def _webhook(args: argparse.Namespace) -> int:
     return _serve(server, f"deployproof webhook: listening on {args.host}")
 
 
+def _default_state_home() -> Path:
+    """Where a server keeps what it must remember across restarts (XDG's state home)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "deployproof"
+
+
 def _serve(server: Any, label: str) -> int:
-    """Serve until interrupted (Ctrl-C), then close."""
+    """Serve until Ctrl-C or SIGTERM (what systemd and docker stop send), then close:
+    closing waits for the work already accepted (an apply, a rollback) to end."""
     print(f"{label}:{server.server_address[1]}", flush=True)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the wait
         server.server_close()
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 
@@ -461,6 +481,14 @@ def _hook_commands(commands: Any) -> None:
     webhook.add_argument("--host", default="127.0.0.1")
     webhook.add_argument("--port", type=int, default=8080)
     webhook.add_argument("--inventory", default="inventories", help="file or directory")
+    webhook.add_argument(
+        "--repository",
+        help="the one repository it serves, owner/name (default: $GITHUB_REPOSITORY)",
+    )
+    webhook.add_argument(
+        "--state-dir",
+        help="where handled comment ids are kept (default: ~/.local/state/deployproof)",
+    )
     webhook.set_defaults(run=_webhook)
 
 
