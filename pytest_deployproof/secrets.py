@@ -17,11 +17,14 @@ __all__ = ["MASK", "Masker", "is_secret_key", "mask_files"]
 
 MASK = "********"
 _SECRET_KEY = re.compile(
-    r"(PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|(^|_)KEY($|_)|APIKEY|DSN|CREDENTIAL|PRIVATE)",
+    r"(PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|(^|_)KEY($|_)|APIKEY|DSN|CREDENTIAL|PRIVATE"
+    r"|(^|_)PASS($|_)|PGPASS|(^|_)PWD($|_)|(^|_)AUTH($|_)|COOKIE|SESSION_?ID)",
     re.IGNORECASE,
 )
+# scheme://[user]:password@host: the user may be empty (redis://:pw@), and the password may
+# hold '@' (the last '@' before the host ends it).
 _URL_PASSWORD = re.compile(
-    r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@\s]+)@", re.I
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^\s/?#]+)@(?=[^@\s/?#]*)", re.I
 )
 MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words
 

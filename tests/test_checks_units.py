@@ -140,10 +140,30 @@ def test_disk_usage_is_read_with_df_on_the_host(tmp_path: Path) -> None:
         ("WEB_IMAGE_TAG", False),
         ("LOG_LEVEL", False),
         ("MONKEY_COUNT", False),
+        ("SMTP_PASS", True),
+        ("PGPASS", True),
+        ("DB_PWD", True),
+        ("BASIC_AUTH", True),
+        ("SESSION_COOKIE", True),
+        ("BYPASS_CACHE", False),
+        ("AUTHOR_NAME", False),
     ],
 )
 def test_secret_keys(key: str, secret: bool) -> None:
     assert is_secret_key(key) is secret
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("redis://:pw-123@cache:6379/0", f"redis://:{MASK}@cache:6379/0"),
+        ("postgres://app:p@ss@db:5432/app", f"postgres://app:{MASK}@db:5432/app"),
+        ("amqp://u:a@b@c@mq/vhost", f"amqp://u:{MASK}@mq/vhost"),
+        ("http://host:8080/path@x", "http://host:8080/path@x"),  # a port, not a password
+    ],
+)
+def test_url_passwords_are_masked_whole(text: str, masked: str) -> None:
+    assert Masker()(text) == masked
 
 
 def test_masker_masks_values_and_url_passwords() -> None:
