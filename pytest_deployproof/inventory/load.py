@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import model
-from ._yaml import YamlError, line_of, load_yaml
+from ._yaml import Lines, YamlError, load_yaml
 from .ansible import AnsibleError, merge_hosts, read_inventory
 from .model import PROJECT_PATTERN, Inventory
 
@@ -132,10 +132,12 @@ def load_file(path: Path, ansible_inventory: Path | None = None) -> Inventory:
     try:
         inventory = Inventory.model_validate(data)
     except ValidationError as exc:
-        problems = [_from_pydantic(path, text, error) for error in exc.errors()]
+        lines = Lines(text)
+        problems = [_from_pydantic(path, lines, error) for error in exc.errors()]
         raise InventoryError(sorted(problems, key=lambda p: p.line or 0)) from None
+    lines = Lines(text)
     problems = [
-        Problem(path, line_of(text, location), location, message)
+        Problem(path, lines(location), location, message)
         for location, message in _cross_reference_problems(inventory, path.stem)
     ]
     if problems:
@@ -297,7 +299,7 @@ def _all_field_names() -> set[str]:
 _SECRET_HINTS = ("password", "secret", "token", "key", "dsn")
 
 
-def _from_pydantic(path: Path, text: str, error: Any) -> Problem:
+def _from_pydantic(path: Path, lines: Lines, error: Any) -> Problem:
     location: Location = tuple(error["loc"])
     kind = error["type"]
     last = str(location[-1]) if location else ""
@@ -305,13 +307,13 @@ def _from_pydantic(path: Path, text: str, error: Any) -> Problem:
         message = f"missing required field {last!r}"
         if location[:1] == ("hosts",) and last == "spec":
             message += " (or take the host from an Ansible inventory: ansible_inventory)"
-        line = line_of(text, location[:-1])
+        line = lines(location[:-1])
     elif kind == "extra_forbidden":
         message = f"unknown field {last!r}"
         hint = difflib.get_close_matches(last, sorted(_all_field_names()), n=1)
         if hint:
             message += f" (did you mean {hint[0]!r}?)"
-        line = line_of(text, location)
+        line = lines(location)
     else:
         message = str(error["msg"]).removeprefix("Value error, ")
         value = error.get("input")
@@ -320,5 +322,5 @@ def _from_pydantic(path: Path, text: str, error: Any) -> Problem:
             shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
             if shown not in message:
                 message += f" (got {shown})"
-        line = line_of(text, location)
+        line = lines(location)
     return Problem(path, line, location, message)
