@@ -51,7 +51,10 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
         if segment == "" and not last:
             raise GlobError(f"{pattern!r} has an empty path segment ('//')")
         parts.append(_translate_segment(pattern, segment) + ("" if last else "/"))
-    return re.compile("".join(parts) + r"\Z")
+    try:
+        return re.compile("".join(parts) + r"\Z")
+    except (re.error, OverflowError, RecursionError) as exc:  # e.g. 'a[!]': an empty class
+        raise GlobError(f"{pattern!r} is not a glob deployproof can read: {exc}") from None
 
 
 def _translate_segment(pattern: str, segment: str) -> str:

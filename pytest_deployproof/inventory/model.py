@@ -40,6 +40,14 @@ __all__ = [
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # Compose's own rule for project names (`docker compose -p`).
 PROJECT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_TARGET = re.compile(
+    r"(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,63}@)?"  # a user
+    r"(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,252}|\[[0-9A-Fa-f:.]+\])"  # a host name, or [IPv6]
+    r"(?::[0-9]{1,5})?"  # a port
+)
+MAX_PATTERN = 256
+MAX_JSON_VALUES, MAX_JSON_DEPTH = 1000, 20
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[*+}?](?:[^()\\]|\\.)*\)\s*[*+{]")
 ENV_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 IMAGE_TAG_PATTERN = r"^(sha-[0-9a-f]{7,40}|v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?)$"
@@ -162,13 +170,24 @@ class Host(_Named):
             if rest:
                 raise ValueError("local:// takes no target")
             return spec
+        if not rest:
+            raise ValueError(f"{spec!r} names no host after {scheme}://")
+        # The target reaches ssh's, docker's or ansible's command line: a leading '-' would
+        # be read as an option (ssh -oProxyCommand=...), and only plain names are hosts.
+        if not _TARGET.fullmatch(rest):
+            raise ValueError(
+                f"{scheme}:// target {rest!r}: only [user@]host[:port] with letters, digits, "
+                "'.', '_' and '-', not starting with '-'"
+            )
         parts = urlsplit(spec)
         if not parts.hostname:
             raise ValueError(f"{spec!r} names no host after {scheme}://")
         try:
-            parts.port  # noqa: B018 - urlsplit validates the port lazily
+            port = parts.port
         except ValueError:
-            raise ValueError(f"{spec!r} has a port that is not a number in 1-65535") from None
+            port = 0
+        if port == 0 and ":" in rest.rpartition("@")[2]:
+            raise ValueError(f"{spec!r} has a port that is not a number in 1-65535")
         return spec
 
 
@@ -245,6 +264,26 @@ class Endpoint(_Model):
     )
     service: Name | None = Field(default=None, description="The service that answers.")
     tries: int | None = Field(default=None, ge=1, le=100)
+
+    @field_validator("json_fields", mode="before")
+    @classmethod
+    def _bounded_json(cls, value: Any) -> Any:
+        """What a probe compares is small: a YAML alias chain of 600 bytes expands past
+        2 GiB once encoded, so values are counted (each alias reference too) and capped."""
+        seen, stack = 0, [(value, 0)]
+        while stack:
+            node, depth = stack.pop()
+            seen += 1
+            if seen > MAX_JSON_VALUES or depth > MAX_JSON_DEPTH:
+                raise ValueError(
+                    f"json: over {MAX_JSON_VALUES} values or {MAX_JSON_DEPTH} levels deep "
+                    "(YAML aliases count as many times as they are used)"
+                )
+            if isinstance(node, dict):
+                stack += [(v, depth + 1) for v in node.values()]
+            elif isinstance(node, list):
+                stack += [(v, depth + 1) for v in node]
+        return value
 
     @field_validator("url")
     @classmethod
@@ -529,9 +568,19 @@ class Inventory(_Model):
     @field_validator("image_tag_pattern")
     @classmethod
     def _check_pattern(cls, pattern: str) -> str:
+        """A pattern from a pull request must compile, quickly, and match in bounded time:
+        short, and without a quantified group that is itself quantified (``(a+)+``), the
+        shape that backtracks exponentially. Python's re has no timeout to lean on."""
+        if len(pattern) > MAX_PATTERN:
+            raise ValueError(f"longer than {MAX_PATTERN} characters")
+        if _NESTED_QUANTIFIER.search(pattern):
+            raise ValueError(
+                "a quantified group holds a quantifier (like (a+)+): matching could take "
+                "exponential time"
+            )
         try:
             re.compile(pattern)
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:
             raise ValueError(f"not a regular expression: {exc}") from None
         return pattern
 
