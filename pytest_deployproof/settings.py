@@ -11,7 +11,7 @@ import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import pytest
 
@@ -211,7 +211,9 @@ def make_room(parser: pytest.Parser, stepped: SteppedAside) -> None:
     pytest has no public way to rename an option, so the group conftests add to
     (``parser.addoption``) gets an argparse conflict handler that removes the clashing
     spelling from our action, and only from ours: any other clash is still an error."""
-    group = parser._anonymous._arggroup
+    group: Any = getattr(parser._anonymous, "_arggroup", None)
+    if group is None:  # an older pytest builds argparse later: no clash handling there
+        return
 
     def give_way(action: argparse.Action, conflicts: list[tuple[str, argparse.Action]]) -> None:
         if any(not str(existing.dest).startswith("deployproof_") for _, existing in conflicts):
@@ -221,7 +223,7 @@ def make_room(parser: pytest.Parser, stepped: SteppedAside) -> None:
             group._option_string_actions.pop(name, None)
             stepped.names.append(name)
 
-    group._handle_conflict_deployproof = give_way  # type: ignore[attr-defined]
+    group._handle_conflict_deployproof = give_way
     group.conflict_handler = "deployproof"
 
 

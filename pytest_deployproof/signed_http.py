@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import re
 import socket
 import sys
 import threading
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 SOCKET_TIMEOUT_S = 10  # an idle or slow client is dropped after this long without a byte
+REQUEST_DEADLINE_S = 30  # a whole connection, however slowly its bytes come
 MAX_CONNECTIONS = 64  # connections handled at once; more get a 503
 
 
@@ -65,9 +67,12 @@ def read_signed(request: BaseHTTPRequestHandler, secret: bytes, max_body: int) -
     anything is read; an oversized body is never read (the connection is closed after
     the answer). Shared by the webhook and the runner."""
     text = request.headers.get("Content-Length")
-    if text is None or not text.strip().isdigit():
+    if text is None:
         request.close_connection = True
         raise Rejected(411, "needs a Content-Length")
+    if not re.fullmatch(r"[0-9]{1,10}", text.strip()):  # not '²', not 5,000 digits
+        request.close_connection = True
+        raise Rejected(400, "Content-Length is not a number")
     length = int(text)
     if length > max_body:
         request.close_connection = True
@@ -132,6 +137,7 @@ class BoundedServer(ThreadingHTTPServer):
     request_queue_size = 128  # the listen backlog (socketserver's 5 stalls a burst's connects)
     max_connections = MAX_CONNECTIONS
     socket_timeout_s: float = SOCKET_TIMEOUT_S
+    request_deadline_s: float = REQUEST_DEADLINE_S
 
     def __init__(self, address: tuple[str, int], handler: Any) -> None:
         self._slots = threading.BoundedSemaphore(self.max_connections)
@@ -146,7 +152,7 @@ class BoundedServer(ThreadingHTTPServer):
                 )
             self.shutdown_request(request)
             return
-        request.settimeout(self.socket_timeout_s)
+        request.settimeout(self.socket_timeout_s)  # each read; the whole request below
         try:
             super().process_request(request, client_address)
         except BaseException:
@@ -154,9 +160,15 @@ class BoundedServer(ThreadingHTTPServer):
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        # A client sending a byte every few seconds never trips the per-read timeout: the
+        # whole connection gets a deadline, after which its socket is shut down.
+        deadline = threading.Timer(self.request_deadline_s, _cut, args=(request,))
+        deadline.daemon = True
+        deadline.start()
         try:
             super().process_request_thread(request, client_address)
         finally:
+            deadline.cancel()
             self._slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -165,3 +177,8 @@ class BoundedServer(ThreadingHTTPServer):
         if isinstance(error, (socket.timeout, ConnectionError)):
             return
         print(f"deployproof: request failed: {type(error).__name__}: {error}", file=sys.stderr)
+
+
+def _cut(connection: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        connection.shutdown(socket.SHUT_RDWR)

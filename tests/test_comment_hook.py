@@ -260,7 +260,7 @@ def approve(login: str | None, commit: str = SHA1, state: str = "APPROVED") -> d
         (
             "/apply production abcdef1",
             [approve("bob"), approve("carol", state="CHANGES_REQUESTED")],
-            "a reviewer requests changes",
+            "a reviewer with write access requests changes",
         ),
         (
             "/apply production 1234567",  # written for an older head: the head moved since
@@ -309,12 +309,30 @@ def test_two_commands_in_one_comment_run_neither(
 def test_production_with_an_approval_of_the_head_deploys_it(
     github: FakeGitHub, httpserver: HTTPServer, tmp_path: Path
 ) -> None:
-    github.reviews = [approve("mallory"), approve("bob", commit="0" * 40), approve("bob")]
+    github.reviews = [
+        approve("mallory"),
+        approve("bob", commit="0" * 40),
+        approve("bob"),
+        approve("mallory", state="CHANGES_REQUESTED"),  # anyone may review a public repo
+    ]
     action, ran = hook(github, httpserver, tmp_path, event("/apply production abcdef1"))
     assert action == "ran"
     [args] = ran
-    assert args[:2] == ["--env", "production"]
-    assert args[args.index("--deploy") + 1] == "sha-abcdef1"
+    assert args[:2] == ["--dp-env", "production"]
+    assert args[args.index("--dp-deploy") + 1] == "sha-abcdef1"
+
+
+def test_a_head_pushed_after_the_approval_check_is_not_deployed_to_production(
+    github: FakeGitHub, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """Approved and named: abcdef1. A push lands between the approval check and the apply:
+    nothing is deployed, neither the approved commit nor the new one."""
+    github.reviews = [approve("bob")]
+    github.heads = [SHA1, SHA2]
+    action, ran = hook(github, httpserver, tmp_path, event("/apply production abcdef1"))
+    assert (action, ran) == ("refused", [])
+    [board] = github.dashboards()
+    assert "head moved to 1234567: not applied" in board["body"]
 
 
 def test_a_head_that_moves_before_the_apply_is_not_applied(
@@ -335,17 +353,17 @@ ALLOWED = {
     "preflight",
     "drift",
     "smoke or health",
-    "--suite",
+    "--dp-suite",
     "isolation",
-    "--layer",
+    "--dp-layer",
     *LAYERS,
-    "--env",
+    "--dp-env",
     "staging",
     "production",
-    "--inventory",
-    "--deploy",
+    "--dp-inventory",
+    "--dp-deploy",
     "sha-abcdef1",
-    "--dashboard",
+    "--dp-dashboard",
 }
 HOSTILE = [
     "/e2e smoke; rm -rf /",
@@ -430,8 +448,8 @@ def test_hostile_comments_never_reach_beyond_the_allow_list(
 def test_commands_map_to_fixed_arguments() -> None:
     suites = ("isolation",)
     assert parse("/e2e", suites).pytest_args == ("-m", "smoke or health")  # type: ignore[union-attr]
-    assert parse("/e2e isolation", suites).pytest_args == ("--suite", "isolation")  # type: ignore[union-attr]
-    assert parse("/health platform").pytest_args == ("-m", "health", "--layer", "platform")  # type: ignore[union-attr]
+    assert parse("/e2e isolation", suites).pytest_args == ("--dp-suite", "isolation")  # type: ignore[union-attr]
+    assert parse("/health platform").pytest_args == ("-m", "health", "--dp-layer", "platform")  # type: ignore[union-attr]
     assert parse("atlantis plan all").pytest_args == ("-m", "drift")  # type: ignore[union-attr]
     assert parse("infra dig").name == "health"  # type: ignore[union-attr]
     assert parse("Looks good to me!") is None  # ordinary discussion

@@ -108,3 +108,47 @@ def test_a_compose_name_the_inventory_does_not_repeat_is_a_preflight_failure(
         "--env", "prod", "-k", "compose_parses or service_running", "-p", "no:cacheprovider"
     )
     again.assert_outcomes(passed=2)
+
+
+def test_a_stack_still_running_under_its_old_default_name_is_not_deployed_twice(
+    pytester: pytest.Pytester, demo_image: str, tmp_path: Path, started: list[Path]
+) -> None:
+    """deployproof 0.1 ran a stack without `project:` as `-p <stack name>`; its containers
+    are still there. Deploying under the directory's name would start a second copy."""
+    suffix = uuid.uuid4().hex[:6]
+    stack = f"web{suffix}"
+    run_dir, _ = _stack(demo_image, tmp_path, started, f"srv-{suffix}", name=stack)
+    started.remove(run_dir)  # taken down below, by the project name it runs under
+    try:
+        _deploy_is_refused(pytester, run_dir, stack, suffix)
+    finally:
+        subprocess.run(
+            [compose_binary(), "-p", stack, "down", "-t", "1"],
+            cwd=run_dir, capture_output=True, check=False,
+        )  # fmt: skip
+
+
+def _deploy_is_refused(pytester: pytest.Pytester, run_dir: Path, stack: str, suffix: str) -> None:
+    text = (run_dir / "compose.yaml").read_text().replace(f"name: {stack}\n", "")
+    (run_dir / "compose.yaml").write_text(text)  # now named by its directory, srv-<id>
+    (pytester.path / "inventories").mkdir(exist_ok=True)
+    (pytester.path / "inventories" / "prod.yml").write_text(
+        "hosts: {here: {spec: 'local://'}}\n"
+        "stacks:\n"
+        f"  {stack}:\n    layer: platform\n    host: here\n    run_dir: {run_dir}\n"
+        "    image_tag_var: APP_IMAGE_TAG\n    services: {web: {critical: true}}\n"
+    )
+    pytester.makepyfile(test_up="def test_up(stack):\n    pass\n")
+    result = pytester.runpytest_subprocess(
+        "--env", "prod", "--deploy", "v2.0.0", "-p", "no:cacheprovider"
+    )
+    result.stdout.fnmatch_lines(
+        [f"*refused, nothing changed: containers of Compose project '{stack}' run on host "
+         f"here, but the stack's project is 'srv-{suffix}'*set `project: {stack}`*"]
+    )  # fmt: skip
+    assert (run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"
+    listed = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project=srv-{suffix}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert listed.stdout.strip() == ""  # no second copy started

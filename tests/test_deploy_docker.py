@@ -147,6 +147,7 @@ def test_a_live_lock_refuses_the_deploy_and_a_dead_ones_is_reclaimed(
         ("", "TAG=v2\n"),
         ("TAGS=keep\nTAG = v1\n", "TAGS=keep\nTAG=v2\n"),
         ("TAG=v0\nX=1\nTAG=v1\n", "TAG=v2\nX=1\nTAG=v2\n"),  # Compose reads the last
+        ("TAG=a\n  TAG=b\n", "TAG=v2\n  TAG=v2\n"),  # indented, dotenv still reads it
     ],
 )
 def test_set_env_value_touches_only_the_tag_line(text: str, expected: str) -> None:

@@ -108,7 +108,9 @@ def test_unreadable_and_non_utf8_files(tmp_path: Path) -> None:
         ("{url: 'https://runner.internal:8443'}", True, ""),
         ("{url: 'http://127.0.0.1:8081'}", False, "is http://: use https://, or set"),
         ("{url: 'http://127.0.0.1:8081', allow_insecure_http: true}", True, ""),
-        ("{url: 'ftp://runner'}", False, "is not an https:// URL with a host"),
+        ("{url: 'ftp://runner'}", False, "not an https:// URL with a host"),
+        ("{url: 'ftp://ci:hunter22@runner'}", False, "not an https:// URL with a host"),
+        ("{url: 'https://runner:notaport'}", False, "the port is not a number"),
         ("{url: 'https://user:pw@runner'}", False, "no credentials, query or fragment"),
         ("{url: 'https://runner', timeout_s: .inf}", False, "timeout_s"),
     ],
@@ -124,3 +126,4 @@ def test_a_runner_url_is_https_unless_the_inventory_names_the_risk(
         load_file(write(tmp_path, text))
     assert words in str(error.value)
     assert "user:pw" not in str(error.value)
+    assert "hunter22" not in str(error.value)

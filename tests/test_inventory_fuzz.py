@@ -245,6 +245,8 @@ def test_an_alias_bomb_in_a_probe_s_json_is_refused_with_its_line(tmp_path: Path
         "ansible://a|b",
         "ssh://w\u0435b",  # a Cyrillic e
         "ssh://web\u200b",
+        "ssh://h?x=-oProxyCommand=id",
+        "ssh://h?x=a;id",
     ],
 )
 def test_a_host_target_that_could_become_an_option_or_a_command_is_refused(
@@ -255,3 +257,43 @@ def test_a_host_target_that_could_become_an_option_or_a_command_is_refused(
     error = _refusal(path)
     assert error is not None
     assert "hosts.here.spec" in error
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "kubectl://web-0?container=nginx&namespace=prod",
+        "ansible://all?ansible_inventory=hosts.ini",
+        "paramiko://u@h?ssh_identity_file=/k",
+        "ssh://deploy@vps1:2222",
+        "ssh://[::1]:22",
+    ],
+)
+def test_testinfra_host_specs_with_options_still_load(spec: str, tmp_path: Path) -> None:
+    path = tmp_path / "staging.yml"
+    path.write_text(f"hosts: {{here: {{spec: {json.dumps(spec)}}}}}\nstacks: {{}}\n")
+    assert _refusal(path) is None
+
+
+@pytest.mark.parametrize(
+    ("pattern", "accepted"),
+    [
+        (r"^(a|a)+$", False),
+        (r"^((a+))+$", False),
+        (r"^(\d+)+$", False),
+        (r"^(v\d+)(\.\d+)*$", True),
+        (r"^(?:v\d+\.\d+\.\d+|sha-[0-9a-f]{7,40})$", True),
+    ],
+)
+def test_a_tag_pattern_that_backtracks_is_refused_and_a_sound_one_kept(
+    pattern: str, accepted: bool, tmp_path: Path
+) -> None:
+    path = tmp_path / "staging.yml"
+    path.write_text(
+        f"image_tag_pattern: {json.dumps(pattern)}\nhosts: {{here: {{spec: 'local://'}}}}\n"
+        "stacks: {}\n"
+    )
+    error = _refusal(path)
+    assert (error is None) is accepted, error
+    if not accepted:
+        assert "matching takes more than 1 s on a 40-character tag" in str(error)

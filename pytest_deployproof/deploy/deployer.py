@@ -91,6 +91,7 @@ class Deployer(StackAction):
             problem = self.observed.stack_files(self.stack.name).problem
             if problem:  # e.g. Compose would name the project otherwise: a second copy
                 self._refuse(problem)
+            self._refuse_a_second_copy()
             images = self._available_images(version)
             self._identities = {image: self.engine.identity(image) for image in images}
             self._check_promotion()
@@ -204,6 +205,24 @@ class Deployer(StackAction):
             "one; nothing to do"
         )
         return True
+
+    def _refuse_a_second_copy(self) -> None:
+        """Without ``project:`` a stack is its directory's Compose project; deployproof
+        0.1 named it after the stack. Containers still running under that older name mean
+        a deploy now would start a second copy beside them, with fresh volumes."""
+        stack = self.stack
+        old = stack.name.lower()
+        if stack.project or old == stack.project_name:
+            return
+        containers = self.observed.containers(stack.host)
+        containers.refresh()
+        if containers.projects().get(old):
+            self._refuse(
+                f"containers of Compose project {old!r} run on host {stack.host}, but the "
+                f"stack's project is {stack.project_name!r} (its directory's name, as Compose "
+                f"names it): set `project: {old}` for stack {stack.name} in the inventory, "
+                "or a deploy would start a second copy beside them"
+            )
 
     def _disk_free(self) -> None:
         """PRE-5 for the stack's host, whether or not its disk test was selected."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -45,9 +47,36 @@ _TARGET = re.compile(
     r"(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,252}|\[[0-9A-Fa-f:.]+\])"  # a host name, or [IPv6]
     r"(?::[0-9]{1,5})?"  # a port
 )
+_QUERY = re.compile(
+    r"[A-Za-z_][A-Za-z0-9_]*=(?!-)[A-Za-z0-9_./:@,+-]*(?:&[A-Za-z_][A-Za-z0-9_]*=(?!-)[A-Za-z0-9_./:@,+-]*)*"
+)
 MAX_PATTERN = 256
 MAX_JSON_VALUES, MAX_JSON_DEPTH = 1000, 20
-_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[*+}?](?:[^()\\]|\\.)*\)\s*[*+{]")
+REGEX_DEADLINE_S = 1.0  # a backtracking pattern takes years on the probes; a sound one, ms
+_BACKTRACK_PROBE = """
+import re, sys
+pattern = re.compile(sys.argv[1])
+characters = {c for c in sys.argv[1] if c.isalnum() or c in "._-"} | set("a0v.-_")
+for c in sorted(characters):
+    pattern.match(c * 40 + "!")
+    pattern.match(c * 40 + "\\n")
+"""
+
+
+def _backtracks(pattern: str) -> bool:
+    """Whether ``pattern`` takes longer than the deadline on the probe strings."""
+    try:
+        subprocess.run(
+            [sys.executable, "-c", _BACKTRACK_PROBE, pattern],
+            capture_output=True,
+            timeout=REGEX_DEADLINE_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return True
+    return False
+
+
 ENV_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 IMAGE_TAG_PATTERN = r"^(sha-[0-9a-f]{7,40}|v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?)$"
@@ -174,10 +203,16 @@ class Host(_Named):
             raise ValueError(f"{spec!r} names no host after {scheme}://")
         # The target reaches ssh's, docker's or ansible's command line: a leading '-' would
         # be read as an option (ssh -oProxyCommand=...), and only plain names are hosts.
-        if not _TARGET.fullmatch(rest):
+        target, _, query = rest.partition("?")  # testinfra's ?key=value options
+        if not _TARGET.fullmatch(target):
             raise ValueError(
-                f"{scheme}:// target {rest!r}: only [user@]host[:port] with letters, digits, "
+                f"{scheme}:// target {target!r}: only [user@]host[:port] with letters, digits, "
                 "'.', '_' and '-', not starting with '-'"
+            )
+        if query and not _QUERY.fullmatch(query):
+            raise ValueError(
+                f"{scheme}:// options {query!r}: key=value pairs joined by '&', values of "
+                "letters, digits and . _ / : @ , + - not starting with '-'"
             )
         parts = urlsplit(spec)
         if not parts.hostname:
@@ -396,17 +431,21 @@ class Runner(_Model):
 
     @model_validator(mode="after")
     def _https_unless_said(self) -> Runner:
-        parts = urlsplit(self.url)
+        parts = urlsplit(self.url)  # never echoed below: it may hold a password
         if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError(f"url {self.url!r} is not an https:// URL with a host")
+            raise ValueError("url: not an https:// URL with a host")
+        try:
+            parts.port  # noqa: B018 - urlsplit validates the port lazily
+        except ValueError:
+            raise ValueError("url: the port is not a number in 0-65535") from None
         if parts.username or parts.password or parts.query or parts.fragment:
             raise ValueError(  # not echoed: it may hold a password
                 "url: no credentials, query or fragment in it (the secret goes in secret_env)"
             )
         if parts.scheme == "http" and not self.allow_insecure_http:
             raise ValueError(
-                f"url {self.url!r} is http://: use https://, or set allow_insecure_http: true "
-                "for a loopback or private link"
+                "url is http://: use https://, or set allow_insecure_http: true for a "
+                "loopback or private link"
             )
         return self
 
@@ -568,20 +607,22 @@ class Inventory(_Model):
     @field_validator("image_tag_pattern")
     @classmethod
     def _check_pattern(cls, pattern: str) -> str:
-        """A pattern from a pull request must compile, quickly, and match in bounded time:
-        short, and without a quantified group that is itself quantified (``(a+)+``), the
-        shape that backtracks exponentially. Python's re has no timeout to lean on."""
+        """A pattern from a pull request must compile and match in bounded time. Python's
+        re has no timeout and no lexical rule tells ``(a|a)+`` from ``(\\.\\d+)*``, so a
+        pattern other than the default is tried, in a child process with a deadline, on
+        strings that make a backtracking pattern blow up (a run of one of its own
+        characters, then a character that fails the match)."""
         if len(pattern) > MAX_PATTERN:
             raise ValueError(f"longer than {MAX_PATTERN} characters")
-        if _NESTED_QUANTIFIER.search(pattern):
-            raise ValueError(
-                "a quantified group holds a quantifier (like (a+)+): matching could take "
-                "exponential time"
-            )
         try:
             re.compile(pattern)
         except (re.error, OverflowError, RecursionError) as exc:
             raise ValueError(f"not a regular expression: {exc}") from None
+        if pattern != IMAGE_TAG_PATTERN and _backtracks(pattern):
+            raise ValueError(
+                f"matching takes more than {REGEX_DEADLINE_S:g} s on a 40-character tag "
+                "(nested or overlapping repetition, like (a+)+ or (a|a)+)"
+            )
         return pattern
 
     @field_validator("skip_paths")

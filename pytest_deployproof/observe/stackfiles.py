@@ -96,7 +96,7 @@ def set_env_value(text: str, key: str, value: str) -> str:
     line that sets ``key`` is rewritten, so a repeated key cannot keep an old value in
     the line Compose reads (the last)."""
     line = f"{key}={value}"
-    pattern = re.compile(rf"^(export\s+)?{re.escape(key)}\s*=.*$", re.MULTILINE)
+    pattern = re.compile(rf"^([ \t]*(?:export\s+)?){re.escape(key)}\s*=.*$", re.MULTILINE)
     if pattern.search(text):
         return pattern.sub(lambda m: (m.group(1) or "") + line, text)
     return text + ("" if not text or text.endswith("\n") else "\n") + line + "\n"

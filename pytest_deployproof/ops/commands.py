@@ -146,7 +146,7 @@ def _layer_args(argument: str | None) -> tuple[str, ...]:
         return ()
     if argument not in LAYERS:
         raise HelpNeeded(f"`{argument}` is not a layer: {', '.join(LAYERS)}")
-    return ("--layer", argument)
+    return ("--dp-layer", argument)
 
 
 def _e2e(argument: str | None, suites: tuple[str, ...]) -> Command:
@@ -155,7 +155,7 @@ def _e2e(argument: str | None, suites: tuple[str, ...]) -> Command:
     if argument in CHECKS:
         return Command("e2e", argument, pytest_args=("-m", argument))
     if argument in suites:
-        return Command("e2e", argument, pytest_args=("--suite", argument))
+        return Command("e2e", argument, pytest_args=("--dp-suite", argument))
     known = ", ".join((*CHECKS, *suites))
     raise HelpNeeded(f"`{argument}` is not a check or an E2E suite: {known}")
 

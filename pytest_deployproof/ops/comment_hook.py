@@ -82,12 +82,17 @@ def handle(
     if needed is not None or (command is not None and command.name == "help"):
         return _help(github, number, comment_id, needed)
     assert command is not None
-    refusal = _refusal(command, login, number, github, settings)
+    # The head is read once: what is approved is what is deployed, and a head that moves
+    # afterwards (read again right before an apply) stops it.
+    head = github.pull_request(number).head_sha
+    refusal = _refusal(
+        command, login=login, number=number, head=head, github=github, settings=settings
+    )
     if refusal is not None:
         github.create_comment(number, refusal)
         github.react(comment_id, "-1")
         return Outcome("refused", refusal)
-    return _run(command, number=number, comment_id=comment_id, github=github,
+    return _run(command, number=number, comment_id=comment_id, head=head, github=github,
                 settings=settings, run_checks=run_checks)  # fmt: skip
 
 
@@ -115,13 +120,18 @@ def _help(github: GitHub, number: int, comment_id: int, needed: HelpNeeded | Non
 
 
 def _refusal(
-    command: Command, login: str, number: int, github: GitHub, settings: HookSettings
+    command: Command,
+    *,
+    login: str,
+    number: int,
+    head: str,
+    github: GitHub,
+    settings: HookSettings,
 ) -> str | None:
     """Production: the comment names the head it deploys, and someone else with write
     access approved that exact commit (an approval of an earlier push does not count)."""
     if command.environment != "production":
         return None
-    head = github.pull_request(number).head_sha
     if command.sha is None or not head.startswith(command.sha):
         named = command.sha or "no commit"
         return (
@@ -139,24 +149,25 @@ def _run(
     *,
     number: int,
     comment_id: int,
+    head: str,
     github: GitHub,
     settings: HookSettings,
     run_checks: RunChecks,
 ) -> Outcome:
     github.react(comment_id, "eyes")
-    head = github.pull_request(number).head_sha
     board = Board(github, number, head, settings.bot_login)
     board.set(dashboard.Stage(command.stage, "running", "Running...", "-"))
+    # The --dp- spellings: they never step aside for a project's own --env (settings.py).
     args = [
-        "--env",
+        "--dp-env",
         command.environment,
-        "--inventory",
+        "--dp-inventory",
         str(settings.inventory),
         *command.pytest_args,
     ]
     if command.deploys:
         if command.name == "apply":
-            args += ["--deploy", f"sha-{head[:7]}"]
+            args += ["--dp-deploy", f"sha-{head[:7]}"]
         now = github.pull_request(number).head_sha
         if now != head:
             board.set(
@@ -173,7 +184,7 @@ def _run(
     else:
         with tempfile.TemporaryDirectory(prefix="deployproof-comment-") as scratch:
             summary = Path(scratch) / "dashboard.md"
-            code = run_checks([*args, "--dashboard", str(summary)])
+            code = run_checks([*args, "--dp-dashboard", str(summary)])
             rows = _rows(summary.read_text()) if summary.exists() else []
     # 6: held or nothing checked (BYD-1): neither a pass nor a failure, and never green.
     status = "passed" if code == 0 else "held" if code == HELD_EXIT_CODE else "failed"

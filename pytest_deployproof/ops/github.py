@@ -87,8 +87,10 @@ class GitHub:
                 "APPROVED", "CHANGES_REQUESTED", "DISMISSED"
             ):  # fmt: skip
                 latest[str(user["login"])] = review
-        if any(r.get("state") == "CHANGES_REQUESTED" for r in latest.values()):
-            return "a reviewer requests changes"
+        # Anyone may review a public repository: only a reviewer who could approve can block.
+        blocking = [login for login, r in latest.items() if r.get("state") == "CHANGES_REQUESTED"]
+        if any(self.permission(login) in allowed for login in blocking):
+            return "a reviewer with write access requests changes"
         approvals = [
             login for login, r in latest.items()
             if r.get("state") == "APPROVED" and r.get("commit_id") == head
