@@ -141,7 +141,22 @@ class BoundedServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], handler: Any) -> None:
         self._slots = threading.BoundedSemaphore(self.max_connections)
+        self._deadlines: dict[socket.socket, float] = {}
+        self._deadlines_lock = threading.Lock()
+        self._watching = threading.Event()
         super().__init__(address, handler)
+        # One watchdog for all connections (a timer each would double the threads).
+        threading.Thread(target=self._watch, name="deployproof-deadlines", daemon=True).start()
+
+    def _watch(self) -> None:
+        """Shut down the sockets of connections past their deadline: a client sending a
+        byte every few seconds never trips the per-read timeout."""
+        while not self._watching.wait(0.25):
+            now = time.monotonic()
+            with self._deadlines_lock:
+                late = [sock for sock, deadline in self._deadlines.items() if deadline < now]
+            for sock in late:
+                _cut(sock)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
@@ -160,16 +175,18 @@ class BoundedServer(ThreadingHTTPServer):
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
-        # A client sending a byte every few seconds never trips the per-read timeout: the
-        # whole connection gets a deadline, after which its socket is shut down.
-        deadline = threading.Timer(self.request_deadline_s, _cut, args=(request,))
-        deadline.daemon = True
-        deadline.start()
+        with self._deadlines_lock:
+            self._deadlines[request] = time.monotonic() + self.request_deadline_s
         try:
             super().process_request_thread(request, client_address)
         finally:
-            deadline.cancel()
+            with self._deadlines_lock:
+                self._deadlines.pop(request, None)
             self._slots.release()
+
+    def server_close(self) -> None:
+        self._watching.set()
+        super().server_close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that vanished or timed out is not news; anything else is one line."""

@@ -9,6 +9,7 @@ stay bounded while a normal request is still served."""
 from __future__ import annotations
 
 import json
+import select
 import socket
 import threading
 import time
@@ -139,6 +140,14 @@ def test_malformed_requests_are_answered_never_dropped(webhook: Webhook) -> None
             b"HTTP/1.0 401",
         ),
         "no Content-Length": (_request(b""), b"HTTP/1.0 411"),
+        "Content-Length: \u00b2": (
+            _request(b"x", "Content-Length: \u00b2".encode("latin-1")),
+            b"HTTP/1.0 400",
+        ),
+        "Content-Length: 5,000 digits": (
+            _request(b"x", b"Content-Length: " + b"9" * 5000),
+            b"HTTP/1.0 400",
+        ),
         # Announced as 16 MiB and never sent: answered from the header alone, not read.
         "oversized": (_request(b"", length=16 << 20), b"HTTP/1.0 413"),
     }
@@ -163,6 +172,40 @@ def test_a_body_that_never_ends_is_dropped_after_the_socket_timeout(tmp_path: Pa
         assert server.post(body)[0] == 202  # and the server still serves
     finally:
         server.stop()
+
+
+def test_a_client_dripping_a_byte_at_a_time_is_cut_at_the_request_deadline(
+    tmp_path: Path,
+) -> None:
+    """Each byte comes before the per-read timeout: only the whole request's deadline ends it."""
+    server = Webhook(tmp_path / "seen", timeout_s=2)
+    server.server.request_deadline_s = 3
+    try:
+        body = json.dumps(comment_event()).encode()
+        head = _request(b"", b"X-Hub-Signature-256: x", length=len(body))
+        started = time.monotonic()
+        assert _drip(server.port, head, body) == "closed by the server"
+        assert 2.5 < time.monotonic() - started < 8
+        server.settle()
+        assert server.handled == []
+    finally:
+        server.stop()
+
+
+def _drip(port: int, head: bytes, body: bytes) -> str:
+    """Send ``head``, then ``body`` a byte a second until the server closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(head)
+        for byte in body:
+            try:
+                connection.sendall(bytes([byte]))
+                time.sleep(1)  # under the 2 s per-read timeout, every time
+                readable, _, _ = select.select([connection], [], [], 0)
+                if readable and not connection.recv(1, socket.MSG_PEEK):
+                    return "closed by the server"
+            except OSError:
+                return "closed by the server"
+    return "never closed"
 
 
 def test_idle_connections_cannot_hold_every_thread(tmp_path: Path) -> None:
