@@ -427,22 +427,26 @@ HOSTILE = [
 def test_hostile_comments_never_reach_beyond_the_allow_list(
     github: FakeGitHub, httpserver: HTTPServer, tmp_path: Path
 ) -> None:
-    assert len(HOSTILE) >= 50
+    """Each of the 55 hostile comments, from a commenter with write access: nothing runs
+    (no pytest, so no Compose and no runner), and the answer is the command list with a
+    😕, or nothing at all (a comment not addressed to us)."""
+    assert len(HOSTILE) == 55
+    answered = 0
     for body in HOSTILE:
-        try:
-            command = parse(body, ("isolation",))
-        except HelpNeeded:
-            continue
-        if command is not None:
-            assert set(command.pytest_args) <= ALLOWED, body
-    for body in HOSTILE:
-        _, ran = hook(github, httpserver, tmp_path, event(body))
-        for args in ran:
-            values = [a for a in args if not a.startswith(str(tmp_path))]
-            assert set(values) <= ALLOWED, (body, args)
-    assert github.dashboards() == [] or all(
-        "deployproof-dashboard" in c["body"] for c in github.dashboards()
-    )
+        github.comments.clear()
+        github.reactions.clear()
+        action, ran = hook(github, httpserver, tmp_path, event(body))
+        assert ran == [], body
+        assert action in ("help", "ignored"), (body, action)
+        if action == "help":
+            answered += 1
+            [reply] = github.comments
+            assert "**deployproof commands**" in reply["body"], body
+            assert github.reactions == [(101, "confused")], body
+        else:
+            assert (github.comments, github.reactions) == ([], []), body
+    assert github.dashboards() == []
+    assert answered == 54  # and one is not a command line at all: ignored, unanswered
 
 
 def test_commands_map_to_fixed_arguments() -> None:
