@@ -142,7 +142,10 @@ def load_file(path: Path, ansible_inventory: Path | None = None) -> Inventory:
     ]
     if problems:
         raise InventoryError(problems)
-    return _resolve_paths(inventory, path.parent.resolve())
+    try:
+        return _resolve_paths(inventory, path.parent.resolve())
+    except _PathProblem as exc:
+        raise InventoryError([Problem(path, lines(exc.where), exc.where, exc.message)]) from None
 
 
 def _with_ansible_hosts(
@@ -161,20 +164,37 @@ def _with_ansible_hosts(
     return {**data, "ansible_inventory": str(source), "hosts": hosts}
 
 
+class _PathProblem(ValueError):
+    def __init__(self, where: Location, message: str) -> None:
+        super().__init__(message)
+        self.where, self.message = where, message
+
+
 def _resolve_paths(inventory: Inventory, base: Path) -> Inventory:
     """Make every relative path absolute against the inventory file's directory."""
 
-    def absolute(value: Path) -> Path:
-        value = value.expanduser()
+    def absolute(value: Path, *where: str | int) -> Path:
+        if "\x00" in str(value):
+            raise _PathProblem(where, "a path cannot hold a NUL byte")
+        try:
+            value = value.expanduser()
+        except RuntimeError:  # ~someone who has no home directory here
+            raise _PathProblem(where, f"{str(value)!r}: no such user's home directory") from None
         return value if value.is_absolute() else (base / value).resolve()
 
     stacks = {
         name: stack.model_copy(
             update={
-                "run_dir": absolute(stack.run_dir),
-                "source_dir": absolute(stack.source_dir) if stack.source_dir else None,
+                "run_dir": absolute(stack.run_dir, "stacks", name, "run_dir"),
+                "source_dir": absolute(stack.source_dir, "stacks", name, "source_dir")
+                if stack.source_dir
+                else None,
                 "backup": stack.backup.model_copy(
-                    update={"path": str(absolute(Path(stack.backup.path)))}
+                    update={
+                        "path": str(
+                            absolute(Path(stack.backup.path), "stacks", name, "backup", "path")
+                        )
+                    }
                 )
                 if stack.backup.path
                 else stack.backup,
@@ -185,14 +205,20 @@ def _resolve_paths(inventory: Inventory, base: Path) -> Inventory:
     hosts = {
         name: host.model_copy(
             update={
-                "identity_file": absolute(host.identity_file) if host.identity_file else None,
-                "ssh_config": absolute(host.ssh_config) if host.ssh_config else None,
+                "identity_file": absolute(host.identity_file, "hosts", name, "identity_file")
+                if host.identity_file
+                else None,
+                "ssh_config": absolute(host.ssh_config, "hosts", name, "ssh_config")
+                if host.ssh_config
+                else None,
             }
         )
         for name, host in inventory.hosts.items()
     }
-    repo = absolute(inventory.repo) if inventory.repo else None
-    state = absolute(inventory.state_dir or Path(".deployproof") / inventory.environment)
+    repo = absolute(inventory.repo, "repo") if inventory.repo else None
+    state = absolute(
+        inventory.state_dir or Path(".deployproof") / inventory.environment, "state_dir"
+    )
     resolved = inventory.model_copy(
         update={"hosts": hosts, "stacks": stacks, "repo": repo, "state_dir": state}
     )
