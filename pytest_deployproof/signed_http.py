@@ -134,6 +134,10 @@ class BoundedServer(ThreadingHTTPServer):
     503 and are closed at once), so idle or slow clients cannot hold every thread."""
 
     daemon_threads = True
+    # Closing does not wait for connection threads (an idle client would hold a SIGTERM
+    # for its socket timeout, or longer): the work that must finish (the runner's apply,
+    # the webhook's event) is waited for by the servers themselves.
+    block_on_close = False
     request_queue_size = 128  # the listen backlog (socketserver's 5 stalls a burst's connects)
     max_connections = MAX_CONNECTIONS
     socket_timeout_s: float = SOCKET_TIMEOUT_S

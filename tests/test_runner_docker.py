@@ -45,7 +45,7 @@ def runner(
     def start() -> str:
         for running in processes:
             running.terminate()
-            running.wait(timeout=10)
+            running.wait(timeout=60)  # a loaded CI machine: stopping took over 10 s once
         processes.append(
             subprocess.Popen(
                 [
@@ -74,7 +74,7 @@ def runner(
     finally:
         for running in processes:
             running.terminate()
-            running.wait(timeout=10)
+            running.wait(timeout=60)  # a loaded CI machine: stopping took over 10 s once
 
 
 def post(url: str, body: bytes, **headers: str) -> httpx.Response:
