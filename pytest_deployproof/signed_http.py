@@ -30,6 +30,7 @@ __all__ = [
     "Rejected",
     "SeenIds",
     "read_signed",
+    "require_secret",
     "send",
     "signature",
     "verify",
@@ -42,6 +43,13 @@ MAX_CONNECTIONS = 64  # connections handled at once; more get a 503
 
 def signature(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def require_secret(secret: str, variable: str, what: str) -> bytes:
+    """The shared secret as bytes; a server without one refuses to start (fail closed)."""
+    if not secret:
+        raise ValueError(f"refusing to start without a {what} secret ({variable})")
+    return secret.encode()
 
 
 def verify(secret: bytes, body: bytes, header: str | None) -> bool:

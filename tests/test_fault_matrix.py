@@ -195,6 +195,15 @@ class Case:
         output, _ = run.communicate(timeout=240)
         return run.returncode, output
 
+    def assert_refused(self, code: int, output: str, version: str, before: str) -> None:
+        """A deploy refused before anything changed: one failed history line, the stack as
+        it was (v1.0.0, the same container, not even recreated), nothing lost."""
+        assert code == pytest.ExitCode.TESTS_FAILED, output
+        assert f"deploy of app {version} refused, nothing changed: " in output
+        assert _last(self, 1) == [("deploy", version, "fail")]
+        self.assert_nothing_lost(output, tag="v1.0.0")
+        assert container(self.app)["id"] == before
+
     def assert_nothing_lost(self, output: str, *, tag: str, verified: bool = False) -> None:
         """The env file names ``tag`` and still holds the password, is still 0600; no version
         was recorded verified (unless ``verified``); the rows are all there; no password
@@ -436,14 +445,11 @@ def test_a_live_holder_keeps_its_expired_lease_and_the_deploy_is_refused(case: C
         holder.kill()
         holder.communicate()
 
-    assert code == pytest.ExitCode.TESTS_FAILED, output
+    case.assert_refused(code, output, "v2.0.0", before)
     assert (
         "DEPLOY FAILED: deploy of app v2.0.0 refused, nothing changed: stack app is being" in output
     )
     assert "run slow-run" in output
-    assert _last(case, 1) == [("deploy", "v2.0.0", "fail")]
-    case.assert_nothing_lost(output, tag="v1.0.0")
-    assert container(case.app)["id"] == before
 
 
 # -- 8-10: disks and backups --------------------------------------------------------------
@@ -457,12 +463,9 @@ def test_a_full_disk_during_the_backup_refuses_the_deploy_before_anything_change
     before = container(case.app)["id"]
     code, output = case.deploy("v2.0.0")
 
-    assert code == pytest.ExitCode.TESTS_FAILED, output
+    case.assert_refused(code, output, "v2.0.0", before)
     assert "DEPLOY FAILED: deploy of app v2.0.0 refused, nothing changed:" in output
     assert "No space left on device" in output
-    assert _last(case, 1) == [("deploy", "v2.0.0", "fail")]
-    case.assert_nothing_lost(output, tag="v1.0.0")
-    assert container(case.app)["id"] == before  # not even recreated
     assert list(small_disk.path.glob("app/*")) == []  # no half-made backup left
     assert list(small_disk.path.glob("app/.*")) == []
 
@@ -569,12 +572,8 @@ def test_a_missing_image_refuses_the_deploy_before_anything_changes(case: Case) 
     before = container(case.app)["id"]
     code, output = case.deploy("v9.9.9")
 
-    assert code == pytest.ExitCode.TESTS_FAILED, output
-    assert "deploy of app v9.9.9 refused, nothing changed: " in output
+    case.assert_refused(code, output, "v9.9.9", before)
     assert "busybox:v9.9.9 is not on host here" in output
-    assert _last(case, 1) == [("deploy", "v9.9.9", "fail")]
-    case.assert_nothing_lost(output, tag="v1.0.0")
-    assert container(case.app)["id"] == before
 
 
 def test_health_failing_after_up_rolls_back(case: Case, bad_image: str) -> None:

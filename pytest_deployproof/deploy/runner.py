@@ -29,7 +29,16 @@ from typing import Any
 
 import httpx
 
-from ..signed_http import BoundedServer, Rejected, SeenIds, read_signed, send, signature, verify
+from ..signed_http import (
+    BoundedServer,
+    Rejected,
+    SeenIds,
+    read_signed,
+    require_secret,
+    send,
+    signature,
+    verify,
+)
 
 __all__ = ["RunnerClient", "RunnerError", "RunnerServer"]
 
@@ -111,11 +120,8 @@ class RunnerServer(BoundedServer):
         apply: Any,
         deliveries: Path | None = None,
     ) -> None:
-        if not secret:
-            raise ValueError(
-                "refusing to start without a runner secret (DEPLOYPROOF_RUNNER_SECRET)"
-            )
-        self.secret, self.env, self.apply = secret.encode(), env, apply
+        self.secret = require_secret(secret, "DEPLOYPROOF_RUNNER_SECRET", "runner")
+        self.env, self.apply = env, apply
         self.deliveries = SeenIds(deliveries, MAX_AGE_S)
         self.deploying: threading.Thread | None = None
         self.lock = threading.Lock()

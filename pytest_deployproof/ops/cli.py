@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -309,21 +308,20 @@ def _default_state_home() -> Path:
 
 def _serve(server: Any, label: str) -> int:
     """Serve until Ctrl-C or SIGTERM (what systemd and docker stop send), then close:
-    closing waits for the work already accepted (an apply, a rollback) to end."""
+    closing waits for the work already accepted (an apply, an event) to end, and another
+    signal meanwhile does not cut that wait short."""
+    from ..deploy.signals import deferred, restore_terminate, terminate_as_interrupt  # noqa: PLC0415
+
     print(f"{label}:{server.server_address[1]}", flush=True)
-
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
+    terminate_as_interrupt()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the wait
-        server.server_close()
-        signal.signal(signal.SIGTERM, previous)
+        with deferred("closing the server after the work it accepted"):
+            server.server_close()
+        restore_terminate()
     return 0
 
 

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from ..signed_http import BoundedServer, Rejected, SeenIds, read_signed, send
+from ..signed_http import BoundedServer, Rejected, SeenIds, read_signed, require_secret, send
 
 __all__ = ["MAX_AGE_S", "MAX_BODY", "WebhookServer"]
 
@@ -44,16 +44,13 @@ class WebhookServer(BoundedServer):
         seen: Path | None = None,
         max_age_s: float = MAX_AGE_S,
     ) -> None:
-        if not secret:
-            raise ValueError(
-                "refusing to start without a webhook secret (DEPLOYPROOF_WEBHOOK_SECRET)"
-            )
+        self.secret = require_secret(secret, "DEPLOYPROOF_WEBHOOK_SECRET", "webhook")
         if not repository or repository.count("/") != 1:
             raise ValueError(
                 "refusing to start without the repository it serves, owner/name "
                 "(--repository or GITHUB_REPOSITORY)"
             )
-        self.secret, self.repository = secret.encode(), repository.lower()
+        self.repository = repository.lower()
         self.handler, self.max_age_s = handler, max_age_s
         self.comments = SeenIds(seen, max_age_s)
         self.work: queue.Queue[dict[str, Any] | None] = queue.Queue()
