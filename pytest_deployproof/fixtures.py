@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # plugin.py registers this module in every pytest run: keep i
     from .observe.containers import ServiceState
     from .observe.databases import DatabaseResult
     from .observe.docker_engine import HostEngine
-    from .observe.drift import ConfigSeen, ContainersSeen, LayerPlan, ParitySeen
+    from .observe.drift import ConfigSeen, ContainersSeen, LayerPlan, ParitySeen, ServicesSeen
     from .observe.probes import ProbeResult
     from .observe.stackfiles import StackFiles
     from .reach.hosts import DiskUsage
@@ -187,6 +187,14 @@ def host_engine(deployproof_run: Run, deployproof_target: Target) -> HostEngine:
 
 
 @pytest.fixture
+def target_readiness(deployproof_run: Run, deployproof_target: Target) -> str | None:
+    """Why this test's stack's host cannot run its ``target:`` (Compose v2; a swarm
+    manager), or ``None``."""
+    run = deployproof_run
+    return run.observations.readiness(run.stack(deployproof_target.stack or ""))
+
+
+@pytest.fixture
 def disk_usage(deployproof_run: Run, deployproof_target: Target) -> DiskUsage:
     """Free space of this test's host on its ``data_path`` (``df`` through testinfra)."""
     return deployproof_run.observations.disk_usage(deployproof_target.host or "")
@@ -225,8 +233,11 @@ def deployed_config(deployproof_run: Run, deployproof_target: Target) -> ConfigS
 
 
 @pytest.fixture
-def running_containers(deployproof_run: Run, deployproof_target: Target) -> ContainersSeen:
-    """The stack's rendered services, its running containers and their Compose hashes."""
+def running_containers(
+    deployproof_run: Run, deployproof_target: Target
+) -> ContainersSeen | ServicesSeen:
+    """The stack's rendered services, its running containers and their Compose hashes (on
+    a swarm: its services' specs)."""
     run = deployproof_run
     return run.observations.running_containers(run.stack(deployproof_target.stack or ""))
 

@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.support.registry",
     "tests.support.loopback",
     "tests.support.filesystems",
+    "tests.support.swarm",
 ]
 
 

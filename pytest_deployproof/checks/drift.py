@@ -7,7 +7,7 @@ import pytest
 
 from ..inventory.model import Layer, Stack
 from ..observe import drift
-from ..observe.drift import ConfigSeen, ContainersSeen, LayerPlan, ParitySeen
+from ..observe.drift import ConfigSeen, ContainersSeen, LayerPlan, ParitySeen, ServicesSeen
 from ..secrets import Masker
 from ._failing import fail_if
 
@@ -33,9 +33,16 @@ def expect_config_as_deployed(stack: Stack, seen: ConfigSeen) -> None:
     _fail(f"stack {stack.name}", "config drift", lines)
 
 
-def expect_containers_as_declared(stack: Stack, seen: ContainersSeen, masker: Masker) -> None:
-    """DRF-2: image and tag, services, ports and environment as the compose files declare."""
+def expect_containers_as_declared(
+    stack: Stack, seen: ContainersSeen | ServicesSeen, masker: Masker
+) -> None:
+    """DRF-2: image and tag, services, ports and environment as the compose files declare
+    (on a swarm: services, image, replicas, environment and limits of each service's spec)."""
     __tracebackhide__ = True
+    if isinstance(seen, ServicesSeen):
+        lines = drift.spec_drift(seen.services, seen.specs)
+        _fail(f"stack {stack.name}", "service drift", [masker(line) for line in lines])
+        return
     if seen.problem is not None:
         pytest.skip(f"stack {stack.name}: compose refuses its files: {seen.problem}")
     lines = drift.container_drift(seen.services, seen.containers, seen.hashes, seen.inspect)

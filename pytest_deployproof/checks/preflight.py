@@ -29,6 +29,7 @@ __all__ = [
     "expect_networks_exist",
     "expect_no_build",
     "expect_no_literal_secrets",
+    "expect_target_ready",
 ]
 
 
@@ -41,6 +42,13 @@ def expect_compose_parses(stack: Stack, files: StackFiles) -> None:
     """PRE-3: Compose accepts the compose file with the env file."""
     __tracebackhide__ = True
     _fail(stack, "compose config", [files.problem] if files.problem else [])
+
+
+def expect_target_ready(stack: Stack, problem: str | None) -> None:
+    """The host runs what the stack's ``target:`` needs (Compose v2 with ``up
+    --wait``; a swarm manager for ``target: swarm``)."""
+    __tracebackhide__ = True
+    _fail(stack, f"{stack.target} target", [problem] if problem else [])
 
 
 def expect_no_build(stack: Stack, files: StackFiles) -> None:

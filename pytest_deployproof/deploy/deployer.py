@@ -35,7 +35,7 @@ from ..inventory.load import load_environment
 from ..inventory.model import Stack
 from ..ledger import Outcome
 from ..observe.docker_engine import PullError
-from ..observe.drift import DeployedState, config_drift, config_hash, containers_of
+from ..observe.drift import DeployedState, config_drift, config_hash
 from ..observe.rollout import RolloutWatch
 from ..observe.stackfiles import env_value, parse_env, set_env_value
 from ..verdicts import CheckFailure, Verdict
@@ -88,6 +88,9 @@ class Deployer(StackAction):
             if failed:
                 self._refuse(f"preflight failed: {', '.join(map(str, failed[:5]))}")
             self._disk_free()
+            ready = self.observed.readiness(self.stack)
+            if ready:
+                self._refuse(ready)
             problem = self.observed.stack_files(self.stack.name).problem
             if problem:  # e.g. Compose would name the project otherwise: a second copy
                 self._refuse(problem)
@@ -190,9 +193,8 @@ class Deployer(StackAction):
         self._config_hash = config_hash(compose_text, parse_env(wanted))
         if self._config_hash != recorded.config_hash:
             return False
-        containers = self.observed.containers(self.stack.host)
-        containers.refresh()
-        running = containers_of(containers, self.stack)
+        self.orchestrator.refresh()
+        running = self.orchestrator.containers(self.stack)
         current = {ids[0] for ids in self._identities.values() if ids}
         if any(c.image_id and c.image_id not in current for c in running):
             return False  # the same tag now names other content: not the same deployment
@@ -212,7 +214,7 @@ class Deployer(StackAction):
         a deploy now would start a second copy beside them, with fresh volumes."""
         stack = self.stack
         old = stack.name.lower()
-        if stack.project or old == stack.project_name:
+        if stack.target != "compose" or stack.project or old == stack.project_name:
             return
         containers = self.observed.containers(stack.host)
         containers.refresh()

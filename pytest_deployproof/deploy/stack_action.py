@@ -33,23 +33,13 @@ from .runner import RunnerClient, RunnerError
 if TYPE_CHECKING:
     from ..run import Run
 
-__all__ = ["DeployError", "Deployment", "StackAction", "compose_up", "write_tag"]
+__all__ = ["DeployError", "Deployment", "StackAction", "write_tag"]
 
 
 def write_tag(access: HostAccess, stack: Stack, env_text: str, version: str) -> None:
     """The env file as it was, with the stack's tag variable set to ``version``."""
     assert stack.image_tag_var
     access.write(stack.env_path, set_env_value(env_text, stack.image_tag_var, version))
-
-
-def compose_up(access: HostAccess, stack: Stack, timeout_s: float) -> str | None:
-    """``docker compose up -d --wait``: ``None`` when every service came up healthy, else
-    Compose's last word on why not. The deployer and the reference runner both apply so."""
-    done = access.compose(stack, "up", "-d", "--wait", "--wait-timeout", str(int(timeout_s)))
-    if done.rc == 0:
-        return None
-    lines = done.stderr.strip().splitlines()
-    return lines[-1] if lines else f"exit code {done.rc}"
 
 
 class DeployError(Exception):
@@ -95,6 +85,7 @@ class StackAction:
         self.tag_var = stack.image_tag_var
         self.access = run.observations.access(stack.host)
         self.engine = run.observations.engine(stack.host)
+        self.orchestrator = run.observations.orchestrator(stack)
         state = run.inventory.state
         self.history = History(state.history, run.secrets())
         self.lock = StackLock(state.locks, stack.name)
@@ -216,11 +207,11 @@ class StackAction:
         return images
 
     def _up(self) -> None:
-        problem = compose_up(self.access, self.stack, self.run.inventory.up_timeout_s)
+        problem = self.orchestrator.apply(self.stack, self.run.inventory.up_timeout_s)
         if problem is not None:
             raise DeployError(
-                f"docker compose up of {self.stack.name} {self.deployment.version} did not become "
-                f"healthy: {self.masker(problem)}"
+                f"{self.orchestrator.apply_command} of {self.stack.name} "
+                f"{self.deployment.version} did not become healthy: {self.masker(problem)}"
             )
         # What is now running, for the drift checks (DRF-1): the files' hash, Compose's hashes.
         env_text = self.access.read(self.stack.env_path) or ""
@@ -250,10 +241,9 @@ class StackAction:
         """The smoke observations of the stack, judged: '' when every service is up and
         every endpoint answers."""
         problems: list[str] = []
-        containers = self.observed.containers(self.stack.host)
-        containers.refresh()
+        self.orchestrator.refresh()
         for name, service in self.stack.services.items():
-            state = containers.service(self.stack, name, self.run.inventory.probes)
+            state = self.orchestrator.service(self.stack, name, self.run.inventory.probes)
             problems += service_problems(service, state)
         results = probe_all(((e.name, e) for e in self.stack.endpoints), self.run.inventory.probes)
         problems += [r.describe().splitlines()[0] for r in results.values() if not r.passed]

@@ -13,6 +13,7 @@ where a per-stack deploy fixture sets up and tears down.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 import subprocess
@@ -63,11 +64,14 @@ for c in sorted(characters):
 """
 
 
+@functools.lru_cache(maxsize=1024)
 def _backtracks(pattern: str) -> bool:
-    """Whether ``pattern`` takes longer than the deadline on the probe strings."""
+    """Whether ``pattern`` takes longer than the deadline on the probe strings. Known per
+    pattern once per process (a child process is most of an inventory's load time); the
+    child starts isolated and without site packages, which it does not need."""
     try:
         subprocess.run(
-            [sys.executable, "-c", _BACKTRACK_PROBE, pattern],
+            [sys.executable, "-I", "-S", "-c", _BACKTRACK_PROBE, pattern],
             capture_output=True,
             timeout=REGEX_DEADLINE_S,
             check=False,
@@ -455,6 +459,12 @@ class Stack(_Named):
 
     layer: Name
     host: Name
+    target: Literal["compose", "swarm"] = Field(
+        default="compose",
+        description="What runs it: `compose` (docker compose up on the host) or `swarm` "
+        "(docker stack deploy of the rendered files; the host must be a swarm manager, and the "
+        "stack's swarm name is its project name).",
+    )
     run_dir: Path = Field(description="Where compose runs; relative to the inventory file.")
     source_dir: Path | None = Field(default=None, description="Where its source lives.")
     compose: str = "compose.yaml"
@@ -495,6 +505,15 @@ class Stack(_Named):
     @classmethod
     def _name_children(cls, data: Any) -> Any:
         return _name_entries(data, "services", "databases")
+
+    @model_validator(mode="after")
+    def _swarm_limits(self) -> Stack:
+        if self.target == "swarm" and self.migration is not None:
+            raise ValueError(
+                "migration: not supported with target: swarm (Swarm has no one-off `run`); "
+                "run it as a job service of the stack, or deploy this stack with Compose"
+            )
+        return self
 
     @field_validator("required_env")
     @classmethod

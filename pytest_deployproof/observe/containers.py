@@ -94,6 +94,7 @@ class ServiceState:
     containers: tuple[ContainerState, ...]
     attempts: int
     elapsed_s: float
+    desired: int | None = None  # replicas a swarm service wants; None: as many as exist
 
 
 class HostContainers:
@@ -174,6 +175,9 @@ def service_problems(service: Service, state: ServiceState) -> list[str]:
     if not state.containers:
         return [f"service {service.name} has no container (is the stack up?)"]
     wrong: list[str] = []
+    running = sum(1 for c in state.containers if c.state == "running")
+    if state.desired is not None and running < state.desired:
+        wrong.append(f"service {service.name}: {running} of {state.desired} replicas running")
     for container in state.containers:
         if container.state != "running":
             wrong.append(f"{container.describe()}: not running")

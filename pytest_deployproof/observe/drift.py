@@ -42,7 +42,7 @@ from ..state_dir import StateDir
 
 if TYPE_CHECKING:
     from ..reach.hosts import HostAccess
-    from .containers import ContainerState, HostContainers
+    from .containers import ContainerState
 
 __all__ = [
     "ConfigSeen",
@@ -50,11 +50,13 @@ __all__ = [
     "DeployedState",
     "LayerPlan",
     "ParitySeen",
+    "ServicesSeen",
     "config_hash",
     "container_drift",
     "plan_layer",
     "record_deployed",
     "service_hashes",
+    "spec_drift",
 ]
 
 ONEOFF_LABEL = "com.docker.compose.oneoff"
@@ -120,6 +122,14 @@ class ContainersSeen:
 
 
 @dataclass(frozen=True)
+class ServicesSeen:
+    """DRF-2 on a swarm: the rendered services and each service's spec on the manager."""
+
+    services: dict[str, Any]
+    specs: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class ParitySeen:
     """DRF-4's observation: the stack in the other environment, and both versions."""
 
@@ -141,7 +151,8 @@ def record_deployed(
     state = DeployedState(
         version,
         config_hash(compose_text, parse_env(env_text)),
-        service_hashes(access, stack),
+        # Swarm's containers carry no Compose hash: its services are compared by spec.
+        service_hashes(access, stack) if stack.target == "compose" else {},
         time.time(),
     )
     path = state_dir.deployed(stack.name)
@@ -244,6 +255,57 @@ def _environment_drift(
     return [f"{container.name}: environment {key} differs from the declared value" for key in keys]
 
 
+_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _bytes(text: Any) -> int:
+    """Compose's memory size ("32M", "1g", 33554432) in bytes."""
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([bkmg]?)b?", str(text).strip().lower())
+    if not found:
+        return -1
+    return int(float(found.group(1)) * _UNITS[found.group(2) or "b"])
+
+
+def spec_drift(declared: dict[str, Any], specs: dict[str, dict[str, Any]]) -> list[str]:
+    """DRF-2 on a swarm: each service's spec on the manager against the rendered files:
+    missing and extra services, image and tag, replicas, environment, limits. (A service's
+    environment on a swarm has no hidden default: every key it runs with is compared.)"""
+    lines = [f"service {name}: declared, not deployed (removed by hand?)"
+             for name in sorted(set(declared) - set(specs))]  # fmt: skip
+    lines += [f"service {name}: runs in the stack, not declared"
+              for name in sorted(set(specs) - set(declared))]  # fmt: skip
+    for name in sorted(set(declared) & set(specs)):
+        lines += [f"service {name}: {line}" for line in _spec_lines(declared[name], specs[name])]
+    return lines
+
+
+def _spec_lines(want: dict[str, Any], spec: dict[str, Any]) -> list[str]:
+    lines = []
+    template = spec.get("TaskTemplate") or {}
+    container = template.get("ContainerSpec") or {}
+    image = str(container.get("Image", "")).split("@", 1)[0]
+    if want.get("image") and image != want["image"]:
+        lines.append(f"image {image}, declared {want['image']}")
+    deploy = want.get("deploy") or {}
+    replicas = ((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas")
+    declared_replicas = deploy.get("replicas", 1)
+    if deploy.get("mode", "replicated") == "replicated" and replicas != declared_replicas:
+        lines.append(f"{replicas} replicas, declared {declared_replicas}")
+    env = {k: "" if v is None else str(v) for k, v in (want.get("environment") or {}).items()}
+    have = dict(item.partition("=")[::2] for item in container.get("Env") or [])
+    lines += [f"environment {key} differs from the declared value"
+              for key in sorted(set(env) | set(have)) if env.get(key) != have.get(key)]  # fmt: skip
+    limits = (deploy.get("resources") or {}).get("limits") or {}
+    actual = (template.get("Resources") or {}).get("Limits") or {}
+    cpus = actual.get("NanoCPUs", 0)
+    if "cpus" in limits and cpus != round(float(limits["cpus"]) * 1e9):
+        lines.append(f"cpus limit {cpus / 1e9:g}, declared {limits['cpus']}")
+    memory = actual.get("MemoryBytes", 0)
+    if "memory" in limits and memory != _bytes(limits["memory"]):
+        lines.append(f"memory limit {memory} bytes, declared {limits['memory']}")
+    return lines
+
+
 # -- layers -----------------------------------------------------------------
 
 
@@ -313,7 +375,3 @@ def scan_layers(
             layer.name: pool.submit(plan_layer, layer, cwd_of(layer), masker) for layer in planned
         }
     return {name: future.result() for name, future in futures.items()}
-
-
-def containers_of(containers: HostContainers, stack: Stack) -> list[ContainerState]:
-    return list(containers.projects().get(stack.project_name, []))

@@ -23,12 +23,13 @@ from typing import TypeVar
 from ..errors import Inconclusive
 from ..inventory.model import Endpoint, Host, Inventory, Layer, Stack
 from ..inventory.selection import Selection
+from ..orchestrators import ComposeOrchestrator, Orchestrator, SwarmOrchestrator
 from ..reach import docker_client
 from ..reach.hosts import DiskUsage, HostAccess
 from ..secrets import Masker
 from ..settings import Settings
 from ..targets import Target
-from .containers import HostContainers, ServiceState
+from .containers import ContainerState, HostContainers, ServiceState
 from .databases import DatabaseResult, probe_database
 from .docker_engine import HostEngine
 from .drift import (
@@ -37,14 +38,15 @@ from .drift import (
     DeployedState,
     LayerPlan,
     ParitySeen,
+    ServicesSeen,
     config_hash,
-    containers_of,
     scan_layers,
     service_hashes,
 )
 from .prober import Prober
 from .probes import ProbeResult, probe_all
 from .stackfiles import StackFiles, env_value, observe_stack_files, parse_env
+from .swarm import HostSwarm
 
 __all__ = ["Observations"]
 
@@ -69,10 +71,12 @@ class Observations:
         # Re-entrant: an observation may need another (a stack's files need its host).
         self._lock = threading.RLock()
         self._containers: dict[str, HostContainers] = {}
+        self._swarms: dict[str, HostSwarm] = {}
         self._engines: dict[str, HostEngine] = {}
         self._access: dict[str, HostAccess] = {}
         self._files: dict[str, StackFiles] = {}
         self._disks: dict[str, DiskUsage] = {}
+        self._readiness: dict[tuple[str, str], str | None] = {}
         self._planned: dict[str, tuple[str, Endpoint]] = {}
         self._probed: dict[str, ProbeResult] = {}
         self._prober: Prober | None = None
@@ -91,7 +95,7 @@ class Observations:
 
     def invalidate(self, stack: Stack) -> None:
         """Forget what was observed of ``stack``: it has just been changed."""
-        self.containers(stack.host).refresh()
+        self.orchestrator(stack).refresh()
         with self._lock:
             self._files.pop(stack.name, None)
             prefix = f"{self.inventory.environment}/{stack.layer}/{stack.name}/"
@@ -154,6 +158,18 @@ class Observations:
     def containers(self, host: str) -> HostContainers:
         return self._per_host(self._containers, host, HostContainers)
 
+    def swarm(self, host: str) -> HostSwarm:
+        return self._per_host(self._swarms, host, HostSwarm)
+
+    def orchestrator(self, stack: Stack) -> Orchestrator:
+        """What runs ``stack`` on its host (its ``target:``)."""
+        if stack.target == "swarm":
+            return SwarmOrchestrator(self.access(stack.host), self.swarm(stack.host))
+        return ComposeOrchestrator(self.access(stack.host), self.containers(stack.host))
+
+    def stack_containers(self, stack: Stack) -> list[ContainerState]:
+        return self.orchestrator(stack).containers(stack)
+
     def engine(self, host: str) -> HostEngine:
         return self._per_host(self._engines, host, HostEngine)
 
@@ -191,7 +207,7 @@ class Observations:
         assert target.stack
         assert target.name
         stack = self.stack(target.stack)
-        return self.containers(stack.host).service(stack, target.name, self.inventory.probes)
+        return self.orchestrator(stack).service(stack, target.name, self.inventory.probes)
 
     def stack_files(self, name: str) -> StackFiles:
         with self._lock:
@@ -213,18 +229,22 @@ class Observations:
         files = self.stack_files(stack.name)
         compose_text = self.access(stack.host).read(stack.compose_path) or ""
         current = config_hash(compose_text, files.env or {})
-        return ConfigSeen(recorded, current, containers_of(self.containers(stack.host), stack))
+        return ConfigSeen(recorded, current, self.stack_containers(stack))
 
-    def running_containers(self, stack: Stack) -> ContainersSeen:
-        """DRF-2: the rendered services against the running containers and their hashes."""
+    def running_containers(self, stack: Stack) -> ContainersSeen | ServicesSeen:
+        """DRF-2: the rendered services against the running containers and their hashes
+        (on a swarm: against the services' specs as the manager holds them)."""
         files = self.stack_files(stack.name)
         if files.config is None:
             problem = files.problem or "compose refused the files"
             return ContainersSeen({}, problem, [], {}, lambda container: {})
+        if stack.target == "swarm":
+            specs = self.swarm(stack.host).services(stack.project_name)
+            return ServicesSeen(files.services, {name: s.spec for name, s in specs.items()})
         return ContainersSeen(
             files.services,
             None,
-            containers_of(self.containers(stack.host), stack),
+            self.stack_containers(stack),
             self.service_hashes(stack),
             self.engine(stack.host).inspect,
         )
@@ -266,6 +286,15 @@ class Observations:
             base = base.parent
         candidate = base / (layer.path or ".")
         return candidate if candidate.is_dir() else base
+
+    def readiness(self, stack: Stack) -> str | None:
+        """Why the stack's host cannot take a deploy of its ``target:`` (preflight), or ``None``;
+        asked once per host and target."""
+        key = (stack.host, stack.target)
+        with self._lock:
+            if key not in self._readiness:
+                self._readiness[key] = self.orchestrator(stack).readiness()
+            return self._readiness[key]
 
     def disk_usage(self, host: str) -> DiskUsage:
         with self._lock:

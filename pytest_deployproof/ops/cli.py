@@ -397,8 +397,9 @@ def _affected(args: argparse.Namespace) -> int:
 def _runner(args: argparse.Namespace) -> int:
     """The reference IaC runner for one stack (DEP-8): signed POST /deploy, GET /health."""
     from ..deploy.runner import RunnerServer  # noqa: PLC0415
-    from ..deploy.stack_action import compose_up, write_tag  # noqa: PLC0415
+    from ..deploy.stack_action import write_tag  # noqa: PLC0415
     from ..observe.stackfiles import env_value  # noqa: PLC0415
+    from ..orchestrators.compose import compose_up  # noqa: PLC0415
     from ..reach.hosts import HostAccess  # noqa: PLC0415
 
     try:

@@ -16,6 +16,10 @@ def test_compose_parses(stack, stack_files):
     preflight.expect_compose_parses(stack, stack_files)
 
 
+def test_target_ready(stack, target_readiness):
+    preflight.expect_target_ready(stack, target_readiness)
+
+
 def test_env_file_complete(stack, stack_files):
     preflight.expect_env_complete(stack, stack_files)
 

@@ -1,0 +1,63 @@
+"""``target: compose``: ``docker compose up -d --wait`` on the stack's host."""
+
+from __future__ import annotations
+
+import re
+
+from ..inventory.model import ProbeSettings, Stack
+from ..observe.containers import ContainerState, HostContainers, ServiceState
+from ..reach.hosts import HostAccess
+
+__all__ = ["ComposeOrchestrator", "compose_up"]
+
+_VERSION = re.compile(r"v?(\d+)\.(\d+)")
+
+
+def compose_up(access: HostAccess, stack: Stack, timeout_s: float) -> str | None:
+    """``docker compose up -d --wait``: ``None`` when every service came up healthy, else
+    Compose's last word on why not. The deployer and the reference runner both apply so."""
+    done = access.compose(stack, "up", "-d", "--wait", "--wait-timeout", str(int(timeout_s)))
+    if done.rc == 0:
+        return None
+    lines = done.stderr.strip().splitlines()
+    return lines[-1] if lines else f"exit code {done.rc}"
+
+
+class ComposeOrchestrator:
+    """Compose on one host: its containers are found by their project label."""
+
+    apply_command = "docker compose up"
+
+    def __init__(self, access: HostAccess, containers: HostContainers) -> None:
+        self.access = access
+        self.listing = containers
+
+    def apply(self, stack: Stack, timeout_s: float) -> str | None:
+        return compose_up(self.access, stack, timeout_s)
+
+    def service(self, stack: Stack, service: str, probes: ProbeSettings) -> ServiceState:
+        return self.listing.service(stack, service, probes)
+
+    def containers(self, stack: Stack) -> list[ContainerState]:
+        return list(self.listing.projects().get(stack.project_name, []))
+
+    def refresh(self) -> None:
+        self.listing.refresh()
+
+    def readiness(self) -> str | None:
+        """Compose v2 (``up --wait`` is what tells a deploy it came up healthy): legacy
+        docker-compose 1.x on the host would start containers and never say so."""
+        done = self.access.run(*self.access.compose_command(), "version", "--short")
+        found = _VERSION.search(done.stdout)
+        host = self.access.host.name
+        if done.rc != 0 or found is None:
+            why = (done.stderr or done.stdout).strip().splitlines()
+            return f"host {host}: `{' '.join(self.access.compose_command())} version` failed" + (
+                f": {why[-1]}" if why else ""
+            )
+        if int(found.group(1)) < 2:
+            return (
+                f"host {host} runs Compose {found.group(0)}: deployproof needs Compose v2 "
+                "(`up --wait`); set `compose:` for the host to a v2 command"
+            )
+        return None
