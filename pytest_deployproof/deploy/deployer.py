@@ -195,6 +195,8 @@ class Deployer(StackAction):
             return False
         self.orchestrator.refresh()
         running = self.orchestrator.containers(self.stack)
+        if not running:
+            return False  # recorded, but not running (taken down since): deploy it
         current = {ids[0] for ids in self._identities.values() if ids}
         if any(c.image_id and c.image_id not in current for c in running):
             return False  # the same tag now names other content: not the same deployment
