@@ -88,6 +88,11 @@ def test_production_takes_only_what_staging_verified(
     assert container_id(staging) == staged
     assert history("staging")[-1][:3] == ("deploy", "v2.0.0", "success")
     assert history("staging")[-1][3].startswith("skipped: config ")
+    # Taken down since (the same files, nothing running): deployed again, not skipped.
+    staging.compose("down", "-t", "1")
+    result = deploy("staging", "v2.0.0")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["web: v2.0.0 deployed and verified"])
 
     # Production of the verified version passes.
     deploy("production", "v2.0.0").assert_outcomes(passed=2)
