@@ -153,7 +153,8 @@ class SwarmStack:
             "    image_tag_var: TAG\n"
             "    services: {web: {critical: true, healthcheck: true}, "
             "worker: {critical: true, healthcheck: true}}\n"
-            f"    endpoints: [{{name: health, url: '{self.url}/cgi-bin/health'}}]\n" + extra
+            f"    endpoints: [{{name: health, url: '{self.url}/cgi-bin/health', health: true}}]\n"
+            + extra
         )
 
 
@@ -186,7 +187,8 @@ def _compose(port: int) -> str:
       retries: 2
     deploy:
       replicas: 1
-      update_config: {{failure_action: pause, monitor: 2s, order: stop-first}}
+      # continue: Swarm itself would call the update done while the task keeps crashing
+      update_config: {{failure_action: continue, monitor: 2s, order: stop-first}}
       resources: {{limits: {{cpus: "0.25", memory: 32M}}}}
 """
 
