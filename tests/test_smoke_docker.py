@@ -124,6 +124,9 @@ def test_a_missing_stack_says_no_container_exists(
             "container (is the stack up?)*",
         ]
     )
+    # Nothing of it exists, so nothing is starting: judged on the first look, not after
+    # polling until the probe deadline; the endpoint check it blocks reuses that look.
+    assert "(after 1 observation in 0." in result.stdout.str()
 
 
 def test_an_unreachable_engine_is_an_error_not_a_failure(

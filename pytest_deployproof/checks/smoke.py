@@ -22,7 +22,8 @@ def expect_service_running(stack: Stack, service: Service, state: ServiceState) 
     wrong = service_problems(service, state)
     if wrong:
         where = f"stack {stack.name} (project {state.project}), service {service.name}"
-        waited = f"after {state.attempts} observations in {state.elapsed_s:.1f} s"
+        plural = "s" if state.attempts != 1 else ""
+        waited = f"after {state.attempts} observation{plural} in {state.elapsed_s:.1f} s"
         pytest.fail(f"{where}: " + "; ".join(wrong) + f" ({waited})", pytrace=False)
 
 

@@ -50,7 +50,7 @@ class BlockedBy:
             reporter = self._reporters.get(("containers", stack.name, name))
             if reporter is None:
                 continue  # nobody checks this service in this run: do not guess
-            state = observed.orchestrator(stack).service(stack, name, observed.inventory.probes)
+            state = observed.service(stack, name)
             problems = service_problems(stack.services[name], state)
             if problems:
                 return f"blocked by {reporter}: {problems[0]}"

@@ -139,7 +139,8 @@ class HostContainers:
         return grouped
 
     def service(self, stack: Stack, service: str, probes: ProbeSettings) -> ServiceState:
-        """The service's containers once settled, polling until the deadline."""
+        """The service's containers once settled, polling until the deadline; at once when
+        the stack has no container at all (it is not up, and nothing of it is starting)."""
         started = time.monotonic()
         attempts = 0
         while True:
@@ -149,7 +150,9 @@ class HostContainers:
             )
             waited = time.monotonic() - started
             settled = bool(found) and all(c.settled for c in found)
-            if settled or waited + probes.interval_s > probes.deadline_s:
+            # No container of the project at all: nothing is starting, waiting cannot help.
+            absent = not self.projects().get(stack.project_name)
+            if settled or absent or waited + probes.interval_s > probes.deadline_s:
                 return ServiceState(
                     stack.name, stack.project_name, service, found, attempts, waited
                 )

@@ -72,6 +72,7 @@ class Observations:
         self._lock = threading.RLock()
         self._containers: dict[str, HostContainers] = {}
         self._swarms: dict[str, HostSwarm] = {}
+        self._services: dict[tuple[str, str], ServiceState] = {}
         self._engines: dict[str, HostEngine] = {}
         self._access: dict[str, HostAccess] = {}
         self._files: dict[str, StackFiles] = {}
@@ -98,6 +99,8 @@ class Observations:
         self.orchestrator(stack).refresh()
         with self._lock:
             self._files.pop(stack.name, None)
+            for seen in [seen for seen in self._services if seen[0] == stack.name]:
+                del self._services[seen]
             prefix = f"{self.inventory.environment}/{stack.layer}/{stack.name}/"
             for key in [key for key in self._probed if key.startswith(prefix)]:
                 del self._probed[key]
@@ -206,8 +209,19 @@ class Observations:
     def service_state(self, target: Target) -> ServiceState:
         assert target.stack
         assert target.name
-        stack = self.stack(target.stack)
-        return self.orchestrator(stack).service(stack, target.name, self.inventory.probes)
+        return self.service(self.stack(target.stack), target.name)
+
+    def service(self, stack: Stack, name: str) -> ServiceState:
+        """One declared service as it runs, observed once per run (the smoke check, the
+        checks it blocks and the report share it) until the stack is changed."""
+        key = (stack.name, name)
+        with self._lock:
+            seen = self._services.get(key)
+        if seen is None:  # observed outside the lock: it may poll until the probe deadline
+            seen = self.orchestrator(stack).service(stack, name, self.inventory.probes)
+            with self._lock:
+                seen = self._services.setdefault(key, seen)
+        return seen
 
     def stack_files(self, name: str) -> StackFiles:
         with self._lock:

@@ -232,7 +232,8 @@ class HostSwarm:
             running = sum(1 for c in found if c.state == "running" and c.health != "starting")
             waited = time.monotonic() - started
             settled = bool(found) and running == len(found) and running >= (desired or 1)
-            if settled or waited + probes.interval_s > probes.deadline_s:
+            absent = declared is None  # no such service in the stack: nothing is starting
+            if settled or absent or waited + probes.interval_s > probes.deadline_s:
                 return ServiceState(
                     stack.name, namespace, service, found, attempts, waited, desired=desired
                 )
