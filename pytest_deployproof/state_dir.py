@@ -43,6 +43,10 @@ class StateDir:
         """What was last brought up for ``stack``: config hashes, for drift."""
         return self.root / "deployed" / f"{stack}.json"
 
+    def rendered(self, stack: str) -> Path:
+        """What Compose last rendered of ``stack``'s files, keyed by their digest (drift)."""
+        return self.root / "rendered" / f"{stack}.json"
+
 
 class StateWriteError(OSError):
     """A state file could not be appended to; nothing of the line was left in it."""

@@ -112,3 +112,54 @@ def test_each_change_by_hand_fails_the_right_drift_test_with_a_diff(
     assert f"- {web}: config-hash none, deployed " in seen[config][1]
     attachments = [p.read_text() for p in (pytester.path / "allure").glob("*-attachment.txt")]
     assert any(f"- {web}: image {old}" in text for text in attachments)  # the diff, attached
+
+
+def test_with_the_render_cache_warm_a_changed_input_is_still_drift(
+    pytester: pytest.Pytester,
+    compose_stack: MakeStack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 22: the rendering is kept under a digest of its inputs; a one-byte change of the
+    env file, a change of the compose file and a changed process variable each still fail
+    the container drift check, with the cache warm."""
+    app = compose_stack("app", env_file="APP_IMAGE_TAG=v1.0.0\nGREETING=hi\n",
+                        web={"GREETING": "${GREETING}"})  # fmt: skip
+    app.up()
+    state = tmp_path / "state"
+    pytester.mkdir("inventories")
+    (pytester.path / "inventories" / "test.yml").write_text(deploy_inventory(app, state, ""))
+    pytester.makepyfile(test_drift=SUITES["test_drift"])
+    monkeypatch.delenv("GREETING", raising=False)
+    containers = "test_containers_as_declared"
+
+    assert drift_run(pytester)[containers][0] == "passed"  # cold: renders and keeps it
+    entry = state / "rendered" / "app.json"
+    kept = json.loads(entry.read_text())
+    assert set(kept) == {"key", "services", "hashes"}
+    assert "environment" not in kept["services"]["web"]  # values may be secrets: not kept
+    written = entry.stat().st_mtime_ns
+    assert drift_run(pytester)[containers][0] == "passed"  # warm: nothing rendered or written
+    assert entry.stat().st_mtime_ns == written
+
+    env_file = app.run_dir / ".env"
+    env_file.write_text("APP_IMAGE_TAG=v1.0.0\nGREETING=ho\n")  # one byte
+    status, message = drift_run(pytester)[containers]
+    assert status == "failure", message
+    assert "environment GREETING differs from the declared value" in message
+    env_file.write_text("APP_IMAGE_TAG=v1.0.0\nGREETING=hi\n")
+    assert drift_run(pytester)[containers][0] == "passed"
+
+    compose_file = app.run_dir / "compose.yaml"
+    original = compose_file.read_text()
+    compose_file.write_text(original.replace("GREETING: ${GREETING}", "GREETING: hello"))
+    status, message = drift_run(pytester)[containers]
+    assert status == "failure", message
+    assert "environment GREETING differs from the declared value" in message
+    compose_file.write_text(original)
+    assert drift_run(pytester)[containers][0] == "passed"
+
+    monkeypatch.setenv("GREETING", "from-the-shell")  # the process wins over the env file
+    status, message = drift_run(pytester)[containers]
+    assert status == "failure", message
+    assert "environment GREETING differs from the declared value" in message

@@ -11,6 +11,7 @@ the checks do (and :mod:`.blocking` decides what a broken observation blocks).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
@@ -33,6 +34,7 @@ from .containers import ContainerState, HostContainers, ServiceState
 from .databases import DatabaseResult, probe_database
 from .docker_engine import HostEngine
 from .drift import (
+    HASH_LABEL,
     ConfigSeen,
     ContainersSeen,
     DeployedState,
@@ -45,6 +47,7 @@ from .drift import (
 )
 from .prober import Prober
 from .probes import ProbeResult, probe_all
+from .render_cache import load_rendered, render_key, store_rendered
 from .stackfiles import StackFiles, env_value, observe_stack_files, parse_env
 from .swarm import HostSwarm
 
@@ -73,6 +76,8 @@ class Observations:
         self._containers: dict[str, HostContainers] = {}
         self._swarms: dict[str, HostSwarm] = {}
         self._services: dict[tuple[str, str], ServiceState] = {}
+        self._planned_stacks: set[str] = set()
+        self._rendered_ahead = False
         self._engines: dict[str, HostEngine] = {}
         self._access: dict[str, HostAccess] = {}
         self._files: dict[str, StackFiles] = {}
@@ -142,6 +147,8 @@ class Observations:
         With a prober process started, it now probes them all, in the order the tests run.
         """
         for target in targets:
+            if target.kind == "stack" and target.stack:
+                self._planned_stacks.add(target.stack)
             if target.kind == "layer" and target.layer:
                 self.planned_layers.add(target.layer)
             elif target.kind == "endpoint" and target.stack:
@@ -231,11 +238,52 @@ class Observations:
             return self._files[name]
 
     def service_hashes(self, stack: Stack) -> dict[str, str]:
-        """Compose's config hash of each service, from the host's files (cached)."""
+        """Compose's config hash of each service, from the host's files (cached; computed
+        outside the lock, so that stacks are rendered concurrently)."""
         with self._lock:
-            if stack.name not in self._hashes:
-                self._hashes[stack.name] = service_hashes(self.access(stack.host), stack)
-            return self._hashes[stack.name]
+            known = self._hashes.get(stack.name)
+            access = self.access(stack.host)
+        if known is None:
+            known = service_hashes(access, stack)
+            with self._lock:
+                known = self._hashes.setdefault(stack.name, known)
+        return known
+
+    def _render_key(self, stack: Stack, files: StackFiles) -> str | None:
+        if files.compose_text is None:
+            return None
+        command = self.access(stack.host).compose_command()
+        return render_key(stack, files.compose_text, files.env_text, command)
+
+    def _render_ahead(self) -> None:
+        """At the first container drift observation, render every planned Compose stack
+        whose rendering is not kept for its current inputs, four at a time: a Compose
+        process per rendering is most of a cold drift scan."""
+        with self._lock:
+            if self._rendered_ahead:
+                return
+            self._rendered_ahead = True
+            stacks = [
+                self.stack(name)
+                for name in sorted(self._planned_stacks)
+                if self.stack(name).target == "compose"
+            ]
+
+        def render(stack: Stack) -> None:
+            files = self.stack_files(stack.name)
+            key = self._render_key(stack, files)
+            if key and load_rendered(self.inventory.state, stack.name, key) is not None:
+                return
+            if files.config is not None:
+                hashes = self.service_hashes(stack)
+                if key:
+                    store_rendered(self.inventory.state, stack.name, key, files.services, hashes)
+
+        if len(stacks) > 1:
+            with ThreadPoolExecutor(4) as pool:
+                for future in [pool.submit(render, stack) for stack in stacks]:
+                    with contextlib.suppress(Exception):  # each stack's own check reports it
+                        future.result()
 
     def deployed_config(self, stack: Stack) -> ConfigSeen:
         """DRF-1: the recorded deploy, the hash of the host's files now, the containers."""
@@ -249,19 +297,33 @@ class Observations:
         """DRF-2: the rendered services against the running containers and their hashes
         (on a swarm: against the services' specs as the manager holds them)."""
         files = self.stack_files(stack.name)
-        if files.config is None:
-            problem = files.problem or "compose refused the files"
-            return ContainersSeen({}, problem, [], {}, lambda container: {})
         if stack.target == "swarm":
+            if files.config is None:
+                problem = files.problem or "compose refused the files"
+                return ContainersSeen({}, problem, [], {}, lambda container: {})
             specs = self.swarm(stack.host).services(stack.project_name)
             return ServicesSeen(files.services, {name: s.spec for name, s in specs.items()})
-        return ContainersSeen(
-            files.services,
-            None,
-            self.stack_containers(stack),
-            self.service_hashes(stack),
-            self.engine(stack.host).inspect,
-        )
+        self._render_ahead()
+        containers = self.stack_containers(stack)
+        inspect = self.engine(stack.host).inspect
+        key = self._render_key(stack, files)
+        state = self.inventory.state
+        cached = load_rendered(state, stack.name, key) if key else None
+        if (
+            cached is not None
+            and containers
+            and all(c.labels.get(HASH_LABEL) == cached.hashes.get(c.service) for c in containers)
+        ):
+            # The same inputs rendered these hashes, and every container carries its own:
+            # nothing whose comparison needs the full rendering (the environment) is due.
+            return ContainersSeen(cached.services, None, containers, cached.hashes, inspect)
+        if files.config is None:
+            return ContainersSeen({}, files.problem or "compose refused the files", [], {},
+                                  lambda container: {})  # fmt: skip
+        hashes = self.service_hashes(stack)
+        if key:
+            store_rendered(state, stack.name, key, files.services, hashes)
+        return ContainersSeen(files.services, None, containers, hashes, inspect)
 
     def parity(self, stack: Stack, other: Inventory) -> ParitySeen:
         """DRF-4: whether the stack exists in ``other``, and (when it matters) both versions,

@@ -12,7 +12,8 @@ from __future__ import annotations
 import io
 import json
 import re
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -25,14 +26,46 @@ from ..secrets import Masker
 __all__ = ["StackFiles", "env_value", "observe_stack_files", "parse_env", "set_env_value"]
 
 
-@dataclass(frozen=True)
 class StackFiles:
-    stack: str
-    compose_raw: dict[str, Any] | None  # the YAML as written; None when missing or unparseable
-    env: dict[str, str | None] | None  # None when the env file does not exist
-    config: dict[str, Any] | None  # `docker compose config`; None when Compose refused
-    problem: str | None  # why the compose file could not be used, secrets masked
-    masker: Masker
+    """A stack's files as read from its host; what Compose renders of them is asked for
+    only when a check needs it (``config``, ``problem``): reading the files is a file read,
+    rendering is a Compose process (~130 ms), and drift of an unchanged stack needs none."""
+
+    def __init__(  # noqa: PLR0917 - the fields in order, as a dataclass would take them
+        self,
+        stack: str,
+        compose_raw: dict[str, Any] | None,  # the YAML as written; None: missing or unparseable
+        env: dict[str, str | None] | None,  # None when the env file does not exist
+        config: dict[str, Any] | None,  # `docker compose config`; None when Compose refused
+        problem: str | None,  # why the compose file could not be used, secrets masked
+        masker: Masker,
+        *,
+        render: Callable[[], tuple[dict[str, Any] | None, str | None]] | None = None,
+    ) -> None:
+        self.stack = stack
+        self.compose_raw = compose_raw
+        self.env = env
+        self.masker = masker
+        self._rendered = (config, problem) if render is None else None
+        self._render = render
+        self._lock = threading.Lock()
+        self.compose_text: str | None = None  # the files as read, when they were
+        self.env_text: str | None = None
+
+    def _rendering(self) -> tuple[dict[str, Any] | None, str | None]:
+        with self._lock:
+            if self._rendered is None:
+                assert self._render is not None
+                self._rendered = self._render()
+            return self._rendered
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        return self._rendering()[0]
+
+    @property
+    def problem(self) -> str | None:
+        return self._rendering()[1]
 
     @property
     def services(self) -> dict[str, Any]:
@@ -45,6 +78,7 @@ def parse_env(text: str) -> dict[str, str | None]:
 
 
 def observe_stack_files(stack: Stack, access: HostAccess, masker: Masker) -> StackFiles:
+    """The stack's files now; Compose renders them when first asked (see StackFiles)."""
     env_text = access.read(stack.env_path)
     env = parse_env(env_text) if env_text is not None else None
     masker = masker.with_env(env or {})
@@ -61,7 +95,22 @@ def observe_stack_files(stack: Stack, access: HostAccess, masker: Masker) -> Sta
         raw = yaml.safe_load(compose_text)
     except yaml.YAMLError as exc:
         return refused(f"{stack.compose_path} is not valid YAML: {masker(str(exc))}")
-    done = access.compose(stack, "config", "--format", "json", env_file=env is not None)
+
+    def render() -> tuple[dict[str, Any] | None, str | None]:
+        return render_config(stack, access, masker, env_file=env is not None)
+
+    files = StackFiles(
+        stack.name, raw if isinstance(raw, dict) else None, env, None, None, masker, render=render
+    )
+    files.compose_text, files.env_text = compose_text, env_text
+    return files
+
+
+def render_config(
+    stack: Stack, access: HostAccess, masker: Masker, *, env_file: bool
+) -> tuple[dict[str, Any] | None, str | None]:
+    """``docker compose config`` of the stack: the config, or why Compose refused it."""
+    done = access.compose(stack, "config", "--format", "json", env_file=env_file)
     # Compose 2.40 exits 0 when schema validation fails, printing nothing on
     # stdout: a refusal is a non-zero exit *or* no JSON document.
     try:
@@ -71,17 +120,16 @@ def observe_stack_files(stack: Stack, access: HostAccess, masker: Masker) -> Sta
     if not isinstance(config, dict):
         lines = done.stderr.strip().splitlines()
         reason = masker(lines[-1] if lines else f"exit code {done.rc}, no output")
-        return refused(f"docker compose config rejects {stack.compose_path}: {reason}", raw)
+        return None, f"docker compose config rejects {stack.compose_path}: {reason}"
     named = config.get("name")
     if not stack.project and named and named != stack.project_name:
-        return refused(
+        return None, (
             f"Compose names this project {named!r} (the compose file's `name:` or "
             f"COMPOSE_PROJECT_NAME), but deployproof would look for {stack.project_name!r} "
             f"(from the directory): set `project: {named}` for stack {stack.name} in the "
-            "inventory",
-            raw,
+            "inventory"
         )
-    return StackFiles(stack.name, raw if isinstance(raw, dict) else None, env, config, None, masker)
+    return config, None
 
 
 def env_value(text: str, key: str) -> str | None:
