@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -93,6 +94,18 @@ def test_production_takes_only_what_staging_verified(
     result = deploy("staging", "v2.0.0")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["web: v2.0.0 deployed and verified"])
+
+    # DEP-12: the operator sees what staging verified, with each image's identity.
+    def verified(env: str) -> list[str]:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "deployproof"), "verified", "--env", env, "web"],
+            cwd=pytester.path, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return done.stdout.splitlines()
+
+    [line] = verified("staging")
+    assert line.startswith(f"v2.0.0  {name}:v2.0.0 sha256:"), line
+    assert verified("production") == []
 
     # Production of the verified version passes.
     deploy("production", "v2.0.0").assert_outcomes(passed=2)

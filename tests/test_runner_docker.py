@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -137,6 +138,7 @@ def test_the_runner_refuses_what_is_not_a_fresh_signed_deploy(
         "status": "ok",
         "tag": "v2.0.0",
         "delivery": "delivery-1",
+        "triggered_by": "t",
     }
     assert container(app)["image"].endswith(":v2.0.0")
     runner()  # restarted: what it took is remembered on disk
@@ -173,7 +175,7 @@ def test_deploy_through_the_runner_is_verified_and_rolled_back_through_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     app, state = deploy_project
-    runner()
+    url = runner()
     pytester.makepyfile(test_smoke=SUITES["test_smoke"])
     monkeypatch.setenv("DEPLOYPROOF_RUNNER_SECRET", SECRET)
 
@@ -186,6 +188,9 @@ def test_deploy_through_the_runner_is_verified_and_rolled_back_through_it(
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["app: runner applied v2.0.0", "app: v2.0.0 deployed and verified"])
     assert container(app)["image"].endswith(":v2.0.0")
+    # DEP-8: the runner knows who asked: the deploying run, by the id its lease had.
+    answer = httpx.get(f"{url}/health").json()
+    assert re.fullmatch(r"deployproof run [0-9a-f-]{8,}", answer["triggered_by"]), answer
 
     result = deploy(bad_image)  # applied by the runner, fails its health check
     result.assert_outcomes(passed=1, failed=1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 import uuid
@@ -154,17 +155,25 @@ class RunnerServer(BoundedServer):
             self.deploying.join()
 
     def run_deploy(self, request: dict[str, Any]) -> None:
+        """Apply the tag; say in /health and on stderr what was applied, for whom (DEP-8's
+        ``triggered_by``, printable and bounded) and which delivery asked."""
         tag, delivery = request["tag"], request["delivery"]
+        who = "".join(c for c in str(request.get("triggered_by", "")) if c.isprintable())[:200]
         try:
             self.apply(tag)
         except Exception as exc:  # the runner reports, it does not die
             with self.lock:
                 error = str(exc)[:500]
-                self.state = {"status": "failed", "tag": tag, "delivery": delivery, "error": error}
+                self.state = {"status": "failed", "tag": tag, "delivery": delivery,
+                              "triggered_by": who, "error": error}  # fmt: skip
+            print(f"deployproof runner: {tag} FAILED (triggered by {who}, delivery {delivery}): "
+                  f"{error}", file=sys.stderr, flush=True)  # fmt: skip
             return
         with self.lock:
             self.applied.append(request)
-            self.state = {"status": "ok", "tag": tag, "delivery": delivery}
+            self.state = {"status": "ok", "tag": tag, "delivery": delivery, "triggered_by": who}
+        print(f"deployproof runner: applied {tag} (triggered by {who}, delivery {delivery})",
+              file=sys.stderr, flush=True)  # fmt: skip
 
 
 class _RunnerRequest(BaseHTTPRequestHandler):
