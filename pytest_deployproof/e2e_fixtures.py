@@ -27,9 +27,9 @@ from .errors import Inconclusive
 
 if TYPE_CHECKING:  # plugin.py imports this module in every pytest run: keep it light
     from .inventory.model import Database, Service, Stack
-    from .observe.containers import StopSeen
     from .observe.databases import IsolationSeen
     from .observe.stackfiles import StackFiles
+    from .orchestrators.containers import StopSeen
     from .run import Run
 
 __all__ = [
@@ -133,7 +133,7 @@ def sigterm_stops(
 ) -> list[StopSeen]:
     """SIGTERM to each running container of this test's service, one at a time: how each
     stopped (E2E-4). The containers are started again. It stops services: staging only."""
-    from .observe.containers import grace_period_s, stop_with_sigterm  # noqa: PLC0415
+    from .orchestrators.containers import grace_period_s, stop_with_sigterm  # noqa: PLC0415
 
     declared = compose_config.services.get(service.name, {})
     return stop_with_sigterm(stack_containers, service.name, grace_period_s(declared))

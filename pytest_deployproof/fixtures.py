@@ -22,12 +22,12 @@ from .verdicts import CheckFailure, Verdict
 if TYPE_CHECKING:  # plugin.py registers this module in every pytest run: keep it light
     from .deploy.deployer import Deployment
     from .inventory.model import Host, Inventory, Stack
-    from .observe.containers import ServiceState
     from .observe.databases import DatabaseResult
     from .observe.docker_engine import HostEngine
     from .observe.drift import ConfigSeen, ContainersSeen, LayerPlan, ParitySeen, ServicesSeen
     from .observe.probes import ProbeResult
     from .observe.stackfiles import StackFiles
+    from .orchestrators.containers import ServiceState
     from .reach.hosts import DiskUsage
     from .run import Run
 

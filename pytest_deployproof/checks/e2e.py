@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 
 from ..inventory.model import Database, Stack
-from ..observe.containers import StopSeen
 from ..observe.databases import IsolationSeen
+from ..orchestrators.containers import StopSeen
 from ._failing import fail_if
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from ..inventory.model import Service, Stack
-from ..observe.containers import ServiceState, service_problems
 from ..observe.probes import ProbeResult
+from ..orchestrators.containers import ServiceState, service_problems
 
 __all__ = ["expect_endpoint_answers", "expect_service_running"]
 

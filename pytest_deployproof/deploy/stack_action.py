@@ -20,11 +20,11 @@ import allure
 
 from ..inventory.model import Stack
 from ..ledger import Outcome
-from ..observe.containers import service_problems
 from ..observe.drift import record_deployed
 from ..observe.probes import probe_all
 from ..observe.rollout import RolloutFigures
 from ..observe.stackfiles import env_value, set_env_value
+from ..orchestrators.containers import service_problems
 from ..reach.hosts import HostAccess
 from .history import History
 from .locks import LockHeldError, StackLock

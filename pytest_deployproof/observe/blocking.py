@@ -19,8 +19,8 @@ from collections.abc import Iterable
 import pytest
 
 from ..inventory.model import Layer, Stack
+from ..orchestrators.containers import service_problems
 from ..targets import BLOCKS_MARK, Target
-from .containers import service_problems
 from .observations import Observations
 
 __all__ = ["BlockedBy"]

@@ -41,8 +41,8 @@ from ..inventory.model import Layer, Stack
 from ..state_dir import StateDir
 
 if TYPE_CHECKING:
+    from ..orchestrators.containers import ContainerState
     from ..reach.hosts import HostAccess
-    from .containers import ContainerState
 
 __all__ = [
     "ConfigSeen",

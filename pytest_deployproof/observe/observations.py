@@ -25,12 +25,13 @@ from ..errors import Inconclusive
 from ..inventory.model import Endpoint, Host, Inventory, Layer, Stack
 from ..inventory.selection import Selection
 from ..orchestrators import ComposeOrchestrator, Orchestrator, SwarmOrchestrator
+from ..orchestrators.containers import ContainerState, HostContainers, ServiceState
+from ..orchestrators.swarm_services import HostSwarm
 from ..reach import docker_client
 from ..reach.hosts import DiskUsage, HostAccess
 from ..secrets import Masker
 from ..settings import Settings
 from ..targets import Target
-from .containers import ContainerState, HostContainers, ServiceState
 from .databases import DatabaseResult, probe_database
 from .docker_engine import HostEngine
 from .drift import (
@@ -49,7 +50,6 @@ from .prober import Prober
 from .probes import ProbeResult, probe_all
 from .render_cache import load_rendered, render_key, store_rendered
 from .stackfiles import StackFiles, env_value, observe_stack_files, parse_env
-from .swarm import HostSwarm
 
 __all__ = ["Observations"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from ..inventory.model import ProbeSettings, Stack
-from ..observe.containers import ContainerState, ServiceState
+from .containers import ContainerState, ServiceState
 
 __all__ = ["Orchestrator"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from ..inventory.model import ProbeSettings, Stack
-from ..observe.containers import ContainerState, HostContainers, ServiceState
 from ..reach.hosts import HostAccess
+from .containers import ContainerState, HostContainers, ServiceState
 
 __all__ = ["ComposeOrchestrator", "compose_up"]
 

@@ -29,9 +29,9 @@ import uuid
 from typing import Any
 
 from ..inventory.model import ProbeSettings, Stack
-from ..observe.containers import ContainerState, ServiceState
-from ..observe.swarm import HostSwarm
 from ..reach.hosts import HostAccess
+from .containers import ContainerState, ServiceState
+from .swarm_services import HostSwarm
 
 __all__ = ["SwarmOrchestrator", "render_for_swarm"]
 

@@ -49,7 +49,7 @@ def swarm_state() -> str:
 def _outside_problem() -> str | None:
     """What deployproof says of the local engine as a swarm host (before it is one)."""
     from pytest_deployproof.inventory.model import Host
-    from pytest_deployproof.observe.swarm import HostSwarm
+    from pytest_deployproof.orchestrators.swarm_services import HostSwarm
     from pytest_deployproof.reach import docker_client
 
     try:
