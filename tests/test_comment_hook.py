@@ -319,7 +319,27 @@ def test_production_with_an_approval_of_the_head_deploys_it(
     assert action == "ran"
     [args] = ran
     assert args[:2] == ["--dp-env", "production"]
-    assert args[args.index("--dp-deploy") + 1] == "sha-abcdef1"
+    # The full SHA: a short one could be matched by a commit someone else pushes.
+    assert args[args.index("--dp-deploy") + 1] == f"sha-{SHA1}"
+
+
+def test_the_version_applied_for_a_commit_is_a_setting_and_a_bad_one_is_refused(
+    github: FakeGitHub, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    short = HookSettings(inventory=tmp_path, bot_login=BOT, commit_version="sha-{sha7}")
+    assert short.version_of(SHA1) == "sha-abcdef1"
+    (tmp_path / "event.json").write_text(json.dumps(event("/apply staging")))
+    for bad in ("sha-$(id)", "latest", "{sha} x"):
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "deployproof"), "comment", "--event", "event.json"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+            env={**os.environ, "GITHUB_API_URL": httpserver.url_for("").rstrip("/"),
+                 "GITHUB_TOKEN": "t0ken", "DEPLOYPROOF_COMMIT_VERSION": bad},
+        )  # fmt: skip
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert f"error: DEPLOYPROOF_COMMIT_VERSION={bad!r}: the tag /apply deploys" in done.stderr
+        assert "Traceback" not in done.stderr
+    assert github.calls == []  # refused before anything was asked or answered
 
 
 def test_a_head_pushed_after_the_approval_check_is_not_deployed_to_production(
@@ -362,7 +382,7 @@ ALLOWED = {
     "production",
     "--dp-inventory",
     "--dp-deploy",
-    "sha-abcdef1",
+    f"sha-{SHA1}",
     "--dp-dashboard",
 }
 HOSTILE = [

@@ -114,6 +114,8 @@ def test_the_runner_refuses_what_is_not_a_fresh_signed_deploy(
         "oversized": (huge, signed(huge), 413),
         "shell in tag": (shell := request(tag="v2;rm -rf /"), signed(shell), 400),
         "other env": (other := request(env="prod"), signed(other), 400),
+        # well-formed and signed, but not a tag the inventory's image_tag_pattern allows
+        "latest": (latest := request(tag="latest"), signed(latest), 400),
     }
     for case, (data, headers, status) in cases.items():
         assert post(url, data, **headers).status_code == status, case

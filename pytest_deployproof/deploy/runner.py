@@ -120,9 +120,14 @@ class RunnerServer(BoundedServer):
         env: str,
         apply: Any,
         deliveries: Path | None = None,
+        *,
+        tag_pattern: str | None = None,
     ) -> None:
         self.secret = require_secret(secret, "DEPLOYPROOF_RUNNER_SECRET", "runner")
         self.env, self.apply = env, apply
+        # The inventory's image_tag_pattern: a signed request still deploys only a tag the
+        # environment allows (validated for backtracking when the inventory was loaded).
+        self.tag_pattern = re.compile(tag_pattern) if tag_pattern else None
         self.deliveries = SeenIds(deliveries, MAX_AGE_S)
         self.deploying: threading.Thread | None = None
         self.lock = threading.Lock()
@@ -232,6 +237,8 @@ class _RunnerRequest(BaseHTTPRequestHandler):
             raise Rejected(400, "needs delivery: an id of 8-64 letters, digits or dashes")
         if not isinstance(tag, str) or not TAG.fullmatch(tag):
             raise Rejected(400, "needs a tag: a string of letters, digits, '.', '_' or '-'")
+        if self.server.tag_pattern is not None and not self.server.tag_pattern.match(tag):
+            raise Rejected(400, f"tag {tag} does not match the inventory's image_tag_pattern")
         if request.get("env") != self.server.env:
             raise Rejected(400, f"this runner deploys {self.server.env}")
         if not self.server.accept(delivery, float(sent_at), tag):

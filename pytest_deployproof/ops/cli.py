@@ -216,9 +216,16 @@ def _restore(args: argparse.Namespace) -> int:
 def _hook_settings(args: argparse.Namespace) -> Any:
     """The hook's configuration, from the checked-out (default) branch and its environment."""
     from ..e2e_fixtures import e2e_suites  # noqa: PLC0415
-    from .comment_hook import DEFAULT_PERMISSIONS, HookSettings  # noqa: PLC0415
+    from .comment_hook import COMMIT_VERSION, DEFAULT_PERMISSIONS, HookSettings  # noqa: PLC0415
 
     allowed = os.environ.get("DEPLOYPROOF_PERMISSIONS")
+    version = os.environ.get("DEPLOYPROOF_COMMIT_VERSION") or "sha-{sha}"
+    if not COMMIT_VERSION.fullmatch(version):
+        raise ValueError(
+            f"DEPLOYPROOF_COMMIT_VERSION={version!r}: the tag /apply deploys for a commit, "
+            "with {sha} (the full SHA) or {sha7} in it, e.g. sha-{sha}; letters, digits, '.', "
+            "'_' and '-' around it"
+        )
     inventory = Path(args.inventory).resolve()
 
     def revert(env: str) -> int:
@@ -240,6 +247,7 @@ def _hook_settings(args: argparse.Namespace) -> Any:
         bot_login=os.environ.get("DEPLOYPROOF_BOT_LOGIN", "github-actions[bot]"),
         suites=tuple(e2e_suites(root)) if (root / "suites" / "e2e").is_dir() else (),
         revert=revert,
+        commit_version=version,
     )
 
 
@@ -269,7 +277,12 @@ def _comment(args: argparse.Namespace) -> int:
         print(f"error: --event {args.event}: not a GitHub event (a JSON object)", file=sys.stderr)
         return 2
     repository = (event.get("repository") or {}).get("full_name")
-    outcome = handle(event, _github(repository), _hook_settings(args), _run_checks)
+    try:
+        settings = _hook_settings(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    outcome = handle(event, _github(repository), settings, _run_checks)
     print(f"deployproof comment: {outcome.action}: {outcome.reason}")
     return outcome.exit_code
 
@@ -279,7 +292,11 @@ def _webhook(args: argparse.Namespace) -> int:
     from .comment_hook import handle  # noqa: PLC0415
     from .webhook import WebhookServer  # noqa: PLC0415
 
-    settings = _hook_settings(args)
+    try:
+        settings = _hook_settings(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     def on_event(event: dict[str, Any]) -> object:
         repository = (event.get("repository") or {}).get("full_name")
@@ -427,6 +444,7 @@ def _runner(args: argparse.Namespace) -> int:
             args.env,
             apply,
             deliveries=inventory.state.root / "runner" / f"{stack.name}.deliveries",
+            tag_pattern=inventory.image_tag_pattern,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

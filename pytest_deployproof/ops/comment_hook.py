@@ -20,6 +20,7 @@ and reacts 🚀 or 👎.
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,7 +33,9 @@ from ..verdicts import HELD_EXIT_CODE
 from .commands import HELP, Command, HelpNeeded, parse
 from .github import GitHub, truncate
 
-__all__ = ["HookSettings", "Outcome", "handle"]
+COMMIT_VERSION = re.compile(r"[A-Za-z0-9._-]*\{sha7?\}[A-Za-z0-9._-]*")
+
+__all__ = ["COMMIT_VERSION", "HookSettings", "Outcome", "handle"]
 
 RunChecks = Callable[[list[str]], int]  # pytest arguments -> exit code
 # Repository permissions (roles) whose holders may run commands and approve production.
@@ -47,6 +50,12 @@ class HookSettings:
     suites: tuple[str, ...] = ()
     report_url: str | None = None
     revert: Callable[[str], int] | None = None  # environment -> exit code (/revert)
+    # The version `/apply` deploys for a head: its full SHA by default, because a short
+    # one can be matched by a commit someone else pushes (7 hex digits are 28 bits).
+    commit_version: str = "sha-{sha}"
+
+    def version_of(self, head: str) -> str:
+        return self.commit_version.replace("{sha7}", head[:7]).replace("{sha}", head)
 
 
 @dataclass
@@ -167,7 +176,7 @@ def _run(
     ]
     if command.deploys:
         if command.name == "apply":
-            args += ["--dp-deploy", f"sha-{head[:7]}"]
+            args += ["--dp-deploy", settings.version_of(head)]
         now = github.pull_request(number).head_sha
         if now != head:
             board.set(
