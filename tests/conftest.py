@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.support.loopback",
     "tests.support.filesystems",
     "tests.support.swarm",
+    "tests.support.leftovers",
 ]
 
 

@@ -190,7 +190,7 @@ def test_a_failed_preflight_gate_refuses_the_deploy(
     assert (outcomes["failed"], outcomes["errors"]) == (1, 2), outcomes
     result.stdout.fnmatch_lines(
         [
-            "test_preflight.py .F*",
+            "test_preflight.py ..F*",
             "test_smoke.py EE*",
             "DEPLOY FAILED: deploy of app v2.0.0 refused, nothing changed: preflight failed: "
             "test/platform/app test_env_file_complete",

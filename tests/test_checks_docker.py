@@ -152,6 +152,7 @@ def fault_missing_network(make: MakeStack, db: dict[str, Any]) -> tuple[ComposeS
         compose={"web": {"networks": ["default", "edge"]}},
         networks={"edge": {"external": True, "name": present}},
     )
+    app.networks_made.append(present)
     app.up()
     subprocess.run(
         ["docker", "network", "disconnect", "-f", present, app.container("web")],

@@ -127,8 +127,8 @@ def test_preflight_and_smoke_run_on_three_ssh_hosts(
 
     assert {host_of(test) for test in outcomes} == set(HOSTS)
     assert {o.status for o in outcomes.values()} == {"passed"}, outcomes
-    # 8 preflight gates + 1 service + 1 endpoint per stack, and the disk of each host.
-    assert len(outcomes) == 3 * 10 + 3
+    # 9 preflight gates + 1 service + 1 endpoint per stack, and the disk of each host.
+    assert len(outcomes) == 3 * 11 + 3
     # The stacks' files exist only on the hosts: the gates read them through ssh.
     assert not (fleet.hosts.remote / "app-h1").exists()
     # One ssh connection per host for the whole run: commands and the Docker API

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ class ComposeStack:
     run_dir: Path
     port: int
     services: list[str]
+    # Made beside the stack by a test (an external network): removed after the stack.
+    networks_made: list[str] = field(default_factory=list)
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
@@ -133,6 +135,16 @@ def compose_stack(demo_image: str, tmp_path: Path) -> Iterator[Callable[..., Com
     yield make
     for stack in made:
         stack.compose("down", "-v", "-t", "1", check=False)
+        # Containers a test started by hand with the project's label (a `docker run`
+        # replacement) are not Compose's to remove.
+        label = f"label=com.docker.compose.project={stack.project}"
+        labelled = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", label], capture_output=True, text=True, check=False
+        ).stdout.split()
+        if labelled:
+            subprocess.run(["docker", "rm", "-f", *labelled], capture_output=True, check=False)
+        for network in stack.networks_made:
+            subprocess.run(["docker", "network", "rm", network], capture_output=True, check=False)
 
 
 def inventory_yaml(stacks: list[ComposeStack], **endpoint_options: str) -> str:

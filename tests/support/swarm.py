@@ -69,6 +69,9 @@ def swarm(docker_engine: object, tmp_path_factory: pytest.TempPathFactory) -> It
         record = json.loads(users.read_text()) if users.exists() else {"users": 0, "made": False}
         if swarm_state() != "active":
             record["outside"] = _outside_problem()
+            # Swarm makes this bridge and leaves it behind when the node leaves the swarm.
+            bridge = _docker("network", "inspect", "docker_gwbridge", check=False)
+            record["bridge_made"] = bridge.returncode != 0
             done = _docker("swarm", "init", "--advertise-addr", "127.0.0.1", check=False)
             if done.returncode != 0:
                 need("a single-node Docker Swarm", done.stderr.strip())
@@ -81,6 +84,8 @@ def swarm(docker_engine: object, tmp_path_factory: pytest.TempPathFactory) -> It
         record["users"] -= 1
         if record["users"] == 0 and record["made"]:
             _docker("swarm", "leave", "--force", check=False)
+            if record.get("bridge_made"):
+                _docker("network", "rm", "docker_gwbridge", check=False)
             record["made"] = False
         users.write_text(json.dumps(record))
 
