@@ -75,7 +75,13 @@ def runner(
     finally:
         for running in processes:
             running.terminate()
-            running.wait(timeout=60)  # a loaded CI machine: stopping took over 10 s once
+            try:
+                running.wait(timeout=60)  # a loaded CI machine: stopping took over 10 s once
+            except subprocess.TimeoutExpired:
+                # Known, not understood: now and then an idle runner outlives SIGTERM here
+                # (no apply in flight). Stopped so the run goes on; an open issue, not a pass.
+                running.kill()
+                running.wait(timeout=30)
 
 
 def post(url: str, body: bytes, **headers: str) -> httpx.Response:
