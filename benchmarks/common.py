@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 # hypothesis is one of our dev tools, not a user's plugin: its 1.3 s import would pad every run.
 PYTEST = [
@@ -21,3 +24,17 @@ PYTEST = [
 # makes every run recompile this package and pytest re-rewrite its plugin modules' asserts
 # (~0.45 s per run). Benchmarks warm the caches with a first, untimed run.
 CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def compose_binary() -> str:
+    beside = Path(sys.executable).parent / "docker-compose"
+    return str(beside) if beside.exists() else "docker-compose"
+
+
+def run(argv: list[str], cwd: Path, expect: int | None = 0) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, env=CHILD_ENV)
+    elapsed = time.perf_counter() - started
+    if expect is not None and done.returncode != expect:
+        sys.exit(f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return elapsed

@@ -17,13 +17,11 @@ import argparse
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import CHILD_ENV, PYTEST
+from common import PYTEST, compose_binary, run
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED_SMOKE = REPO / "pytest_deployproof" / "suites" / "test_smoke.py"
@@ -62,20 +60,6 @@ stacks:
     services: {{web: {{critical: true}}, worker: {{}}}}
     endpoints: [{{name: health, url: 'http://127.0.0.1:{port}/cgi-bin/health'}}]
 """
-
-
-def compose_binary() -> str:
-    beside = Path(sys.executable).parent / "docker-compose"
-    return str(beside) if beside.exists() else "docker-compose"
-
-
-def run(argv: list[str], cwd: Path, expect: int | None = 0) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, env=CHILD_ENV)
-    elapsed = time.perf_counter() - started
-    if expect is not None and done.returncode != expect:
-        sys.exit(f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
-    return elapsed
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import CHILD_ENV, PYTEST
+from common import PYTEST, compose_binary, run
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -74,20 +74,6 @@ stacks:
     services: {{web: {{critical: true, healthcheck: true}}, worker: {{}}}}
     endpoints: [{{name: health, url: 'http://127.0.0.1:{port}/cgi-bin/health'}}]
 """
-
-
-def run(argv: list[str], cwd: Path, expect: int | None = 0) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, env=CHILD_ENV)
-    elapsed = time.perf_counter() - started
-    if expect is not None and done.returncode != expect:
-        sys.exit(f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
-    return elapsed
-
-
-def compose_binary() -> str:
-    beside = Path(sys.executable).parent / "docker-compose"
-    return str(beside) if beside.exists() else "docker-compose"
 
 
 def stack_deploy(stack: Path, project: str, version: str) -> float:
