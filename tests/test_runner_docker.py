@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from pytest_deployproof.observe.stackfiles import env_value
 from pytest_deployproof.signed_http import signature
 from tests.support.compose import ComposeStack
 from tests.support.deploying import container, deploy_inventory, history_lines
+from tests.support.known_issues import KnownIssueWarning
 from tests.support.network import free_port, wait_for_port
 from tests.support.repo import SUITES
 
@@ -40,32 +43,44 @@ def runner(
             app, state, f"    runner: {{url: '{url}', allow_insecure_http: true, timeout_s: 90}}\n"
         )
     )
-    env = {**os.environ, "DEPLOYPROOF_RUNNER_SECRET": SECRET}
+    # PYTHONFAULTHANDLER: a runner that will not stop is sent SIGABRT and its threads'
+    # stacks (written to its stderr file) say where it hangs.
+    env = {**os.environ, "DEPLOYPROOF_RUNNER_SECRET": SECRET, "PYTHONFAULTHANDLER": "1"}
     processes: list[subprocess.Popen[bytes]] = []
+    stderr_files: list[Path] = []
+
+    def stop(running: subprocess.Popen[bytes], stderr: Path) -> None:
+        running.terminate()
+        try:
+            running.wait(timeout=60)  # a loaded CI machine: stopping took over 10 s once
+        except subprocess.TimeoutExpired:
+            # Known, not understood (seen twice in clean-clone CI, never locally): an idle
+            # runner outlives SIGTERM. Its threads' stacks are taken (SIGABRT with
+            # PYTHONFAULTHANDLER) and reported in the warnings summary; the run goes on.
+            running.send_signal(signal.SIGABRT)
+            running.wait(timeout=30)
+            warnings.warn(
+                f"known issue, an idle runner outlived SIGTERM by 60 s; its threads:\n{stderr.read_text()}",
+                KnownIssueWarning,
+                stacklevel=1,
+            )
 
     def start() -> str:
-        for running in processes:
-            running.terminate()
-            running.wait(timeout=60)  # a loaded CI machine: stopping took over 10 s once
-        processes.append(
-            subprocess.Popen(
-                [
-                    str(Path(sys.executable).parent / "deployproof"),
-                    "runner",
-                    "serve",
-                    "--env",
-                    "test",
-                    "--stack",
-                    "app",
-                    "--port",
-                    str(port),
-                ],
-                cwd=pytester.path,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+        for running, stderr in zip(processes, stderr_files, strict=True):
+            if running.returncode is None:
+                stop(running, stderr)
+        stderr_files.append(pytester.path / f"runner-{len(processes)}.stderr")
+        argv = ["runner", "serve", "--env", "test", "--stack", "app", "--port", str(port)]
+        with stderr_files[-1].open("wb") as stderr:  # the child keeps its own copy
+            processes.append(
+                subprocess.Popen(
+                    [str(Path(sys.executable).parent / "deployproof"), *argv],
+                    cwd=pytester.path,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                )
             )
-        )
         wait_for_port(port, "deployproof runner")
         return url
 
@@ -73,15 +88,9 @@ def runner(
         start()
         yield start
     finally:
-        for running in processes:
-            running.terminate()
-            try:
-                running.wait(timeout=60)  # a loaded CI machine: stopping took over 10 s once
-            except subprocess.TimeoutExpired:
-                # Known, not understood: now and then an idle runner outlives SIGTERM here
-                # (no apply in flight). Stopped so the run goes on; an open issue, not a pass.
-                running.kill()
-                running.wait(timeout=30)
+        for running, stderr in zip(processes, stderr_files, strict=True):
+            if running.returncode is None:
+                stop(running, stderr)
 
 
 def post(url: str, body: bytes, **headers: str) -> httpx.Response:
