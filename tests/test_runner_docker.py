@@ -59,8 +59,9 @@ def runner(
             # PYTHONFAULTHANDLER) and reported in the warnings summary; the run goes on.
             running.send_signal(signal.SIGABRT)
             running.wait(timeout=30)
+            threads = stderr.read_text()
             warnings.warn(
-                f"known issue, an idle runner outlived SIGTERM by 60 s; its threads:\n{stderr.read_text()}",
+                f"known issue, an idle runner outlived SIGTERM by 60 s; its threads:\n{threads}",
                 KnownIssueWarning,
                 stacklevel=1,
             )
