@@ -86,13 +86,12 @@ def stack_http(stack: Stack) -> Iterator[Any]:
 @pytest.fixture
 def stack_db(deployproof_run: Run, stack: Stack) -> Iterator[Any]:
     """A connection to the stack's (first) PostgreSQL database as the stack's own user."""
-    import psycopg  # noqa: PLC0415
-
-    from .observe.databases import connect_postgres, password_for  # noqa: PLC0415
+    from .observe.databases import connect_postgres, driver, password_for  # noqa: PLC0415
 
     databases = stack.postgres_databases
     if not databases:
         pytest.skip(f"stack {stack.name} declares no PostgreSQL database")
+    psycopg = driver("postgresql")
     database = databases[0]
     files = deployproof_run.observations.stack_files(stack.name)
     password = password_for(database, files.env, deployproof_run.inventory.secrets_prefix)

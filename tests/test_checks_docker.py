@@ -60,6 +60,8 @@ def inventory_for(stack: ComposeStack, db: dict[str, Any], **extra: Any) -> str:
     endpoints = [
         {"name": "health", "url": f"{stack.url}/cgi-bin/health", "body": "ok"},
         {"name": "port", "url": f"tcp://127.0.0.1:{stack.port}"},
+        # a service health endpoint: the health suite's, not smoke's
+        {"name": "ready", "url": f"{stack.url}/cgi-bin/health", "health": True, "latency_ms": 5000},
         *extra.pop("endpoints", []),
     ]
     services = {s: {"critical": s == stack.services[0]} for s in stack.services}
@@ -136,8 +138,13 @@ def test_a_healthy_stack_passes_every_check(
         "test_disk_free",
         "test_service_running",
         "test_endpoint_answers",
+        "test_health_endpoint",
         "test_database_answers",
     }
+    # The health/smoke split: the health endpoint is probed by the health suite only.
+    assert outcomes[f"test_health_endpoint[{ID}/ready]"].status == "passed"
+    assert f"test_endpoint_answers[{ID}/ready]" not in outcomes
+    assert f"test_endpoint_answers[{ID}/health]" in outcomes
 
 
 ID = "test/platform/app"
@@ -376,6 +383,16 @@ FAULTS: dict[
             endpoints=[{"name": "fast", "url": "{url}/cgi-bin/health", "latency_ms": 300}],
         ),
         {f"test_endpoint_answers[{ID}/fast]": ("failed", ["ms over the 300 ms budget"])},
+    ),
+    "health-over-budget": (
+        lambda make, db: _up(
+            make("app", env_file=env_file(db), web={"HEALTH_DELAY": "1"}),
+            db,
+            endpoints=[
+                {"name": "live", "url": "{url}/cgi-bin/health", "health": True, "latency_ms": 300}
+            ],
+        ),
+        {f"test_health_endpoint[{ID}/live]": ("failed", ["ms over the 300 ms budget"])},
     ),
     "wrong-body": (
         lambda make, db: _up(

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from pytest_deployproof.checks import preflight
-from pytest_deployproof.inventory.model import IMAGE_TAG_PATTERN, Host, Stack
+from pytest_deployproof.inventory.model import IMAGE_TAG_PATTERN, Host, Stack, Waiver
 from pytest_deployproof.observe.stackfiles import StackFiles
 from pytest_deployproof.reach.hosts import DiskUsage, HostAccess
 from pytest_deployproof.secrets import MASK, Masker, is_secret_key
@@ -172,3 +173,63 @@ def test_masker_masks_values_and_url_passwords() -> None:
     assert mask(text) == (
         f"login {MASK} failed; dsn postgresql://app:{MASK}@db:5432/app; level debug"
     )
+
+
+def _waived(*waivers: dict[str, Any]) -> Stack:
+    return STACK.model_copy(
+        update={"waivers": tuple(Waiver.model_validate(waiver) for waiver in waivers)}
+    )
+
+
+NO_LIMITS = {"web": {"image": "x:v1"}, "worker": {"image": "y:v1"}}
+
+
+def test_a_waived_gate_is_skipped_with_its_reason_and_end_date() -> None:
+    stack = _waived({"gate": "limits", "reason": "vendor images", "until": "2099-12-31"})
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        preflight.expect_limits_declared(stack, files(NO_LIMITS))
+    assert str(skipped.value) == (
+        "stack web: resource limits: waived: vendor images (until 2099-12-31): "
+        "service web has no cpus or memory limit; service worker has no cpus or memory limit"
+    )
+
+
+def test_a_waiver_for_one_service_leaves_the_others_failing() -> None:
+    stack = _waived(
+        {"gate": "limits", "services": ["worker"], "reason": "vendor image", "until": "2099-12-31"}
+    )
+    message = failure(preflight.expect_limits_declared, stack, files(NO_LIMITS))
+    assert message == "stack web: resource limits: service web has no cpus or memory limit"
+
+
+def test_an_expired_waiver_fails_with_its_reason_even_when_the_gate_would_pass() -> None:
+    stack = _waived({"gate": "pinning", "reason": "moving to sha tags", "until": "2020-01-31"})
+    observed = files({"web": {"image": "ghcr.io/o/www:v1.2.3"}})
+    message = failure(preflight.expect_images_pinned, stack, observed, IMAGE_TAG_PATTERN)
+    assert message == (
+        "stack web: image tags: waiver expired on 2020-01-31: moving to sha tags "
+        "(renew or remove it)"
+    )
+
+
+def test_a_waiver_of_another_gate_changes_nothing() -> None:
+    stack = _waived({"gate": "registry", "reason": "offline mirror", "until": "2099-12-31"})
+    message = failure(preflight.expect_limits_declared, stack, files(NO_LIMITS))
+    assert message.startswith("stack web: resource limits: service web has no")
+
+
+@pytest.mark.parametrize(
+    ("waiver", "said"),
+    [
+        ({"gate": "limit", "reason": "r" * 5, "until": "2099-01-01"}, "gate"),
+        ({"gate": "limits", "reason": "r" * 5}, "until"),
+        ({"gate": "limits", "reason": "r" * 5, "until": "31.12.2099"}, "until"),
+        ({"gate": "limits", "reason": "", "until": "2099-01-01"}, "reason"),
+    ],
+)
+def test_a_malformed_waiver_is_an_inventory_error_naming_the_field(
+    waiver: dict[str, Any], said: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Waiver.model_validate(waiver)
+    assert caught.value.errors()[0]["loc"][0] == said

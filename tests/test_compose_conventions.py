@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pytest_deployproof.inventory.model import Host, Stack
+from pytest_deployproof.observe.stackfiles import observe_stack_files
+from pytest_deployproof.reach.hosts import HostAccess, first_compose_v2
+from pytest_deployproof.secrets import Masker
 from tests.support.compose import compose_binary, service_block
+from tests.support.deploying import deploy_only_selected, plain_inventory
 from tests.support.network import free_port
 from tests.support.repo import SUITES
 
@@ -35,7 +40,12 @@ def started() -> Iterator[list[Path]]:
 
 
 def _stack(
-    image: str, tmp_path: Path, started: list[Path], directory: str, name: str | None = None
+    image: str,
+    tmp_path: Path,
+    started: list[Path],
+    directory: str,
+    name: str | None = None,
+    filename: str = "compose.yaml",
 ) -> tuple[Path, int]:
     run_dir = tmp_path / directory
     run_dir.mkdir()
@@ -43,24 +53,11 @@ def _stack(
     definition: dict[str, object] = {"services": {"web": service_block(image, port, {}, {})}}
     if name:
         definition = {"name": name, **definition}
-    (run_dir / "compose.yaml").write_text(yaml.safe_dump(definition, sort_keys=False))
+    (run_dir / filename).write_text(yaml.safe_dump(definition, sort_keys=False))
     (run_dir / ".env").write_text("APP_IMAGE_TAG=v1.0.0\n")
     _compose(run_dir, "up", "-d", "--wait")
     started.append(run_dir)
     return run_dir, port
-
-
-def _inventory(pytester: pytest.Pytester, run_dir: Path, port: int, extra: str = "") -> None:
-    (pytester.path / "inventories").mkdir(exist_ok=True)
-    (pytester.path / "inventories" / "prod.yml").write_text(
-        "hosts: {here: {spec: 'local://'}}\n"
-        "probes: {tries: 2, interval_s: 0.2, deadline_s: 8}\n"
-        "stacks:\n"
-        f"  web:\n    layer: platform\n    host: here\n    run_dir: {run_dir}\n{extra}"
-        "    image_tag_var: APP_IMAGE_TAG\n"
-        "    services: {web: {critical: true}}\n"
-        f"    endpoints: [{{name: home, url: 'http://127.0.0.1:{port}/'}}]\n"
-    )
 
 
 def test_the_project_is_found_by_its_directory_name_as_compose_names_it(
@@ -69,7 +66,7 @@ def test_the_project_is_found_by_its_directory_name_as_compose_names_it(
     """Stack `web` lives in `Web.Seisei-<id>`: Compose named the project `webseisei-<id>`."""
     suffix = uuid.uuid4().hex[:6]
     run_dir, port = _stack(demo_image, tmp_path, started, f"Web.Seisei-{suffix}")
-    _inventory(pytester, run_dir, port)
+    plain_inventory(pytester, run_dir, port)
     pytester.makepyfile(test_smoke=SUITES["test_smoke"], test_preflight=SUITES["test_preflight"])
     result = pytester.runpytest_subprocess(
         "--env", "prod", "-k", "service_running or endpoint or compose_parses",
@@ -83,7 +80,7 @@ def test_a_compose_name_the_inventory_does_not_repeat_is_a_preflight_failure(
 ) -> None:
     name = f"shop-{uuid.uuid4().hex[:6]}"
     run_dir, port = _stack(demo_image, tmp_path, started, "web", name=name)
-    _inventory(pytester, run_dir, port)
+    plain_inventory(pytester, run_dir, port)
     pytester.makepyfile(test_preflight=SUITES["test_preflight"], test_smoke=SUITES["test_smoke"])
     result = pytester.runpytest_subprocess(
         "--env", "prod", "-k", "compose_parses", "-p", "no:cacheprovider"
@@ -103,7 +100,7 @@ def test_a_compose_name_the_inventory_does_not_repeat_is_a_preflight_failure(
     assert (run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"
 
     # Said in the inventory, everything is found.
-    _inventory(pytester, run_dir, port, f"    project: {name}\n")
+    plain_inventory(pytester, run_dir, port, f"    project: {name}\n")
     again = pytester.runpytest_subprocess(
         "--env", "prod", "-k", "compose_parses or service_running", "-p", "no:cacheprovider"
     )
@@ -152,3 +149,69 @@ def _deploy_is_refused(pytester: pytest.Pytester, run_dir: Path, stack: str, suf
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert listed.stdout.strip() == ""  # no second copy started
+
+
+def test_a_docker_compose_yml_is_found_checked_and_deployed_without_saying_so(
+    pytester: pytest.Pytester, demo_image: str, tmp_path: Path, started: list[Path]
+) -> None:
+    """The older file name, as most existing stacks have it: no `compose:` in the inventory."""
+    name = f"legacy{uuid.uuid4().hex[:6]}"  # the stack and its directory: no clash with others
+    run_dir, port = _stack(demo_image, tmp_path, started, name, filename="docker-compose.yml")
+    plain_inventory(pytester, run_dir, port, stack=name)
+    pytester.makepyfile(test_smoke=SUITES["test_smoke"], test_preflight=SUITES["test_preflight"])
+    checked = pytester.runpytest_subprocess(
+        "--env", "prod", "-k", "service_running or endpoint or compose_parses",
+        "-p", "no:cacheprovider", "-rA",
+    )  # fmt: skip
+    checked.assert_outcomes(passed=3)
+    deployed = deploy_only_selected(pytester, "v2.0.0", "smoke")
+    deployed.stdout.fnmatch_lines([f"*{name}: v2.0.0 deployed and verified*"])
+    assert (run_dir / ".env").read_text() == "APP_IMAGE_TAG=v2.0.0\n"
+    assert sorted(path.name for path in run_dir.glob("*compose*")) == ["docker-compose.yml"]
+
+
+@pytest.mark.parametrize(
+    ("present", "named", "found"),
+    [
+        (["docker-compose.yml", "compose.yaml"], None, "compose.yaml"),  # Compose's order
+        (["docker-compose.yaml", "docker-compose.yml"], None, "docker-compose.yaml"),
+        (["compose.yml", "docker-compose.yml"], None, "compose.yml"),
+        (["compose.yaml", "stack.yaml"], "stack.yaml", "stack.yaml"),  # said in the inventory
+    ],
+)
+def test_the_compose_file_is_looked_up_in_composes_order(
+    tmp_path: Path, present: list[str], named: str | None, found: str
+) -> None:
+    for name in present:
+        (tmp_path / name).write_text("services: {}\n")
+    access = HostAccess(Host(name="here", spec="local://"))
+    assert access.compose_file(_model_stack(tmp_path, named)) == tmp_path / found
+
+
+def test_no_compose_file_names_every_name_looked_for(tmp_path: Path) -> None:
+    access = HostAccess(Host(name="here", spec="local://"))
+    files = observe_stack_files(_model_stack(tmp_path, None), access, Masker())
+    assert files.problem == (
+        f"no compose file in {tmp_path} on host 'here' (looked for compose.yaml, compose.yml, "
+        "docker-compose.yaml, docker-compose.yml); set `compose:` for stack web if it has "
+        "another name"
+    )
+
+
+def _model_stack(run_dir: Path, compose: str | None) -> Stack:
+    return Stack(
+        name="web", layer="platform", host="here", run_dir=run_dir, compose=compose,
+        services={"web": {}},
+    )  # fmt: skip
+
+
+def test_a_legacy_docker_compose_on_path_does_not_win_over_compose_v2(tmp_path: Path) -> None:
+    """docker-compose 1.x (pip's `docker-compose`, old distributions) first on PATH: the
+    v2 beside it is chosen. The 1.x here only answers `version --short` as 1.29.2 does."""
+    legacy = tmp_path / "docker-compose"
+    legacy.write_text("#!/bin/sh\necho 1.29.2\n")
+    legacy.chmod(0o755)
+    v2 = (compose_binary(),)
+    assert first_compose_v2(((str(legacy),), v2)) == v2
+    # With no v2 anywhere, the one that answers is used (preflight then says why not).
+    assert first_compose_v2(((str(tmp_path / "absent"),), (str(legacy),))) == (str(legacy),)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -10,7 +11,8 @@ import pytest
 import yaml
 
 from pytest_deployproof.inventory.load import InventoryError, load_environment, load_file
-from pytest_deployproof.inventory.schema import schema_text
+from pytest_deployproof.inventory.reference import reference_markdown
+from pytest_deployproof.inventory.schema import inventory_schema, schema_text
 from pytest_deployproof.ops.cli import main
 from tests.test_inventory_errors import GOOD
 
@@ -33,7 +35,7 @@ def test_names_defaults_and_relative_paths(tmp_path: Path) -> None:
     assert stack.services["web"].critical is True
     assert stack.endpoints[0].name == "health"  # from the URL's last segment
     assert stack.run_dir == (tmp_path.parent / "stacks" / "web").resolve()
-    assert stack.compose_path == stack.run_dir / "compose.yaml"
+    assert stack.compose_candidates[0] == stack.run_dir / "compose.yaml"  # then Compose's others
     assert stack.env_path == stack.run_dir / ".env"
     assert stack.project_name == "web"
     assert inventory.probes.tries == 3
@@ -127,3 +129,21 @@ def test_a_runner_url_is_https_unless_the_inventory_names_the_risk(
     assert words in str(error.value)
     assert "user:pw" not in str(error.value)
     assert "hunter22" not in str(error.value)
+
+
+def test_every_field_is_described_and_the_reference_is_current() -> None:
+    """Every field a user can write has a description (editors show it), and
+    docs/inventory.md is the reference generated from them."""
+    schema = inventory_schema()
+    undescribed = [
+        f"{model}.{field}"
+        for model, definition in [("Inventory", schema), *schema["$defs"].items()]
+        for field, spec in definition.get("properties", {}).items()
+        if not spec.get("description")
+    ]
+    assert undescribed == []
+    published = (REPO / "docs" / "inventory.md").read_text()
+    assert published == reference_markdown(), (
+        "run: deployproof schema --format markdown > docs/inventory.md"
+    )
+    assert not re.search(r"\b[A-Z][A-Z0-9]{1,3}-\d+\b", published)  # no requirement IDs

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import shlex
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from ..secrets import Masker
 __all__ = ["Backup", "BackupError", "Backups"]
 
 MANIFEST = "manifest.json"
+
+log = logging.getLogger(__name__)
 
 # The newest pg_dump/pg_restore of the host's PostgreSQL installations, else the one on PATH
 # (a dump must be made by a pg_dump at least as new as the server).
@@ -147,7 +150,8 @@ class Backups:
         q = shlex.quote
         steps = ["set -e; umask 077"]  # the work directory: made by _prepare
         entries: list[dict[str, Any]] = []
-        for kind, source in (("compose", self.stack.compose_path), ("env", self.stack.env_path)):
+        compose_file = self.access.compose_file(self.stack)
+        for kind, source in (("compose", compose_file), ("env", self.stack.env_path)):
             target = f"{kind}-{source.name}"
             steps.append(f"cp -p -- {q(str(source))} {q(str(work / target))}")
             entries.append({"name": target, "kind": kind, "source": str(source)})
@@ -181,6 +185,9 @@ class Backups:
             "files": entries,
             "skipped": skipped,
         }
+        parts = ["compose file", "env file"]
+        parts += [f"{e['database']} (pg_dump)" for e in entries if e["kind"] == "pg_dump"]
+        log.info("%s: backup of %s into %s", self.stack.name, ", ".join(parts), final)
         try:
             self._remove_unfinished()
             self._prepare(work, passfiles)
@@ -293,6 +300,8 @@ class Backups:
                 )
             passfile = backup.path.parent / f".pgpass-restore-{backup.name}"
             password = password_for(database, env, secrets_prefix)
+            log.info("%s: restoring database %s (pg_restore) from backup %s", self.stack.name,
+                     entry["database"], backup.name)  # fmt: skip
             if password is not None:
                 self.access.write(
                     Path(str(passfile)), _pgpass(database, password) + "\n", private=True
@@ -319,6 +328,8 @@ class Backups:
 
     def restore_files(self, backup: Backup) -> list[str]:
         """Put the compose and env files back (each replaced atomically)."""
+        log.info("%s: restoring the compose and env files from backup %s", self.stack.name,
+                 backup.name)  # fmt: skip
         restored = []
         for entry in backup.manifest.get("files", []):
             if entry.get("kind") not in ("compose", "env"):

@@ -24,6 +24,7 @@ the last good version back (:meth:`Deployer._recover`).
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import uuid
 from typing import TYPE_CHECKING
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DeployError", "Deployer", "Deployment"]
 
+log = logging.getLogger(__name__)
+
 
 class Deployer(StackAction):
     """Deploys ``version`` of one stack for one run, then records and undoes as needed."""
@@ -68,6 +71,8 @@ class Deployer(StackAction):
     def deploy(self) -> Deployment:
         """Run the phases up to a running new version; raise :class:`DeployError` if not."""
         version = self.deployment.version
+        log.info("%s: deploying %s to %s (host %s)", self.stack.name, version, self.env,
+                 self.stack.host)  # fmt: skip
         with self._phase("lock"):
             note = self._take_lock()
             self.lock.start_heartbeat()
@@ -83,6 +88,8 @@ class Deployer(StackAction):
         self._original_env = env_text
         self.deployment.previous = env_value(env_text, self.tag_var)
 
+        log.info("%s: preflight (the stack's checks, disk, images of %s; %s runs now)",
+                 self.stack.name, version, self.deployment.previous or "nothing")  # fmt: skip
         with self._phase("preflight"):
             failed = self.run.ledger.failures_of(self.stack.name)
             if failed:
@@ -117,6 +124,8 @@ class Deployer(StackAction):
         verified, before this deploy starts (docs/requirements.md#tru-1)."""
         name = self.stack.name
         why = f"interrupted: run {dead.run_id} (pid {dead.pid}) died while it {dead.action}ed"
+        log.warning("%s: %s %s: putting the last good version back first", name, why,
+                    dead.version)  # fmt: skip
         self.history.record(name, self.env, dead.action, dead.version, "fail", notes=why)
         last = self.history.last_good(name, self.env)
         target = last.version if last is not None else dead.previous or None
@@ -137,6 +146,7 @@ class Deployer(StackAction):
     def _apply_locally(self, images: list[str], env_text: str) -> None:
         """Pull, write the tag, migrate, ``compose up --wait``: the stack's own host does it."""
         version = self.deployment.version
+        log.info("%s: pulling %d images", self.stack.name, len(images))
         with self._phase("pull"):
             try:
                 for image in images:
@@ -151,6 +161,9 @@ class Deployer(StackAction):
             write_tag(self.access, self.stack, env_text, version)
             self.observed.invalidate(self.stack)
         if self.stack.migration is not None:
+            log.info("%s: migrating: `%s` in service %s of %s", self.stack.name,
+                     self.masker(self.stack.migration.command), self.stack.migration.service,
+                     version)  # fmt: skip
             with self._phase("migrate"):
                 self._migrate()
         with self._phase("up"):
@@ -188,7 +201,7 @@ class Deployer(StackAction):
         recorded = DeployedState.load(self.run.inventory.state, self.stack.name)
         if recorded is None:
             return False
-        compose_text = self.access.read(self.stack.compose_path) or ""
+        compose_text = self.access.read(self.access.compose_file(self.stack)) or ""
         wanted = set_env_value(env_text, self.tag_var, self.deployment.version)
         self._config_hash = config_hash(compose_text, parse_env(wanted))
         if self._config_hash != recorded.config_hash:
@@ -208,6 +221,7 @@ class Deployer(StackAction):
             f"{self.deployment.version}: config hash {self._config_hash[:12]} is the deployed "
             "one; nothing to do"
         )
+        log.info("%s: %s", self.stack.name, self.deployment.notes[-1])
         return True
 
     def _refuse_a_second_copy(self) -> None:
@@ -246,13 +260,17 @@ class Deployer(StackAction):
         except BackupError as exc:
             self._refuse(str(exc))
         self.deployment.backup = taken.name
+        log.info("%s: backup %s taken", self.stack.name, taken.name)
         allure.attach(
             json.dumps(taken.manifest, indent=2),
             name=f"backup {taken.name} manifest",
             attachment_type=allure.attachment_type.JSON,
         )
         last_good = self.history.last_good(self.stack.name, self.env)
-        backups.prune(self.stack.backup.keep, last_good.version if last_good else None)
+        pruned = backups.prune(self.stack.backup.keep, last_good.version if last_good else None)
+        if pruned:
+            log.info("%s: %d old backups removed (keeping %d)", self.stack.name, len(pruned),
+                     self.stack.backup.keep)  # fmt: skip
 
     def _migrate(self) -> None:
         """DEP-11: the migration command in the new version's image, before it serves."""
@@ -304,6 +322,8 @@ class Deployer(StackAction):
                 summary = f"{self.stack.name}: finishing the deploy failed: {exc}"
             finally:
                 self.lock.release()
+                log.debug("%s: lock released", self.stack.name)
+            log.info("%s", self.masker(summary))
             if self.unrecorded:
                 summary += f"; NOT RECORDED (state directory): {'; '.join(self.unrecorded)}"
             return summary
@@ -331,6 +351,7 @@ class Deployer(StackAction):
             reason = f"{len(failures)} checks inconclusive: {', '.join(map(str, failures[:3]))}"
         else:
             reason = "no check of the stack ran and passed"
+        log.info("%s: %s held, not verified: %s", name, version, reason)
         self.history.record(name, self.env, "deploy", version, "inconclusive", notes=reason)
         self.deployment.outcome = Outcome.HELD
         return f"{name}: {version} HELD, not verified ({reason}): not promotable, not rolled back"
@@ -347,6 +368,7 @@ class Deployer(StackAction):
             else "no check of the stack ran and passed"
         )
         status = "inconclusive" if inconclusive and deploy_error is None else "fail"
+        log.info("%s: %s failed: %s", name, version, self.masker(reason))
         if not self.deployment.changed:
             self._record("deploy", version, status, reason)
             return f"{name}: deploy of {version} failed before anything changed ({reason})"
@@ -390,6 +412,7 @@ class Deployer(StackAction):
         version, name = self.deployment.version, self.stack.name
         notes = [f"backup {self.deployment.backup}"] if self.deployment.backup else []
         notes += [n for n in self.deployment.notes if n.startswith("forced:")]
+        log.info("%s: verified %s", name, version)
         self.history.record(name, self.env, "deploy", version, "success", notes="; ".join(notes))
         record_verified(self.run.inventory.state, name, version, self._identities)
         self.deployment.outcome = Outcome.SUCCESS

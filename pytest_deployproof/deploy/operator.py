@@ -6,10 +6,14 @@ failed deploy's automatic rollback does (:class:`~.stack_action.StackAction`).
 
 from __future__ import annotations
 
+import logging
+
 from .backups import BackupError, Backups
 from .stack_action import DeployError, StackAction
 
 __all__ = ["Restore", "RollBack"]
+
+log = logging.getLogger(__name__)
 
 
 class RollBack(StackAction):
@@ -21,6 +25,7 @@ class RollBack(StackAction):
         """Put ``version`` (given at construction) back by hand: lock, check, tag, up, verify,
         record. Raises :class:`DeployError` when refused; returns what was done."""
         version, name = self.deployment.version, self.stack.name
+        log.info("%s: rollback to %s in %s, by hand", name, version, self.env)
         try:
             self._take_lock()
             env_text = self.access.read(self.stack.env_path)
@@ -36,6 +41,7 @@ class RollBack(StackAction):
             return f"{name}: rolled back to {version}, verified"
         finally:
             self.lock.release()
+            log.debug("%s: lock released", name)
 
 
 class Restore(StackAction):
@@ -56,6 +62,8 @@ class Restore(StackAction):
             try:
                 backup = backups.find(name)
                 self.deployment.version = backup.version or "-"
+                log.info("%s: restore from backup %s (version %s): checking its files",
+                         self.stack.name, backup.name, backup.version or "unknown")  # fmt: skip
                 damaged = backups.verify(backup)
                 if damaged:
                     raise BackupError(f"backup {backup.name} is damaged: {'; '.join(damaged)}")
@@ -87,3 +95,4 @@ class Restore(StackAction):
             return f"{self.stack.name}: restored {restored} from backup {backup.name}, verified"
         finally:
             self.lock.release()
+            log.debug("%s: lock released", self.stack.name)

@@ -9,6 +9,7 @@ verified with the same observations the smoke checks use.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -35,10 +36,14 @@ if TYPE_CHECKING:
 
 __all__ = ["DeployError", "Deployment", "StackAction", "write_tag"]
 
+log = logging.getLogger(__name__)
+
 
 def write_tag(access: HostAccess, stack: Stack, env_text: str, version: str) -> None:
     """The env file as it was, with the stack's tag variable set to ``version``."""
     assert stack.image_tag_var
+    log.info("%s: writing %s into %s of %s", stack.name, version, stack.image_tag_var,
+             stack.env_path)  # fmt: skip
     access.write(stack.env_path, set_env_value(env_text, stack.image_tag_var, version))
 
 
@@ -84,6 +89,7 @@ class StackAction:
         self.stack = stack
         self.tag_var = stack.image_tag_var
         self.access = run.observations.access(stack.host)
+        self.access.masker = self.masker  # the commands it logs, with this run's secrets masked
         self.engine = run.observations.engine(stack.host)
         self.orchestrator = run.observations.orchestrator(stack)
         state = run.inventory.state
@@ -98,14 +104,18 @@ class StackAction:
     def _phase(self, name: str) -> Iterator[None]:
         started = time.monotonic()
         title = f"{self.action} {self.stack.name} {self.deployment.version}: {name}"
+        log.debug("%s: %s %s: %s", self.stack.name, self.action, self.deployment.version, name)
         with allure.step(title):
             try:
                 yield
                 self.lock.check()  # every phase ends still holding the stack's lease
             except BaseException:
                 self.deployment.phases.append((name, "fail", time.monotonic() - started))
+                log.debug("%s: %s failed after %.1fs", self.stack.name, name,
+                          time.monotonic() - started)  # fmt: skip
                 raise
             self.deployment.phases.append((name, "ok", time.monotonic() - started))
+            log.debug("%s: %s done in %.1fs", self.stack.name, name, time.monotonic() - started)
 
     def _through_runner(self, version: str) -> None:
         """DEP-8: the runner applies the tag; then the deployed state is recorded here."""
@@ -116,6 +126,8 @@ class StackAction:
             raise DeployError(f"stack {self.stack.name} deploys through {runner.url}, but "
                               f"{runner.secret_env} is not set")  # fmt: skip
         client = RunnerClient(runner.url, secret, runner.timeout_s)
+        log.info("%s: %s of %s through the runner %s", self.stack.name, self.action, version,
+                 runner.url)  # fmt: skip
         try:
             who = f"deployproof run {self.lock.run_id}"
             note = client.deploy(self.env, version, triggered_by=who)
@@ -162,8 +174,10 @@ class StackAction:
         else what is wrong. The lease is held (or retaken) first, and the intent noted."""
         refused = self._lease_for_rollback()
         if refused is not None:
+            log.warning("%s: %s", self.stack.name, self.masker(refused))
             self._record("rollback", target, "fail", f"{why}; {refused}")
             return refused
+        log.info("%s: rolling back to %s (%s)", self.stack.name, target, self.masker(why))
         current = env_value(self._original_env or "", self.tag_var)
         with contextlib.suppress(OSError):  # a full state disk must not stop the rollback
             self.lock.mark_changing("rollback", target, current)
@@ -172,26 +186,39 @@ class StackAction:
         except Exception as exc:  # the host went away (Inconclusive), its disk is full, ...
             problem = self.masker(f"{type(exc).__name__}: {exc}")
         notes = why + (f"; verification: {problem}" if problem else "")
+        if problem:
+            log.warning("%s: rollback to %s failed: %s", self.stack.name, target,
+                        self.masker(problem))  # fmt: skip
         self._record("rollback", target, "fail" if problem else "success", notes)
         return problem
 
     def _take_lock(self) -> str | None:
         """The stack's lease, or a refusal naming its holder (DEP-9); returns a reclaim note."""
+        wait = self.run.settings.lock_wait_s
+        log.info("%s: taking the lock%s", self.stack.name, f" (waiting up to {wait:g}s)" if wait
+                 else "")  # fmt: skip
         try:
-            return self.lock.acquire(timeout_s=self.run.settings.lock_wait_s)
+            note = self.lock.acquire(timeout_s=wait)
         except LockHeldError as exc:
             self._refuse(str(exc))
+        log.info("%s: lock taken (run %s)%s", self.stack.name, self.lock.run_id,
+                 f": {note}" if note else "")  # fmt: skip
+        return note
 
     def _refuse(self, reason: str) -> NoReturn:
         """Stop before anything changed: record it and say so."""
         self.deployment.outcome = Outcome.REFUSED
         name, version = self.stack.name, self.deployment.version
+        log.info("%s: %s of %s refused, nothing changed: %s", name, self.action, version,
+                 self.masker(reason))  # fmt: skip
         self.history.record(name, self.env, self.action, version, "fail", notes=reason)
         raise DeployError(f"{self.action} of {name} {version} refused, nothing changed: {reason}")
 
     def _available_images(self, version: str) -> list[str]:
         """The images of ``version``, each on the host or in its registry; else refuse."""
         images = self._images_of(version)
+        log.info("%s: checking that the %d images of %s exist", self.stack.name, len(images),
+                 version)  # fmt: skip
         missing = self.engine.missing(images)
         if missing:
             self._refuse("; ".join(f"{image} is {where}" for image, where in missing.items()))
@@ -207,7 +234,14 @@ class StackAction:
         return images
 
     def _up(self) -> None:
+        started = time.monotonic()
         problem = self.orchestrator.apply(self.stack, self.run.inventory.up_timeout_s)
+        took = time.monotonic() - started
+        if problem is None:
+            log.info("%s: up in %.1fs", self.stack.name, took)
+        else:
+            log.warning("%s: not healthy after %.1fs: %s", self.stack.name, took,
+                        self.masker(problem))  # fmt: skip
         if problem is not None:
             raise DeployError(
                 f"{self.orchestrator.apply_command} of {self.stack.name} "
@@ -240,6 +274,11 @@ class StackAction:
     def verify(self) -> str:
         """The smoke observations of the stack, judged: '' when every service is up and
         every endpoint answers."""
+        try:
+            version = self.current_version() or "?"
+        except Exception:  # only for the log: the checks below say what is wrong
+            version = "?"
+        log.info("%s: verifying %s (services, endpoints)", self.stack.name, version)
         problems: list[str] = []
         self.orchestrator.refresh()
         for name, service in self.stack.services.items():
@@ -247,4 +286,9 @@ class StackAction:
             problems += service_problems(service, state)
         results = probe_all(((e.name, e) for e in self.stack.endpoints), self.run.inventory.probes)
         problems += [r.describe().splitlines()[0] for r in results.values() if not r.passed]
+        if problems:
+            log.warning("%s: %s is not sound: %s", self.stack.name, version,
+                        self.masker("; ".join(problems)))  # fmt: skip
+        else:
+            log.info("%s: verified %s", self.stack.name, version)
         return "; ".join(problems)

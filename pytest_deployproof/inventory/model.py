@@ -18,6 +18,7 @@ import re
 import shlex
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -97,7 +98,10 @@ class _Model(BaseModel):
 class _Named(_Model):
     """An entity keyed by name in its parent mapping; hashed by that name."""
 
-    name: Name = Field(pattern=NAME_PATTERN)
+    name: Name = Field(
+        pattern=NAME_PATTERN,
+        description="Its key in the mapping that holds it (set from the key; a-z, 0-9, _ . -).",
+    )
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.name))
@@ -135,11 +139,20 @@ class ProbeSettings(_Model):
     """How patiently probes wait (SMK-5): a slow start is not a failure, but a
     real failure is reported within a bounded time."""
 
-    tries: int = Field(default=3, ge=1, le=100)
-    interval_s: float = Field(default=0.5, ge=0, le=60)
-    timeout_s: float = Field(default=5.0, gt=0, le=300)
-    deadline_s: float = Field(default=30.0, gt=0, le=3600)
-    concurrency: int = Field(default=50, ge=1, le=1000)
+    tries: int = Field(default=3, ge=1, le=100, description="Attempts per probe before it fails.")
+    interval_s: float = Field(default=0.5, ge=0, le=60, description="Seconds between attempts.")
+    timeout_s: float = Field(
+        default=5.0, gt=0, le=300, description="Seconds one attempt (one request) may take."
+    )
+    deadline_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a probe may take in all, attempts included; then it fails.",
+    )
+    concurrency: int = Field(
+        default=50, ge=1, le=1000, description="Probes in flight at once, per run."
+    )
 
 
 class Host(_Named):
@@ -152,8 +165,9 @@ class Host(_Named):
     )
     compose: str | None = Field(
         default=None,
-        description="Compose v2 command on this host; default: docker-compose beside the running "
-        "Python or on PATH for local hosts, `docker compose` elsewhere.",
+        description="Compose v2 command on this host; default on local hosts: the first Compose "
+        "v2 of docker-compose beside the running Python, `docker compose`, docker-compose on "
+        "PATH; elsewhere `docker compose`.",
     )
     docker_url: str | None = Field(
         default=None,
@@ -234,7 +248,10 @@ class Layer(_Named):
     """A step of the layered infrastructure, applied in ``order``."""
 
     order: int = Field(ge=1, description="Layers apply (and block each other) in this order.")
-    engine: Literal["compose", "terraform", "terragrunt", "tofu", "ansible", "command"]
+    engine: Literal["compose", "terraform", "terragrunt", "tofu", "ansible", "command"] = Field(
+        description="What applies it: compose (its stacks), terraform, terragrunt, tofu or "
+        "ansible (drift from their plan or check mode), command (your own plan command)."
+    )
     path: str | None = Field(default=None, description="Where the layer's code lives.")
     command: str | None = Field(
         default=None,
@@ -288,8 +305,8 @@ class Endpoint(_Model):
     name: Name = Field(
         default="root", pattern=NAME_PATTERN, description="Default: the URL path's last segment."
     )
-    url: str
-    status: int = Field(default=200, ge=100, le=599)
+    url: str = Field(description="http(s)://host[:port]/path, or tcp://host:port (connect only).")
+    status: int = Field(default=200, ge=100, le=599, description="The HTTP status it must answer.")
     body: str | None = Field(default=None, description="A substring the body must contain.")
     json_fields: dict[str, Any] | None = Field(
         default=None,
@@ -302,7 +319,9 @@ class Endpoint(_Model):
         description="A service health endpoint (SMK-3): checked by the health suite, not smoke.",
     )
     service: Name | None = Field(default=None, description="The service that answers.")
-    tries: int | None = Field(default=None, ge=1, le=100)
+    tries: int | None = Field(
+        default=None, ge=1, le=100, description="Attempts for this endpoint; default: probes.tries."
+    )
 
     @field_validator("json_fields", mode="before")
     @classmethod
@@ -367,24 +386,30 @@ class Endpoint(_Model):
 class Database(_Named):
     """A database that belongs to a stack, reached as the stack's own user."""
 
-    kind: Literal["postgresql", "redis"] = "postgresql"
-    host: str = "127.0.0.1"
-    port: int | None = Field(default=None, ge=1, le=65535)
-    dbname: str | None = None
-    user: str | None = None
+    kind: Literal["postgresql", "redis"] = Field(default="postgresql", description="Its engine.")
+    host: str = Field(default="127.0.0.1", description="Where it answers, seen from the runner.")
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="Default: the engine's (5432, 6379)."
+    )
+    dbname: str | None = Field(default=None, description="PostgreSQL database; default: user's.")
+    user: str | None = Field(default=None, description="The stack's own database user.")
     password_key: str | None = Field(
         default=None,
         pattern=ENV_KEY_PATTERN,
         description="Key in the stack's env file that holds the password (never the value).",
     )
-    service: Name | None = None
+    service: Name | None = Field(
+        default=None, description="The Compose service that runs it (pg_dump runs there)."
+    )
 
 
 class Backup(_Model):
     """Where and how many backups a deploy keeps (DEP-3)."""
 
     path: str | None = Field(default=None, description="Default: <run_dir>/../backups.")
-    keep: int = Field(default=10, ge=1, le=1000)
+    keep: int = Field(
+        default=10, ge=1, le=1000, description="Backups kept; the last good version's always."
+    )
 
 
 class Migration(_Model):
@@ -394,7 +419,7 @@ class Migration(_Model):
 
     service: Name = Field(description="The Compose service whose image runs the command.")
     command: str = Field(min_length=1, description="The command, split like a shell would.")
-    timeout_s: float = Field(default=600, gt=0)
+    timeout_s: float = Field(default=600, gt=0, description="Seconds it may run; then it fails.")
 
     @field_validator("command")
     @classmethod
@@ -413,8 +438,12 @@ class Rollout(_Model):
     probes the stack's endpoints every ``interval_ms`` while it is rolled out."""
 
     budget: int = Field(default=0, ge=0, description="Failed requests allowed during a rollout.")
-    interval_ms: float = Field(default=50, gt=0, le=10_000)
-    timeout_ms: float = Field(default=1000, gt=0, le=60_000)
+    interval_ms: float = Field(
+        default=50, gt=0, le=10_000, description="Milliseconds between probes during a rollout."
+    )
+    timeout_ms: float = Field(
+        default=1000, gt=0, le=60_000, description="A probe slower than this counts as failed."
+    )
 
 
 class Runner(_Model):
@@ -431,7 +460,9 @@ class Runner(_Model):
         pattern=ENV_KEY_PATTERN,
         description="Process environment variable holding the shared secret (never the value).",
     )
-    timeout_s: float = Field(default=300, gt=0, le=86400)
+    timeout_s: float = Field(
+        default=300, gt=0, le=86400, description="Seconds the runner may take to apply a tag."
+    )
 
     @model_validator(mode="after")
     def _https_unless_said(self) -> Runner:
@@ -454,11 +485,39 @@ class Runner(_Model):
         return self
 
 
+#: the preflight gates a waiver can name (suites/test_preflight.py, one test each)
+Gate = Literal[
+    "compose", "target", "env", "secrets", "build", "pinning", "limits", "networks", "registry"
+]
+
+
+class Waiver(_Model):
+    """A preflight gate a stack is let off, for a reason and until a date: the gate then
+    reports "waived" (neither passed nor failed); past the date it fails with the reason."""
+
+    gate: Gate = Field(
+        description="compose (config parses), target (Compose v2 / swarm manager), env (env "
+        "file complete), secrets (no literal secrets), build (no build:), pinning (image "
+        "tags), limits (cpu/memory limits), networks (external networks), registry (images "
+        "available)."
+    )
+    services: tuple[Name, ...] = Field(
+        default=(),
+        description="Only these services' problems are waived; empty: the whole gate.",
+    )
+    reason: str = Field(min_length=3, max_length=300, description="Why; shown in reports.")
+    until: date = Field(description="The last day it holds (YYYY-MM-DD, UTC).")
+
+
+#: the names ``docker compose`` looks for in its working directory, in its order
+COMPOSE_FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+
+
 class Stack(_Named):
     """A Docker Compose stack: where it runs, what it must look like, how to probe it."""
 
-    layer: Name
-    host: Name
+    layer: Name = Field(description="The layer it belongs to (a key of layers).")
+    host: Name = Field(description="The host it runs on (a key of hosts).")
     target: Literal["compose", "swarm"] = Field(
         default="compose",
         description="What runs it: `compose` (docker compose up on the host) or `swarm` "
@@ -467,21 +526,36 @@ class Stack(_Named):
     )
     run_dir: Path = Field(description="Where compose runs; relative to the inventory file.")
     source_dir: Path | None = Field(default=None, description="Where its source lives.")
-    compose: str = "compose.yaml"
-    env_file: str = ".env"
+    compose: str | None = Field(
+        default=None,
+        description="The compose file, relative to run_dir. Default: the first of "
+        "compose.yaml, compose.yml, docker-compose.yaml, docker-compose.yml that exists "
+        "there (Compose's own lookup order).",
+    )
+    env_file: str = Field(default=".env", description="Its env file, relative to run_dir.")
     project: str | None = Field(
         default=None,
         description="Compose project name. Default: Compose's own, from the run_dir's "
         "name (lowercase, only a-z 0-9 _ -); a compose file's `name:` or COMPOSE_PROJECT_NAME "
         "must be repeated here (preflight says so when they differ).",
     )
-    image_tag_var: str | None = Field(default=None, pattern=ENV_KEY_PATTERN)
+    image_tag_var: str | None = Field(
+        default=None,
+        pattern=ENV_KEY_PATTERN,
+        description="The env-file variable that holds the version a deploy sets, e.g. APP_TAG.",
+    )
     networks: tuple[str, ...] = Field(default=(), description="External networks it needs.")
     required_env: tuple[str, ...] = Field(default=(), description="Keys the env file must set.")
-    services: dict[Name, Service] = Field(min_length=1)
-    endpoints: tuple[Endpoint, ...] = ()
-    databases: dict[Name, Database] = Field(default_factory=dict)
-    backup: Backup = Field(default_factory=Backup)
+    services: dict[Name, Service] = Field(
+        min_length=1, description="Its Compose services, by name; at least one."
+    )
+    endpoints: tuple[Endpoint, ...] = Field(
+        default=(), description="URLs the smoke and health checks probe."
+    )
+    databases: dict[Name, Database] = Field(
+        default_factory=dict, description="Databases it owns: checked, backed up, restored."
+    )
+    backup: Backup = Field(default_factory=Backup, description="Where a deploy's backups go.")
     migration: Migration | None = Field(
         default=None, description="A one-off command the new version runs before serving."
     )
@@ -490,7 +564,9 @@ class Stack(_Named):
         description="Where the stack answers, for E2E tests' HTTP client; default: the "
         "scheme, host and port of its first http(s) endpoint.",
     )
-    rollout: Rollout = Field(default_factory=Rollout)
+    rollout: Rollout = Field(
+        default_factory=Rollout, description="The rollout's failed-request budget and probing."
+    )
     runner: Runner | None = Field(default=None, description="Deploy through an IaC runner.")
     parity_allow: tuple[Literal["version", "missing"], ...] = Field(
         default=(),
@@ -498,6 +574,11 @@ class Stack(_Named):
         "(e.g. [version] while a release waits in staging).",
     )
     paths: tuple[str, ...] = Field(default=(), description="Repository globs that affect it.")
+    waivers: tuple[Waiver, ...] = Field(
+        default=(),
+        max_length=50,
+        description="Preflight gates waived for a while, each with a reason and an end date.",
+    )
 
     _check_paths = field_validator("paths")(_validate_globs)
 
@@ -530,8 +611,11 @@ class Stack(_Named):
         return self.project or compose_project_name(self.run_dir.name)
 
     @property
-    def compose_path(self) -> Path:
-        return self.run_dir / self.compose
+    def compose_candidates(self) -> tuple[Path, ...]:
+        """Where its compose file may be, in the order Compose looks: the one ``compose:``
+        names, or Compose's default names (:meth:`HostAccess.compose_file` picks)."""
+        names = (self.compose,) if self.compose else COMPOSE_FILE_NAMES
+        return tuple(self.run_dir / name for name in names)
 
     @property
     def env_path(self) -> Path:
@@ -565,8 +649,10 @@ class Promotion(_Model):
 class Inventory(_Model):
     """One environment: everything ``--env NAME`` can select."""
 
-    environment: Name = Field(pattern=NAME_PATTERN)
-    description: str | None = None
+    environment: Name = Field(
+        pattern=NAME_PATTERN, description="Its name (--env); default: the file's name."
+    )
+    description: str | None = Field(default=None, description="Free text for people.")
     secrets_prefix: str | None = Field(
         default=None,
         pattern=ENV_KEY_PATTERN,
@@ -577,7 +663,9 @@ class Inventory(_Model):
         description="Git repository for --changed-since; default: the one holding "
         "the inventory file.",
     )
-    probes: ProbeSettings = Field(default_factory=ProbeSettings)
+    probes: ProbeSettings = Field(
+        default_factory=ProbeSettings, description="How patiently probes wait."
+    )
     state_dir: Path | None = Field(
         default=None,
         description="Where deploy history and stack locks live; default: .deployproof/<env> "
@@ -609,9 +697,13 @@ class Inventory(_Model):
         description="An Ansible inventory (INI, YAML or any source ansible-inventory reads) "
         "supplying hosts' connections and groups by name; --ansible-inventory overrides it.",
     )
-    hosts: dict[Name, Host] = Field(min_length=1)
-    layers: dict[Name, Layer] = Field(default_factory=lambda: dict(_default_layers()))
-    stacks: dict[Name, Stack] = Field(default_factory=dict)
+    hosts: dict[Name, Host] = Field(min_length=1, description="The machines, by name.")
+    layers: dict[Name, Layer] = Field(
+        default_factory=lambda: dict(_default_layers()),
+        description="The infrastructure's layers, by name; default: Compose layers platform, "
+        "data-staging and data-prod.",
+    )
+    stacks: dict[Name, Stack] = Field(default_factory=dict, description="The Compose stacks.")
     skip_paths: dict[str, str] = Field(
         default_factory=dict,
         description="Repository globs whose changes map to no stack, with the reason "

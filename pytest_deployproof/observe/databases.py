@@ -7,17 +7,40 @@ process environment), and every message is masked before it leaves here.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import time
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from ..errors import Inconclusive
 from ..inventory.model import Database, Inventory, ProbeSettings, Stack
 from ..secrets import Masker
 
-__all__ = ["DatabaseResult", "IsolationSeen", "observe_isolation", "probe_database"]
+__all__ = ["DatabaseResult", "IsolationSeen", "driver", "observe_isolation", "probe_database"]
+
+# The drivers are optional (extras [postgres], [redis]): a kind -> (module, what to install).
+_DRIVERS = {
+    "postgresql": (
+        "psycopg",
+        "PostgreSQL checks need psycopg: pip install 'pytest-deployproof[postgres]'",
+    ),
+    "redis": ("redis", "Redis checks need redis: pip install 'pytest-deployproof[redis]'"),
+}
+
+
+def driver(kind: str) -> ModuleType:
+    """The client library for a database of ``kind``, imported when a check first needs it.
+
+    Without it the check cannot look: :class:`Inconclusive` (an error, not a failed
+    database), in one line naming the extra that installs it."""
+    module, missing = _DRIVERS[kind]
+    try:
+        return importlib.import_module(module)
+    except ImportError:  # absent, or psycopg without a libpq it can load
+        raise Inconclusive(missing) from None
 
 
 @dataclass(frozen=True)
@@ -55,8 +78,7 @@ def _where(database: Database) -> str:
 
 def connect_postgres(database: Database, password: str | None, timeout_s: float = 5) -> Any:
     """A psycopg connection (autocommit) to ``database`` as its user."""
-    import psycopg  # noqa: PLC0415
-
+    psycopg = driver("postgresql")
     return psycopg.connect(
         host=database.host,
         port=database.port or 5432,
@@ -73,9 +95,7 @@ def _connect_once(database: Database, password: str | None, timeout_s: float) ->
         with connect_postgres(database, password, timeout_s) as connection:
             connection.execute("SELECT 1").fetchone()
         return
-    import redis  # noqa: PLC0415
-
-    client = redis.Redis(
+    client = driver("redis").Redis(
         host=database.host,
         port=database.port or 6379,
         username=database.user,
@@ -104,6 +124,7 @@ def probe_database(
             where, False, 0, 0.0, f"password key {database.password_key} is not set in the env file"
         )
     masker = masker.plus(password) if password else masker
+    driver(database.kind)  # missing, it is Inconclusive here, not a failed connection below
     started = time.monotonic()
     error = "not tried"
     attempts = 0
@@ -141,8 +162,7 @@ def observe_isolation(
 ) -> IsolationSeen:
     """Connect as ``database``'s user to its own database, then to every other stack's on the
     same server. A server that does not answer is :class:`Inconclusive`, not a refusal."""
-    import psycopg  # noqa: PLC0415
-
+    psycopg = driver("postgresql")
     user = database.user or "(default user)"
     try:
         connect_postgres(database, password).close()

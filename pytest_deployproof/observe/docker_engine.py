@@ -10,6 +10,7 @@ it is never looked up implicitly: write ``docker.io/...`` to opt in.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from ..inventory.model import Host
 from ..reach.docker_client import client_for
 
 __all__ = ["HostEngine", "ImageLookup", "PullError", "registry_of"]
+
+log = logging.getLogger(__name__)
 
 
 class PullError(Exception):
@@ -85,14 +88,23 @@ class HostEngine:
         api = client_for(self.host).api
         try:
             api.inspect_image(image)
+            log.debug("host %s has %s: not pulled", self.host.name, image)
             return
         except docker.errors.ImageNotFound:
             pass
+        # waiting: the CLI counts the seconds on a terminal (ops/progress.py)
+        log.info("host %s: pulling %s", self.host.name, image, extra={"waiting": True})
         name, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
+        # The engine answers 200 and reports a failure met mid-pull (a layer the registry
+        # lost: "unknown blob") only in its progress stream: read it to the end.
+        failed = ""
         try:
-            api.pull(name, tag=tag or None)
+            for event in api.pull(name, tag=tag or None, stream=True, decode=True):
+                failed = failed or str(event.get("error") or "")
         except docker.errors.DockerException as exc:
-            raise PullError(f"pulling {image} on host {self.host.name} failed: {exc}") from None
+            failed = str(exc)
+        if failed:
+            raise PullError(f"pulling {image} on host {self.host.name} failed: {failed}")
 
     def identity(self, image: str) -> list[str]:
         """What the image IS, not what it is called: the engine's image id and the registry

@@ -147,7 +147,7 @@ def record_deployed(
     """Record the stack as just brought up (after every deploy, rollback and restore)."""
     from .stackfiles import parse_env  # noqa: PLC0415
 
-    compose_text = access.read(stack.compose_path) or ""
+    compose_text = access.read(access.compose_file(stack)) or ""
     state = DeployedState(
         version,
         config_hash(compose_text, parse_env(env_text)),

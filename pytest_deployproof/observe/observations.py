@@ -289,7 +289,8 @@ class Observations:
         """DRF-1: the recorded deploy, the hash of the host's files now, the containers."""
         recorded = DeployedState.load(self.inventory.state, stack.name)
         files = self.stack_files(stack.name)
-        compose_text = self.access(stack.host).read(stack.compose_path) or ""
+        access = self.access(stack.host)
+        compose_text = access.read(access.compose_file(stack)) or ""
         current = config_hash(compose_text, files.env or {})
         return ConfigSeen(recorded, current, self.stack_containers(stack))
 

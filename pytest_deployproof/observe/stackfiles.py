@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from dotenv import dotenv_values
 
+from ..errors import Inconclusive
 from ..inventory.model import Stack
 from ..reach.hosts import HostAccess
 from ..secrets import Masker
@@ -51,6 +52,7 @@ class StackFiles:
         self._lock = threading.Lock()
         self.compose_text: str | None = None  # the files as read, when they were
         self.env_text: str | None = None
+        self.compose_name = "the compose file"  # its file name, once it was found
 
     def _rendering(self) -> tuple[dict[str, Any] | None, str | None]:
         with self._lock:
@@ -88,13 +90,14 @@ def observe_stack_files(stack: Stack, access: HostAccess, masker: Masker) -> Sta
             stack.name, raw if isinstance(raw, dict) else None, env, None, problem, masker
         )
 
-    compose_text = access.read(stack.compose_path)
+    compose_path = access.compose_file(stack)
+    compose_text = access.read(compose_path)
     if compose_text is None:
-        return refused(f"compose file {stack.compose_path} does not exist on host {stack.host!r}")
+        return refused(_no_compose_file(stack))
     try:
         raw = yaml.safe_load(compose_text)
     except yaml.YAMLError as exc:
-        return refused(f"{stack.compose_path} is not valid YAML: {masker(str(exc))}")
+        return refused(f"{compose_path} is not valid YAML: {masker(str(exc))}")
 
     def render() -> tuple[dict[str, Any] | None, str | None]:
         return render_config(stack, access, masker, env_file=env is not None)
@@ -103,7 +106,18 @@ def observe_stack_files(stack: Stack, access: HostAccess, masker: Masker) -> Sta
         stack.name, raw if isinstance(raw, dict) else None, env, None, None, masker, render=render
     )
     files.compose_text, files.env_text = compose_text, env_text
+    files.compose_name = compose_path.name
     return files
+
+
+def _no_compose_file(stack: Stack) -> str:
+    if stack.compose:
+        return f"compose file {stack.compose_candidates[0]} does not exist on host {stack.host!r}"
+    names = ", ".join(path.name for path in stack.compose_candidates)
+    return (
+        f"no compose file in {stack.run_dir} on host {stack.host!r} (looked for {names}); "
+        f"set `compose:` for stack {stack.name} if it has another name"
+    )
 
 
 def render_config(
@@ -111,6 +125,13 @@ def render_config(
 ) -> tuple[dict[str, Any] | None, str | None]:
     """``docker compose config`` of the stack: the config, or why Compose refused it."""
     done = access.compose(stack, "config", "--format", "json", env_file=env_file)
+    if done.rc in (126, 127):  # the shell found no Compose to run: the host's fault, not the file's
+        lines = done.stderr.strip().splitlines()
+        raise Inconclusive(
+            f"cannot run Compose on host {stack.host!r}: `{' '.join(access.compose_command())}`"
+            f" exited {done.rc}{': ' + lines[-1] if lines else ''}; install Compose v2 there "
+            f"or set hosts.{stack.host}.compose"
+        )
     # Compose 2.40 exits 0 when schema validation fails, printing nothing on
     # stdout: a refusal is a non-zero exit *or* no JSON document.
     try:
@@ -120,7 +141,7 @@ def render_config(
     if not isinstance(config, dict):
         lines = done.stderr.strip().splitlines()
         reason = masker(lines[-1] if lines else f"exit code {done.rc}, no output")
-        return None, f"docker compose config rejects {stack.compose_path}: {reason}"
+        return None, f"docker compose config rejects {access.compose_file(stack)}: {reason}"
     named = config.get("name")
     if not stack.project and named and named != stack.project_name:
         return None, (

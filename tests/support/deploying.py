@@ -48,6 +48,31 @@ def deploy_inventory(app: ComposeStack, state: Path, extra: str = "") -> str:
     )
 
 
+def plain_inventory(
+    pytester: pytest.Pytester, run_dir: Path, port: int, extra: str = "", stack: str = "web"
+) -> None:
+    """``inventories/prod.yml`` of one stack started in ``run_dir`` the way people start
+    them (no ``project:``); ``extra`` adds lines to the stack (4-space indent)."""
+    (pytester.path / "inventories").mkdir(exist_ok=True)
+    (pytester.path / "inventories" / "prod.yml").write_text(
+        "hosts: {here: {spec: 'local://'}}\n"
+        "probes: {tries: 2, interval_s: 0.2, deadline_s: 8}\n"
+        "stacks:\n"
+        f"  {stack}:\n    layer: platform\n    host: here\n    run_dir: {run_dir}\n{extra}"
+        "    image_tag_var: APP_IMAGE_TAG\n"
+        "    services: {web: {critical: true}}\n"
+        f"    endpoints: [{{name: home, url: 'http://127.0.0.1:{port}/'}}]\n"
+    )
+
+
+def deploy_only_selected(pytester: pytest.Pytester, version: str, marks: str) -> pytest.RunResult:
+    """``--deploy version`` of the prod environment with the checks the test wrote."""
+    return pytester.runpytest_subprocess(
+        "--env", "prod", "--deploy", version, "-m", marks,
+        "-p", "no:cacheprovider", "-o", "deployproof_builtin=false",
+    )  # fmt: skip
+
+
 def deploy(pytester: pytest.Pytester, version: str, marks: str = "smoke") -> pytest.RunResult:
     return pytester.runpytest_subprocess(
         "--env", "test", "--deploy", version, "-m", marks, "-p", "no:cacheprovider", "-rA"

@@ -1,0 +1,128 @@
+"""``deployproof init``: what a repository needs to start, written from packaged templates.
+
+A new user's first hour goes into boilerplate: an inventory whose fields they must look
+up, an E2E suite layout, four CI workflows whose permissions and pins are easy to get
+wrong. ``init`` writes each of them once, filled in for one environment: the inventory
+(from ``deployproof discover`` when asked, else a commented example), the JSON schema
+beside it for editors, an example E2E suite, and GitHub workflows (the comment hook,
+deploy on a tag, nightly drift, preflight on pull requests) with actions pinned by
+commit SHA, this package pinned to the running version, and ``permissions`` read-only
+unless a job must write.
+
+It never overwrites: when any file it would write exists, it writes none and says which
+(``--force`` replaces them), so a second run cannot half-change a repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from importlib import resources
+from pathlib import Path
+from string import Template
+
+from .. import __version__
+from ..inventory.model import NAME_PATTERN
+from ..inventory.schema import schema_text
+
+__all__ = ["add_parser", "planned_files", "run"]
+
+WORKFLOWS = ("comment", "deploy", "drift", "preflight")
+
+
+def _template(name: str) -> str:
+    return resources.files(__package__).joinpath("templates", name).read_text()
+
+
+def planned_files(env: str, state_dir: str) -> dict[Path, str]:
+    """Each file ``init`` writes (relative to the repository) and its text."""
+    values = {
+        "deployproof_env": env,
+        "deployproof_version": __version__,
+        "deployproof_state_dir": state_dir,
+    }
+
+    def fill(name: str) -> str:
+        return Template(_template(name)).safe_substitute(values)
+
+    files = {
+        Path("inventories") / f"{env}.yml": fill("inventory.yml"),
+        Path("inventory.schema.json"): schema_text(),
+        Path("suites/e2e/example/test_example.py"): fill("e2e_example.py.txt"),
+    }
+    for workflow in WORKFLOWS:
+        name = f"deployproof-{workflow}.yml"
+        files[Path(".github/workflows") / name] = fill(f"workflows/{name}")
+    return files
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    init = commands.add_parser(
+        "init",
+        help="scaffold an inventory, the schema, an E2E suite and CI workflows",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  deployproof init --env prod                     # a commented inventory to fill in\n"
+        "  deployproof init --env prod --discover          # the stacks running here\n"
+        "  deployproof init --env prod --discover --host ssh://deploy@app1\n",
+    )
+    init.add_argument("--env", default="prod", help="the environment's name (default: prod)")
+    init.add_argument("--dir", default=".", help="the repository (default: here)")
+    init.add_argument(
+        "--state-dir",
+        help="where deploy history and leases live on the runner "
+        "(default: /var/lib/deployproof/ENV)",
+    )
+    init.add_argument(
+        "--discover", action="store_true", help="write the inventory from running stacks"
+    )
+    init.add_argument("--host", default="local://", help="with --discover: the host to read")
+    init.add_argument("--force", action="store_true", help="replace files that exist")
+    init.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not re.fullmatch(NAME_PATTERN, args.env):
+        print(f"error: --env {args.env!r} is not a name (a-z, 0-9, _ and -)", file=sys.stderr)
+        return 2
+    root = Path(args.dir)
+    if not root.is_dir():
+        print(f"error: --dir {root} is not a directory", file=sys.stderr)
+        return 2
+    files = planned_files(args.env, args.state_dir or f"/var/lib/deployproof/{args.env}")
+    present = sorted(str(path) for path in files if (root / path).exists())
+    if present and not args.force:
+        print(
+            f"error: {', '.join(present)} already exist{'s' if len(present) == 1 else ''}; "
+            "nothing was written (--force replaces them)",
+            file=sys.stderr,
+        )
+        return 2
+    inventory = Path("inventories") / f"{args.env}.yml"
+    if args.discover:
+        (root / inventory).parent.mkdir(parents=True, exist_ok=True)
+        found = _discover(args.host, args.env, root / inventory)
+        if found != 0:
+            return found  # discover said why; nothing else was written
+        del files[inventory]
+    for path, text in files.items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        print(f"wrote {path}")
+    print(
+        f"next: edit {inventory}, then `deployproof check` and "
+        f'`pytest --env {args.env} -m "preflight or smoke"`'
+    )
+    return 0
+
+
+def _discover(host: str, env: str, output: Path) -> int:
+    """``deployproof discover`` for ``host``, writing the inventory to ``output``."""
+    from . import discover  # noqa: PLC0415 - testinfra and docker are heavy
+
+    parser = argparse.ArgumentParser(prog="deployproof")
+    discover.add_parser(parser.add_subparsers())
+    argv = ["discover", "--host", host, "--env", env, "--output", str(output), "--force"]
+    return int(discover.run(parser.parse_args(argv)))

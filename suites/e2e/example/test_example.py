@@ -1,0 +1,1 @@
+../../../pytest_deployproof/ops/templates/e2e_example.py.txt

@@ -1,0 +1,80 @@
+"""Waivers on a real stack: a waived gate neither passes nor fails and does not hold a
+deploy; an expired one fails with its reason and does."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.compose import compose_binary, service_block
+from tests.support.deploying import deploy_only_selected, plain_inventory
+from tests.support.network import free_port
+from tests.support.repo import SUITES
+
+
+@pytest.fixture
+def no_limits_stack(demo_image: str, tmp_path: Path) -> Iterator[tuple[str, Path, int]]:
+    """A running stack whose service declares no resource limits (a vendor image, say)."""
+    name = f"vendor{uuid.uuid4().hex[:6]}"
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    port = free_port()
+    service = service_block(demo_image, port, {}, {"deploy": None})
+    (run_dir / "compose.yaml").write_text(yaml.safe_dump({"services": {"web": service}}))
+    (run_dir / ".env").write_text("APP_IMAGE_TAG=v1.0.0\n")
+    compose = [compose_binary(), "up", "-d", "--wait"]
+    subprocess.run(compose, cwd=run_dir, check=True, capture_output=True)
+    try:
+        yield name, run_dir, port
+    finally:
+        subprocess.run(
+            [compose_binary(), "down", "-t", "1"], cwd=run_dir, capture_output=True, check=False
+        )
+
+
+def _inventory(pytester: pytest.Pytester, stack: tuple[str, Path, int], until: str) -> None:
+    name, run_dir, port = stack
+    waiver = (
+        f"{{gate: limits, reason: 'vendor image, limited by its systemd slice', until: {until}}}"
+    )
+    plain_inventory(pytester, run_dir, port, f"    waivers: [{waiver}]\n", stack=name)
+
+
+def test_a_waived_gate_is_reported_and_does_not_hold_the_deploy(
+    pytester: pytest.Pytester, no_limits_stack: tuple[str, Path, int]
+) -> None:
+    name, run_dir, _ = no_limits_stack
+    _inventory(pytester, no_limits_stack, "2099-12-31")
+    pytester.makepyfile(test_preflight=SUITES["test_preflight"], test_smoke=SUITES["test_smoke"])
+    checked = pytester.runpytest_subprocess(
+        "--env", "prod", "-m", "preflight", "-k", "resource_limits or compose_parses",
+        "-p", "no:cacheprovider", "-rs",
+    )  # fmt: skip
+    checked.assert_outcomes(passed=1, skipped=1)
+    checked.stdout.fnmatch_lines(
+        [f"SKIPPED * stack {name}: resource limits: waived: vendor image, limited by its "
+         "systemd slice (until 2099-12-31): service web has no cpus or memory limit"]
+    )  # fmt: skip
+    deployed = deploy_only_selected(pytester, "v2.0.0", "preflight or smoke")
+    deployed.stdout.fnmatch_lines([f"*{name}: v2.0.0 deployed and verified*"])
+    assert (run_dir / ".env").read_text() == "APP_IMAGE_TAG=v2.0.0\n"
+
+
+def test_an_expired_waiver_fails_the_gate_and_holds_the_deploy(
+    pytester: pytest.Pytester, no_limits_stack: tuple[str, Path, int]
+) -> None:
+    name, run_dir, _ = no_limits_stack
+    _inventory(pytester, no_limits_stack, "2020-01-31")
+    pytester.makepyfile(test_preflight=SUITES["test_preflight"], test_smoke=SUITES["test_smoke"])
+    deployed = deploy_only_selected(pytester, "v2.0.0", "preflight or smoke")
+    deployed.stdout.fnmatch_lines(
+        [f"*stack {name}: resource limits: waiver expired on 2020-01-31: vendor image, limited "
+         "by its systemd slice (renew or remove it); service web has no cpus or memory limit*",
+         f"*deploy of {name} v2.0.0 refused, nothing changed: preflight failed*"]
+    )  # fmt: skip
+    assert (run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"
