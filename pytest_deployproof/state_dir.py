@@ -47,6 +47,11 @@ class StateDir:
         """What Compose last rendered of ``stack``'s files, keyed by their digest (drift)."""
         return self.root / "rendered" / f"{stack}.json"
 
+    @property
+    def serve_runs(self) -> Path:
+        """Every ``deployproof serve`` run's verdicts (SQLite), read by ``deployproof trend``."""
+        return self.root / "serve-runs.sqlite3"
+
 
 class StateWriteError(OSError):
     """A state file could not be appended to; nothing of the line was left in it."""

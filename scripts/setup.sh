@@ -23,6 +23,7 @@ dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed"
 command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)  # tests/test_serve.py scrapes serve
 if ((${#missing[@]})); then
   say "installing Debian packages: ${missing[*]}"
   apt-get update -qq
@@ -46,9 +47,11 @@ if ! docker info >/dev/null 2>&1; then
   say "starting dockerd (vfs storage driver)"
   log=/var/log/deployproof-dockerd.log
   # Many small address pools: the tests and benchmarks make dozens of Compose projects,
-  # each with its own network, and the default pools hold only about 30.
-  nohup dockerd --storage-driver=vfs --default-address-pool base=10.213.0.0/16,size=24 \
-    >"$log" 2>&1 &
+  # each with its own network, and the default pools hold only about 30. In a session of
+  # its own (setsid): a job runner that ends this script's process group (a CI step's
+  # cleanup, a killed terminal) must not take the engine down with it.
+  setsid nohup dockerd --storage-driver=vfs --default-address-pool base=10.213.0.0/16,size=24 \
+    >"$log" 2>&1 < /dev/null &
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   docker info >/dev/null 2>&1 || { echo "dockerd did not start; last lines of $log:" >&2; tail -20 "$log" >&2; exit 1; }
 fi

@@ -512,3 +512,39 @@ def test_revert_rolls_the_environment_back_and_reports_it(
     [board] = github.dashboards()
     assert "| Revert | ✅ | exit code 0 |" in board["body"]
     assert github.reactions == [(101, "eyes"), (101, "rocket")]
+
+
+def test_apply_and_revert_name_the_inventory_environments(
+    github: FakeGitHub, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """Environments are the inventory's (seed 004's `prod`); every one but staging needs the
+    head named and approved, as production does; an unknown one is answered with help."""
+    envs = ("prod", "staging")
+    applied = parse("/apply prod abcdef1", environments=envs)
+    assert applied is not None
+    assert (applied.environment, applied.sha, applied.needs_approval) == ("prod", "abcdef1", True)
+    staging = parse("/apply staging", environments=envs)
+    assert staging is not None
+    assert (staging.environment, staging.needs_approval) == ("staging", False)
+    reverted = parse("/revert prod", environments=envs)
+    assert reverted is not None
+    assert (reverted.name, reverted.environment, reverted.stage) == (
+        "revert",
+        "prod",
+        "Revert: prod",
+    )
+    with pytest.raises(HelpNeeded, match=r"`/apply prod <sha>`"):
+        parse("/apply prod", environments=envs)
+    with pytest.raises(HelpNeeded, match="is not a command I know"):
+        parse("/apply production abcdef1", environments=envs)  # not in this inventory
+    with pytest.raises(HelpNeeded, match="not a layer"):
+        parse("/apply production", environments=envs)
+    with pytest.raises(HelpNeeded, match="takes an environment: prod, staging"):
+        parse("/revert production", environments=envs)
+
+    api = GitHub(REPO, token="t0ken", api=httpserver.url_for("").rstrip("/"))
+    hook_settings = HookSettings(inventory=tmp_path, bot_login=BOT, environments=envs)
+    outcome = handle(event("/apply prod abcdef1"), api, hook_settings, lambda args: 0)
+    assert outcome.action == "refused"
+    [reply] = github.comments
+    assert reply["body"].startswith("`/apply prod abcdef1` needs an approving review: no approval")

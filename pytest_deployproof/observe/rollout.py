@@ -34,10 +34,16 @@ class RolloutFigures:
     duration_s: float = 0.0
     errors: list[str] = field(default_factory=list)  # the first few, for the report
 
+    @property
+    def failed_share(self) -> float:
+        """The failed requests' share of those sent, in percent (0 when none was sent)."""
+        return 100 * self.failed / self.sent if self.sent else 0.0
+
     def describe(self) -> str:
         text = (
-            f"{self.sent} requests in {self.duration_s:.1f} s, {self.failed} failed, "
-            f"longest gap without a good answer {self.longest_gap_s:.2f} s"
+            f"{self.sent} requests in {self.duration_s:.1f} s, {self.failed} failed "
+            f"({self.failed_share:.1f}%), longest gap without a good answer "
+            f"{self.longest_gap_s:.2f} s"
         )
         return text + (f" (first: {self.errors[0]})" if self.errors else "")
 

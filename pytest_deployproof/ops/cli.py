@@ -28,6 +28,8 @@ from ._help import EPILOGS, EXIT_CODES
 from .discover import add_parser as _discover_command
 from .progress import add_verbosity, cli_logging
 from .scaffold import add_parser as _init_command
+from .serve import add_parsers as _serve_commands
+from .serving import serve_until_stopped
 
 if TYPE_CHECKING:
     from ..deploy.backups import Backup
@@ -294,6 +296,7 @@ def _backup_json(backup: Backup) -> dict[str, Any]:
 def _hook_settings(args: argparse.Namespace) -> Any:
     """The hook's configuration, from the checked-out (default) branch and its environment."""
     from ..e2e_fixtures import e2e_suites  # noqa: PLC0415
+    from .commands import ENVIRONMENTS  # noqa: PLC0415
     from .comment_hook import COMMIT_VERSION, DEFAULT_PERMISSIONS, HookSettings  # noqa: PLC0415
 
     allowed = os.environ.get("DEPLOYPROOF_PERMISSIONS")
@@ -305,6 +308,10 @@ def _hook_settings(args: argparse.Namespace) -> Any:
             "'_' and '-' around it"
         )
     inventory = Path(args.inventory).resolve()
+    try:  # the environments `/apply` and `/revert` may name: inventories/<env>.yml
+        environments = tuple(discover(inventory))
+    except InventoryError:
+        environments = ()
 
     def revert(env: str) -> int:
         found = load_environment(inventory, env)
@@ -326,6 +333,7 @@ def _hook_settings(args: argparse.Namespace) -> Any:
         suites=tuple(e2e_suites(root)) if (root / "suites" / "e2e").is_dir() else (),
         revert=revert,
         commit_version=version,
+        environments=environments or ENVIRONMENTS,
     )
 
 
@@ -392,32 +400,13 @@ def _webhook(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return _serve(server, f"deployproof webhook: listening on {args.host}")
+    return serve_until_stopped(server, f"deployproof webhook: listening on {args.host}")
 
 
 def _default_state_home() -> Path:
     """Where a server keeps what it must remember across restarts (XDG's state home)."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "deployproof"
-
-
-def _serve(server: Any, label: str) -> int:
-    """Serve until Ctrl-C or SIGTERM (what systemd and docker stop send), then close:
-    closing waits for the work already accepted (an apply, an event) to end, and another
-    signal meanwhile does not cut that wait short."""
-    from ..deploy.signals import deferred, restore_terminate, terminate_as_interrupt  # noqa: PLC0415
-
-    print(f"{label}:{server.server_address[1]}", flush=True)
-    terminate_as_interrupt()
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        with deferred("closing the server after the work it accepted"):
-            server.server_close()
-        restore_terminate()
-    return 0
 
 
 def _version(args: argparse.Namespace) -> int:
@@ -545,7 +534,7 @@ def _runner(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     server.state["tag"] = env_value(access.read(stack.env_path) or "", tag_var)
-    return _serve(server, f"deployproof runner: {stack.name} on {args.host}")
+    return serve_until_stopped(server, f"deployproof runner: {stack.name} on {args.host}")
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -732,6 +721,7 @@ def build_parser() -> argparse.ArgumentParser:
     _lock_command(commands, environment)
     _discover_command(commands)
     _init_command(commands)
+    _serve_commands(commands)
     _completion_command(commands)
     _document(commands)
     return parser

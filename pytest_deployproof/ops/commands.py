@@ -2,12 +2,13 @@
 
 A comment is untrusted input. Its first line, starting at column 0 (an indented
 line is a markdown code block, quoted, not said), must be exactly one command with
-at most one argument (``/apply production`` also names the commit: ``/apply
-production <sha>``); a comment holding two commands runs neither; the argument
-must be one of a fixed set of ASCII words (no normalisation: a look-alike letter
-is another word). What a command does is a fixed mapping to pytest arguments built
-here; nothing from the comment ever becomes a pytest option, a path or part of a
-shell command by itself.
+at most one argument (``/apply <env>`` of an environment that needs an approval,
+every one but staging, also names the commit: ``/apply production <sha>``); a
+comment holding two commands runs neither; the argument must be one of a fixed
+set of ASCII words (no normalisation: a look-alike letter is another word; the
+environments are the inventory's, ``inventories/<env>.yml``). What a command does
+is a fixed mapping to pytest arguments built here; nothing from the comment ever
+becomes a pytest option, a path or part of a shell command by itself.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ __all__ = ["HELP", "LAYERS", "Command", "HelpNeeded", "parse"]
 
 LAYERS = ("bootstrap", "platform", "data-staging", "data-prod", "all")
 CHECKS = ("smoke", "health", "preflight", "drift")
-ENVIRONMENTS = ("staging", "production")
+ENVIRONMENTS = ("staging", "production")  # when the hook is not told the inventory's
+# The one environment `/apply` deploys to without an approval; every other one the
+# inventory names (production, prod, ...) is applied only with the head named and approved.
+UNAPPROVED = "staging"
 MAX_BODY = 65_536
 ALIASES = {
     "atlantis plan": "/plan",
@@ -42,8 +46,8 @@ HELP = """\
 | `/health [layer]` | health probes (layers: bootstrap, platform, data-staging, data-prod, all) |
 | `/plan [layer]` | drift: does what runs match the repository? |
 | `/apply staging\\|<layer>` | deploys this commit to staging |
-| `/apply production <sha>` | deploys the head `<sha>` to production; needs an approval of it |
-| `/revert` | rolls staging back to its last good version |
+| `/apply <env> <sha>` | deploys the head `<sha>` to production (any env but staging), approved |
+| `/revert [env]` | rolls an environment (staging) back to its last good version |
 | `/help` | this list |
 
 Aliases: `atlantis plan`, `atlantis apply`, `infra dig`, `infra e2e`.
@@ -65,6 +69,11 @@ class Command:
     @property
     def deploys(self) -> bool:
         return self.name in ("apply", "revert")
+
+    @property
+    def needs_approval(self) -> bool:
+        """An apply to any environment but staging: the named head, approved by another."""
+        return self.name == "apply" and self.environment != UNAPPROVED
 
     @property
     def stage(self) -> str:
@@ -94,9 +103,12 @@ def _first_line(body: str) -> str | None:
     return lines[0] if _is_command(lines[0]) else None
 
 
-def parse(body: str, suites: tuple[str, ...] = ()) -> Command | None:
+def parse(
+    body: str, suites: tuple[str, ...] = (), environments: tuple[str, ...] = ENVIRONMENTS
+) -> Command | None:
     """The command in ``body``; ``None`` when the comment is not addressed to us (ordinary
-    discussion); :class:`HelpNeeded` when it is, but is not something we run."""
+    discussion); :class:`HelpNeeded` when it is, but is not something we run.
+    ``environments`` are those ``/apply`` and ``/revert`` may name (the inventory's)."""
     line = _first_line(body)
     if line is None:
         return None
@@ -109,26 +121,33 @@ def parse(body: str, suites: tuple[str, ...] = ()) -> Command | None:
         return None
     words = line.split(" ")
     sha = None
-    if len(words) == 3 and words[:2] == ["/apply", "production"] and _SHA.fullmatch(words[2]):
+    approved_only = [env for env in environments if env != UNAPPROVED]
+    if (
+        len(words) == 3
+        and words[0] == "/apply"
+        and words[1] in approved_only
+        and _SHA.fullmatch(words[2])
+    ):
         sha = words.pop()
     if any(not word for word in words) or len(words) > 2:
         raise HelpNeeded(f"`{_quote(line)}` is not a command I know")
     name, argument = words[0][1:], (words[1] if len(words) == 2 else None)
     if not name.isascii() or (argument is not None and not _WORD.fullmatch(argument)):
         raise HelpNeeded(f"`{_quote(line)}` is not a command I know")
-    if name == "apply" and argument == "production":
+    if name == "apply" and argument in approved_only:
         if sha is None:
             raise HelpNeeded(
-                "`/apply production` names the commit it deploys: `/apply production <sha>` "
+                f"`/apply {argument}` names the commit it deploys: `/apply {argument} <sha>` "
                 "(the pull request's head, 7 to 40 hex digits)"
             )
-        return Command("apply", argument, "production", ("-m", "smoke or health"), sha=sha)
+        return Command("apply", argument, argument, ("-m", "smoke or health"), sha=sha)
+    if name == "revert":
+        return _revert(argument, environments)
     builders = {
         "e2e": _e2e,
         "health": _health,
         "plan": _plan,
         "apply": _apply,
-        "revert": _revert,
         "help": _help,
     }
     if name not in builders:
@@ -171,15 +190,17 @@ def _plan(argument: str | None, suites: tuple[str, ...]) -> Command:
 def _apply(argument: str | None, suites: tuple[str, ...]) -> Command:
     if argument is None:
         raise HelpNeeded("`/apply` needs where: staging, production or a layer")
-    if argument in ENVIRONMENTS:
+    if argument == UNAPPROVED:
         return Command("apply", argument, argument, ("-m", "smoke or health"))
     return Command("apply", argument, "staging", ("-m", "smoke or health", *_layer_args(argument)))
 
 
-def _revert(argument: str | None, suites: tuple[str, ...]) -> Command:
-    if argument is not None:
-        raise HelpNeeded("`/revert` takes no argument")
-    return Command("revert", None)
+def _revert(argument: str | None, environments: tuple[str, ...]) -> Command:
+    if argument is None:
+        return Command("revert", None)
+    if argument not in environments:
+        raise HelpNeeded(f"`/revert` takes an environment: {', '.join(environments)}")
+    return Command("revert", argument, argument)
 
 
 def _help(argument: str | None, suites: tuple[str, ...]) -> Command:

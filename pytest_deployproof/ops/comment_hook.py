@@ -8,7 +8,8 @@ in this order, and stops at the first "no":
 2. a command (:mod:`.commands`; anything else that starts with ``/`` gets /help);
 3. an author whose ``author_association`` is allowed (from the configuration of
    the checked-out default branch, never from the pull request);
-4. ``/apply production`` only on an approved pull request;
+4. ``/apply <env>`` to any environment but staging (production, prod...) only on an
+   approved pull request;
 5. the pull request's head, resolved now and again just before a deploy: if it
    moved, nothing is applied.
 
@@ -30,7 +31,7 @@ from typing import Any
 
 from ..report import dashboard
 from ..verdicts import HELD_EXIT_CODE
-from .commands import HELP, Command, HelpNeeded, parse
+from .commands import ENVIRONMENTS, HELP, Command, HelpNeeded, parse
 from .github import GitHub, truncate
 
 COMMIT_VERSION = re.compile(r"[A-Za-z0-9._-]*\{sha7?\}[A-Za-z0-9._-]*")
@@ -48,6 +49,8 @@ class HookSettings:
     permissions: frozenset[str] = DEFAULT_PERMISSIONS
     bot_login: str = "github-actions[bot]"
     suites: tuple[str, ...] = ()
+    # What `/apply` and `/revert` may name: the inventory's environments (inventories/<env>.yml).
+    environments: tuple[str, ...] = ENVIRONMENTS
     report_url: str | None = None
     revert: Callable[[str], int] | None = None  # environment -> exit code (/revert)
     # The version `/apply` deploys for a head: its full SHA by default, because a short
@@ -77,7 +80,9 @@ def handle(
     comment, number = event["comment"], int(event["issue"]["number"])
     comment_id = int(comment["id"])
     try:
-        command: Command | None = parse(str(comment.get("body") or ""), settings.suites)
+        command: Command | None = parse(
+            str(comment.get("body") or ""), settings.suites, settings.environments
+        )
         needed = None
     except HelpNeeded as exc:
         command, needed = None, exc
@@ -137,19 +142,21 @@ def _refusal(
     github: GitHub,
     settings: HookSettings,
 ) -> str | None:
-    """Production: the comment names the head it deploys, and someone else with write
-    access approved that exact commit (an approval of an earlier push does not count)."""
-    if command.environment != "production":
+    """Production (any environment but staging): the comment names the head it deploys,
+    and someone else with write access approved that exact commit (an approval of an
+    earlier push does not count)."""
+    if not command.needs_approval:
         return None
+    env = command.environment
     if command.sha is None or not head.startswith(command.sha):
         named = command.sha or "no commit"
         return (
-            f"`/apply production` names {named}, but the head is `{head[:7]}`: review it, "
-            f"then comment `/apply production {head[:7]}`."
+            f"`/apply {env}` names {named}, but the head is `{head[:7]}`: review it, "
+            f"then comment `/apply {env} {head[:7]}`."
         )
     problem = github.approval_problem(number, head, login, settings.permissions)
     if problem is not None:
-        return f"`/apply production {command.sha}` needs an approving review: {problem}."
+        return f"`/apply {env} {command.sha}` needs an approving review: {problem}."
     return None
 
 

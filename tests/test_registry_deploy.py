@@ -1,0 +1,192 @@
+"""A deploy that pulls from a real registry (DEP-1, PRE-7): Debian's docker-registry on
+loopback holds the only copy of each release; ``--deploy`` must pull it. A pull that
+cannot succeed (a tag the registry lacks, a registry that is down, a registry that lost
+a layer) changes nothing: the env file, the running container and the history's
+verified versions stay as they were, and one line names the image and the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.compose import ComposeStack
+from tests.support.deploying import container, deploy, deploy_inventory, history_lines
+from tests.support.registry import serve_registry
+from tests.support.repo import SUITES
+
+Publish = Callable[[str], str]
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
+
+
+def on_host(image: str) -> bool:
+    return docker("image", "inspect", image, check=False).returncode == 0
+
+
+@pytest.fixture
+def publish(demo_image: str, tmp_path: Path) -> Iterator[Publish]:
+    """``publish(registry)`` pushes v1.0.0 and v2.0.0 of a new repository
+    ``<registry>/app-<id>`` and removes them from the host: only the registry has them.
+    Each release adds a layer of its own (``/release`` names it), so the host holds
+    none of its content and a pull must fetch it. (Request this before
+    ``compose_stack``: the images are removed after the stacks that run them.)"""
+    made: list[str] = []
+
+    def push(registry: str) -> str:
+        repository = f"{registry}/app-{uuid.uuid4().hex[:8]}"
+        made.append(repository)
+        for version in ("v1.0.0", "v2.0.0"):
+            context = tmp_path / f"build-{len(made)}-{version}"
+            context.mkdir()
+            (context / "release").write_text(f"{repository}:{version}\n")
+            (context / "Dockerfile").write_text(
+                f"FROM {demo_image}:{version}\nCOPY release /release\n"
+            )
+            image = f"{repository}:{version}"
+            subprocess.run(
+                ["docker", "build", "-q", "-t", image, str(context)],
+                check=True,
+                capture_output=True,
+                env={**os.environ, "DOCKER_BUILDKIT": "0"},
+            )
+            docker("push", image)
+            docker("rmi", image)
+        return repository
+
+    yield push
+    for repository in made:
+        images = docker("images", "-q", repository, check=False).stdout.split()
+        if images:
+            docker("rmi", "-f", *set(images), check=False)
+
+
+def pulled_stack(
+    compose_stack: Callable[..., ComposeStack], repository: str, pytester: pytest.Pytester,
+    state: Path,
+) -> ComposeStack:  # fmt: skip
+    """A stack whose image is ``<repository>:${APP_IMAGE_TAG}``, up at v1.0.0 (Compose
+    pulled it), and an inventory for deploying it."""
+    app = compose_stack("app", compose={"web": {"image": f"{repository}:${{APP_IMAGE_TAG}}"}})
+    app.up()
+    pytester.mkdir("inventories")
+    (pytester.path / "inventories" / "test.yml").write_text(deploy_inventory(app, state))
+    pytester.makepyfile(test_smoke=SUITES["test_smoke"])
+    return app
+
+
+def release_in(app: ComposeStack) -> str:
+    """What the running container's own files say it is (its release layer)."""
+    return docker("exec", app.container("web"), "cat", "/release").stdout.strip()
+
+
+def assert_nothing_changed(
+    app: ComposeStack, env_before: bytes, running: dict[str, str], state: Path
+) -> None:
+    __tracebackhide__ = True
+    assert (app.run_dir / ".env").read_bytes() == env_before
+    assert container(app) == running  # the same container id, image and health
+    deployed = [line for line in history_lines(state) if line[2] == "success"]
+    assert [line[:3] for line in deployed] == [("deploy", "v2.0.0", "success")][: len(deployed)]
+
+
+def test_deploy_pulls_the_release_from_the_registry_and_a_missing_tag_changes_nothing(
+    publish: Publish,
+    registry: str,
+    compose_stack: Callable[..., ComposeStack],
+    pytester: pytest.Pytester,
+    tmp_path: Path,
+) -> None:
+    repository = publish(registry)
+    state = tmp_path / "state"
+    app = pulled_stack(compose_stack, repository, pytester, state)
+    assert release_in(app) == f"{repository}:v1.0.0"
+    assert not on_host(f"{repository}:v2.0.0")
+
+    result = deploy(pytester, "v2.0.0")
+
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["app: v2.0.0 deployed and verified"])
+    assert (app.run_dir / ".env").read_text() == "APP_IMAGE_TAG=v2.0.0\n"
+    running = container(app)
+    assert running["image"] == f"{repository}:v2.0.0"
+    assert running["health"] == "healthy"
+    assert release_in(app) == f"{repository}:v2.0.0"  # the pushed v2's own layer
+    digests = json.loads(docker("image", "inspect", running["image"]).stdout)[0]["RepoDigests"]
+    assert [d.partition("@")[0] for d in digests] == [repository]  # it came from the registry
+    assert [line[:3] for line in history_lines(state)] == [("deploy", "v2.0.0", "success")]
+
+    # (a) A tag the registry does not have: refused before anything is touched.
+    env_before = (app.run_dir / ".env").read_bytes()
+    result = deploy(pytester, "v3.0.0")
+
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [f"DEPLOY FAILED: deploy of app v3.0.0 refused, nothing changed: {repository}:v3.0.0 "
+         f"is not on host here, nor in registry {registry}: *"]
+    )  # fmt: skip
+    assert_nothing_changed(app, env_before, running, state)
+    assert history_lines(state)[-1][:3] == ("deploy", "v3.0.0", "fail")
+
+
+def layer_blob(root: Path, repository: str, tag: str) -> Path:
+    """Where the registry stores the last layer (the release's own) of ``repository:tag``."""
+    registry, _, name = repository.partition("/")
+    request = urllib.request.Request(
+        f"http://{registry}/v2/{name}/manifests/{tag}",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        digest = json.load(answer)["layers"][-1]["digest"].partition(":")[2]
+    blob = root / "data/docker/registry/v2/blobs/sha256" / digest[:2] / digest / "data"
+    assert blob.is_file(), blob
+    return blob
+
+
+def test_a_registry_that_lost_a_layer_or_is_down_changes_nothing(
+    publish: Publish,
+    compose_stack: Callable[..., ComposeStack],
+    pytester: pytest.Pytester,
+    tmp_path: Path,
+) -> None:
+    """Its own registry: this test damages it, then stops it."""
+    root = tmp_path / "registry"
+    root.mkdir()
+    state = tmp_path / "state"
+    with serve_registry(root) as registry:
+        repository = publish(registry)
+        app = pulled_stack(compose_stack, repository, pytester, state)
+        env_before = (app.run_dir / ".env").read_bytes()
+        running = container(app)
+
+        # (c) The manifest is there (preflight finds the image), a layer is not: the pull
+        # itself fails, after the preflight and the backup, before the env file is written.
+        layer_blob(root, repository, "v2.0.0").unlink()
+        result = deploy(pytester, "v2.0.0")
+        result.assert_outcomes(errors=2)
+        result.stdout.fnmatch_lines(
+            [f"DEPLOY FAILED: deploy of app v2.0.0 refused, nothing changed: pulling "
+             f"{repository}:v2.0.0 on host here failed: *"]
+        )  # fmt: skip
+        assert_nothing_changed(app, env_before, running, state)
+        assert not on_host(f"{repository}:v2.0.0")
+
+    # (b) The registry is down (stopped): refused at preflight, naming image and registry.
+    result = deploy(pytester, "v2.0.0")
+
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [f"DEPLOY FAILED: deploy of app v2.0.0 refused, nothing changed: {repository}:v2.0.0 "
+         f"is not on host here, nor in registry {registry}: *"]
+    )  # fmt: skip
+    assert_nothing_changed(app, env_before, running, state)
+    assert [line[:3] for line in history_lines(state)] == [("deploy", "v2.0.0", "fail")] * 2

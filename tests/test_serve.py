@@ -1,0 +1,542 @@
+"""``deployproof serve`` against a real Compose stack, scraped by a real Prometheus server.
+
+One serve process (interval 2 s, a bearer token) watches a stack of two services and an
+endpoint; Debian's ``prometheus`` scrapes its /metrics every second with that token, and
+the series are read back through Prometheus's HTTP query API. A container is stopped
+(/healthz goes 503 ``failed`` and the verdict gauge flips within two intervals), started
+again (it recovers; the flips make it flaky under ``--flaky 2/10``), concurrent on-demand
+requests share one run, and SIGTERM ends serve with exit 0 and no pytest left behind. A
+second serve on the same port, with Docker pointed at nothing, is ``inconclusive``
+(503), never healthy, and Prometheus sees that too. No mocks: the real engine, Compose,
+pytest runs and Prometheus.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.compose import ComposeStack, inventory_yaml
+from tests.support.need import need
+from tests.support.network import free_port
+
+MakeStack = Callable[..., ComposeStack]
+INTERVAL_S = 2.0
+TOKEN = "serve-token-0123456789"
+DEPLOYPROOF = str(Path(sys.executable).parent / "deployproof")
+
+
+@dataclass
+class Answer:
+    status: int
+    body: str
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http(url: str, *, method: str = "GET", token: str | None = TOKEN) -> Answer:
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return Answer(answer.status, answer.read().decode())
+    except urllib.error.HTTPError as error:
+        return Answer(error.code, error.read().decode())
+
+
+def wait_until(what: str, probe: Callable[[], Any], timeout_s: float) -> tuple[Any, float]:
+    """Poll ``probe`` until it returns something truthy; that value and the seconds it took."""
+    start = time.monotonic()
+    last: Any = None
+    while time.monotonic() - start < timeout_s:
+        last = probe()
+        if last:
+            return last, time.monotonic() - start
+        time.sleep(0.2)
+    pytest.fail(f"{what}: not within {timeout_s:g} s (last: {last!r})", pytrace=False)
+
+
+class Serve:
+    """A ``deployproof serve`` process of this test, stopped (and checked) at the end."""
+
+    def __init__(self, root: Path, port: int, *extra: str, env: dict[str, str] | None = None):
+        self.root, self.port = root, port
+        environment = {k: v for k, v in os.environ.items() if k != "DEPLOYPROOF_BUILTIN"}
+        environment |= {"DP_SERVE_TOKEN": TOKEN, **(env or {})}
+        argv = [DEPLOYPROOF, "serve", "--env", "test", "-m", "smoke", "--port", str(port)]
+        argv += ["--interval", f"{INTERVAL_S:g}s", "--token-env", "DP_SERVE_TOKEN", *extra]
+        self.log = root / f"serve-{port}-{time.monotonic_ns()}.log"
+        # The bundled checks are collected (DEPLOYPROOF_BUILTIN unset), from this directory.
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                argv, cwd=root, env=environment, stdout=log, stderr=subprocess.STDOUT
+            )
+        start = time.monotonic()
+        while not _listening(port):
+            if self.process.poll() is not None or time.monotonic() - start > 20:
+                self.stop()
+                pytest.fail(f"deployproof serve did not listen:\n{self.output()}", pytrace=False)
+            time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def healthz(self, path: str = "/healthz") -> Answer:
+        return http(self.url + path)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        return code
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def pytest_processes(marker: str) -> list[str]:
+    """Command lines of live processes that mention ``marker`` (our inventory's path)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        line = " ".join(a.decode(errors="replace") for a in argv if a)
+        if marker in line and "pytest" in line:
+            found.append(f"{proc.name}: {line}")
+    return found
+
+
+@dataclass
+class Prometheus:
+    url: str
+
+    def query(self, expression: str) -> list[dict[str, Any]]:
+        query = urllib.parse.urlencode({"query": expression})
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?{query}", timeout=10) as answer:
+            document = json.load(answer)
+        assert document["status"] == "success", document
+        return list(document["data"]["result"])
+
+    def value(self, expression: str) -> float | None:
+        """The one sample of ``expression`` now, or None when it has none (yet)."""
+        result = self.query(expression)
+        return float(result[0]["value"][1]) if len(result) == 1 else None
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Callable[[int], Prometheus]]:
+    """Start Debian's Prometheus on loopback, scraping a serve port every second (with the
+    bearer token); stopped afterwards. Never the package's own service."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        need("prometheus", "Debian's prometheus package (scripts/setup.sh installs it)")
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(target_port: int) -> Prometheus:
+        home = tmp_path / "prometheus"
+        home.mkdir()
+        (home / "token").write_text(TOKEN)
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [
+                {
+                    "job_name": "deployproof",
+                    "scrape_interval": "1s",
+                    "scrape_timeout": "1s",
+                    "authorization": {"credentials_file": str(home / "token")},
+                    "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}],
+                }
+            ],
+        }
+        (home / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
+        port = free_port()
+        with (home / "prometheus.log").open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    str(binary),
+                    f"--config.file={home / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={home / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        started.append(process)
+        server = Prometheus(f"http://127.0.0.1:{port}")
+        wait_until("prometheus ready", lambda: _ready(server.url), 30)
+        return server
+
+    yield start
+    for process in started:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/-/ready", timeout=2) as answer:
+            return answer.status == 200
+    except (urllib.error.URLError, ConnectionError):
+        return False
+
+
+def checks_by_name(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {check["check"]: check for check in document["checks"]}
+
+
+def verdict_series(check: str, verdict: str) -> str:
+    return f'deployproof_check_verdict{{check="{check}",verdict="{verdict}",stack="app"}}'
+
+
+def test_serve_follows_a_real_stack_through_healthz_and_prometheus(
+    tmp_path: Path, compose_stack: MakeStack, prometheus: Callable[[int], Prometheus]
+) -> None:
+    app = compose_stack("app", web={}, worker={})
+    app.up()
+    print(f"compose project {app.project}")
+    (tmp_path / "inventories").mkdir()
+    inventory = tmp_path / "inventories" / "test.yml"
+    inventory.write_text(inventory_yaml([app]) + f"state_dir: {tmp_path / 'state'}\n")
+    port = free_port()
+    serve = Serve(tmp_path, port, "--flaky", "2/10")
+    try:
+        server = prometheus(port)
+
+        # Healthy: every check passed in a fresh run; Prometheus reads the same.
+        wait_until("a healthy run", lambda: serve.healthz().status == 200, 40)
+        document = serve.healthz().json()
+        assert document["status"] == "healthy"
+        checks = checks_by_name(document)
+        assert set(checks) == {"service_running/web", "service_running/worker",
+                               "endpoint_answers/health"}  # fmt: skip
+        assert {c["verdict"] for c in checks.values()} == {"passed"}
+        assert checks["endpoint_answers/health"]["attempts"] == 1  # BYD-3, from the report
+        assert checks["endpoint_answers/health"]["elapsed_s"] is not None
+        assert serve.healthz("/healthz/app?format=text").body.startswith("HEALTHY test/app:")
+        assert serve.healthz("/healthz/nope").status == 404
+        assert http(serve.url + "/healthz", token=None).status == 401
+        assert http(serve.url + "/metrics", token="wrong").status == 401
+        wait_until(
+            "prometheus sees the worker passed",
+            lambda: server.value(verdict_series("service_running/worker", "passed")) == 1.0,
+            15,
+        )
+        assert server.value('deployproof_healthy{env="test"}') == 1.0
+
+        # /metrics parses with prometheus_client's own parser: one verdict per check is 1.
+        families = {
+            f.name: f for f in text_string_to_metric_families(serve.healthz("/metrics").body)
+        }
+        verdicts = families["deployproof_check_verdict"].samples
+        for check in checks:
+            ones = [
+                s.labels["verdict"] for s in verdicts if s.labels["check"] == check and s.value == 1
+            ]
+            assert ones == ["passed"], (check, ones)
+        assert {
+            "deployproof_check_attempts",
+            "deployproof_check_elapsed_seconds",
+            "deployproof_check_flaky",
+            "deployproof_last_run_timestamp_seconds",
+            "deployproof_last_run_duration_seconds",
+            "deployproof_runs",
+        } <= set(families)
+
+        # A stopped container: 503 "failed" within two intervals (plus the run that sees it).
+        subprocess.run(["docker", "stop", "-t", "1", app.container("worker")], check=True,
+                       capture_output=True)  # fmt: skip
+        _, took = wait_until(
+            "/healthz 503 failed", lambda: _status(serve) == (503, "failed"), 4 * INTERVAL_S + 6
+        )
+        document = serve.healthz().json()
+        worker = checks_by_name(document)["service_running/worker"]
+        assert worker["verdict"] == "failed"
+        assert app.container("worker") in worker["message"]
+        assert checks_by_name(document)["service_running/web"]["verdict"] == "passed"
+        assert serve.healthz("/healthz/app").status == 503
+        assert serve.healthz("/healthz?format=text").body.startswith("FAILED test:")
+        wait_until(
+            "prometheus sees the worker failed",
+            lambda: server.value(verdict_series("service_running/worker", "failed")) == 1.0,
+            4 * INTERVAL_S,
+        )
+        assert server.value(verdict_series("service_running/worker", "passed")) == 0.0
+        assert server.value('deployproof_healthy{env="test"}') == 0.0
+        print(f"stopped container seen by /healthz after {took:.1f} s")
+
+        # Started again: recovers; the two flips make it flaky under --flaky 2/10.
+        subprocess.run(["docker", "start", app.container("worker")], check=True,
+                       capture_output=True)  # fmt: skip
+        _, took = wait_until("/healthz 200 again", lambda: serve.healthz().status == 200, 30)
+        print(f"recovery seen by /healthz after {took:.1f} s")
+        worker = checks_by_name(serve.healthz().json())["service_running/worker"]
+        assert worker["verdict"] == "passed"
+        assert worker["flaky"]["flaky"] is True, worker
+        assert worker["flaky"]["flips"] >= 2, worker  # failed, then passed again
+        wait_until(
+            "prometheus sees the worker flaky",
+            lambda: server.value('deployproof_check_flaky{check="service_running/worker"}') == 1.0,
+            4 * INTERVAL_S,
+        )
+        assert server.value('deployproof_check_flaky{check="service_running/web"}') == 0.0
+
+        # Single-flight: concurrent on-demand requests share one run.
+        answers: list[Answer] = []
+        threads = [
+            threading.Thread(target=lambda: answers.append(http(serve.url + "/run", method="POST")))
+            for _ in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert [a.status for a in answers] == [200] * 8, [a.body for a in answers]
+        run_ids = {a.json()["run"]["id"] for a in answers}
+        assert len(run_ids) == 1, run_ids
+
+        # SIGTERM, a run in flight: exit 0, and no pytest of ours left.
+        http(serve.url + "/healthz")
+        wait_until("a run in flight", lambda: serve.healthz().json()["running"], 10)
+        assert pytest_processes(str(inventory.parent)), "a run should be in flight"
+        assert serve.stop() == 0, serve.output()
+        assert pytest_processes(str(inventory.parent)) == []
+
+        # Runs never overlapped: each started after the one before finished.
+        with sqlite3.connect(tmp_path / "state" / "serve-runs.sqlite3") as db:
+            runs = db.execute("SELECT id, started, finished FROM runs ORDER BY id").fetchall()
+        assert len(runs) >= 5
+        for before, after in itertools.pairwise(runs):
+            assert after[1] >= before[2], (before, after)
+        assert max(run_ids) in {run[0] for run in runs}
+
+        # `deployproof trend` reads the same memory.
+        trend = subprocess.run(
+            [DEPLOYPROOF, "trend", "--env", "test", "app", "--json"],
+            cwd=tmp_path, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        by_check = {t["check"]: t for t in json.loads(trend.stdout)}
+        assert by_check["service_running/web"]["pass_rate"] == 1.0
+        assert 0 < by_check["service_running/worker"]["pass_rate"] < 1
+        assert by_check["service_running/worker"]["flips"] >= 2
+        assert by_check["endpoint_answers/health"]["p50_elapsed_s"] is not None
+
+        # Docker unreachable: inconclusive (503), never healthy; Prometheus sees it too.
+        serve = Serve(tmp_path, port, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+        _, took = wait_until(
+            "/healthz 503 inconclusive",
+            lambda: _status(serve) == (503, "inconclusive"),
+            4 * INTERVAL_S + 6,
+        )
+        document = serve.healthz().json()
+        assert {c["verdict"] for c in document["checks"]} == {"inconclusive"}
+        assert "cannot reach Docker" in document["reason"]
+        wait_until(
+            "prometheus sees inconclusive",
+            lambda: server.value(verdict_series("service_running/web", "inconclusive")) == 1.0,
+            4 * INTERVAL_S,
+        )
+        assert server.value('deployproof_healthy{env="test"}') == 0.0
+        assert TOKEN not in serve.healthz("/metrics").body + serve.healthz().body
+        assert serve.stop() == 0, serve.output()
+        assert pytest_processes(str(inventory.parent)) == []
+    finally:
+        serve.stop()
+
+
+def _status(serve: Serve) -> tuple[int, str]:
+    answer = serve.healthz()
+    return answer.status, answer.json().get("status", "")
+
+
+HOLD_TEST = '''
+import time
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.smoke
+def test_gate_opens():
+    """The project's own check, run by serve beside the selection: it waits while ./hold exists."""
+    while Path("hold").exists():
+        time.sleep(0.05)
+'''
+
+
+def test_serve_says_unknown_then_cuts_a_hung_run_and_calls_an_old_result_stale(
+    tmp_path: Path,
+) -> None:
+    """Without Docker: the project's own smoke check, which hangs while a file exists. No run
+    finished yet is ``unknown``; a run past --timeout is killed with its pytest (inconclusive,
+    naming the deadline); a result older than two intervals is ``stale``: all 503."""
+    (tmp_path / "inventories").mkdir()
+    (tmp_path / "inventories" / "test.yml").write_text(
+        f"hosts: {{here: {{spec: 'local://'}}}}\nstate_dir: {tmp_path / 'state'}\n"
+    )
+    (tmp_path / "test_hold.py").write_text(HOLD_TEST)
+    hold = tmp_path / "hold"
+    hold.touch()
+    serve = Serve(tmp_path, free_port(), "--interval", "1s", "--timeout", "3s",
+                  env={"DEPLOYPROOF_BUILTIN": "0"})  # fmt: skip
+    try:
+        document = serve.healthz().json()
+        assert (document["status"], document["run"]) == ("unknown", None)
+        assert serve.healthz().status == 503
+
+        wait_until(
+            "the hung run cut at its deadline", lambda: _status(serve)[1] == "inconclusive", 10
+        )
+        document = serve.healthz().json()
+        assert "stopped at its deadline of 3 s" in document["reason"]
+        assert document["run"]["outcome"] == "error"
+        assert document["checks"][0]["verdict"] == "inconclusive"
+        assert 2.5 < document["run"]["duration_s"] < 9, document["run"]
+
+        hold.unlink()
+        wait_until("healthy once the check can pass", lambda: serve.healthz().status == 200, 15)
+        assert checks_by_name(serve.healthz().json()).keys() == {"gate_opens"}
+
+        hold.touch()  # the next run hangs: what we know ages past two intervals
+        wait_until("stale", lambda: _status(serve) == (503, "stale"), 10)
+        assert "too old" in serve.healthz().json()["reason"]
+        assert serve.stop() == 0, serve.output()
+        assert pytest_processes(str(tmp_path / "inventories")) == []
+    finally:
+        serve.stop()
+
+
+class Flapping(ThreadingHTTPServer):
+    """Answers 200 and 503 in turn: the endpoint of a check that flaps."""
+
+    def __init__(self) -> None:
+        self.served = 0
+        super().__init__(("127.0.0.1", 0), _FlapHandler)
+
+
+class _FlapHandler(BaseHTTPRequestHandler):
+    server: Flapping
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_GET(self) -> None:
+        self.server.served += 1
+        status = 200 if self.server.served % 2 else 503
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def flapping() -> Iterator[Callable[[], Flapping]]:
+    servers: list[Flapping] = []
+
+    def start() -> Flapping:
+        server = Flapping()
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_flapping_endpoint_is_flaky_after_the_configured_runs(
+    tmp_path: Path, flapping: Callable[[], Flapping]
+) -> None:
+    """Two endpoints on servers failing every other request: one probed once per run
+    (pass, fail, pass: flips), one with two tries (always passes, on its second attempt:
+    retries). Under --flaky 3/10 both are flaky after enough runs, in /healthz, /metrics
+    and `deployproof trend`; a steady passing run is not."""
+    once, retried = flapping(), flapping()
+    (tmp_path / "inventories").mkdir()
+    (tmp_path / "inventories" / "test.yml").write_text(
+        "hosts: {here: {spec: 'local://'}}\n"
+        f"state_dir: {tmp_path / 'state'}\n"
+        "probes: {tries: 1, interval_s: 0.05, deadline_s: 5}\n"
+        "stacks:\n"
+        "  flap:\n"
+        f"    {{layer: platform, host: here, run_dir: {tmp_path}, services: {{app: {{}}}},\n"
+        "      endpoints: [\n"
+        f"      {{name: once, url: 'http://127.0.0.1:{once.server_port}/', health: true}},\n"
+        f"      {{name: retried, url: 'http://127.0.0.1:{retried.server_port}/', health: true,"
+        " tries: 2}]}\n"
+    )
+    # Only the health checks: a deselected container check blocks nothing (no containers).
+    serve = Serve(tmp_path, free_port(), "-m", "health", "--interval", "0.5s", "--flaky", "3/10")
+    try:
+
+        def flaky() -> dict[str, Any] | None:
+            checks = checks_by_name(serve.healthz().json())
+            flags = {
+                name: (check["flaky"] or {}).get("flaky")
+                for name, check in checks.items()
+                if name.startswith("health_endpoint/")
+            }
+            return checks if flags == {"health_endpoint/once": True,
+                                       "health_endpoint/retried": True} else None  # fmt: skip
+
+        checks, _ = wait_until("both endpoints flaky", flaky, 40)
+        assert checks["health_endpoint/once"]["flaky"]["flips"] >= 3
+        assert checks["health_endpoint/retried"]["flaky"]["retried"] >= 3
+        assert checks["health_endpoint/retried"]["verdict"] == "passed"
+        assert checks["health_endpoint/retried"]["attempts"] == 2
+        families = text_string_to_metric_families(serve.healthz("/metrics").body)
+        flaky_gauge = next(f for f in families if f.name == "deployproof_check_flaky")
+        assert {s.labels["check"]: s.value for s in flaky_gauge.samples} == {
+            "health_endpoint/once": 1.0,
+            "health_endpoint/retried": 1.0,
+            "database_answers": 0.0,  # none declared: skipped, never flaky
+        }
+        assert serve.stop() == 0, serve.output()
+    finally:
+        serve.stop()
+    trend = subprocess.run(
+        [DEPLOYPROOF, "trend", "--env", "test", "flap"],
+        cwd=tmp_path, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    lines = trend.stdout.splitlines()
+    assert len(lines) == 2, trend.stdout  # the stack's two checks
+    assert all(line.endswith(" FLAKY") for line in lines), trend.stdout
