@@ -1,7 +1,7 @@
 """What ``deployproof --help`` and each ``deployproof COMMAND --help`` say below the options:
-examples, the ``--json`` document's fields, and the exit codes (read off ``cli.py``).
+examples, the ``--json`` document's fields, and the exit codes (read off the command modules).
 
-Kept apart from the parser so the commands stay readable; ``cli.document`` attaches them.
+Kept apart from the parsers so the commands stay readable; ``cli._document`` attaches them.
 """
 
 from __future__ import annotations
