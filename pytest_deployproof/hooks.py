@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from . import e2e_fixtures, fixtures, suites
+from .checks.quarantine import quarantine_of, rewrite
 from .deploy.deployer import DeployError
 from .deploy.signals import terminate_as_interrupt
 from .errors import Inconclusive
@@ -303,7 +304,17 @@ def pytest_runtest_makereport(
     """The verdict of each report, decided here once and carried on it (verdicts.py);
     then, as the outermost wrapper, everything the report shows is masked (REP-3)."""
     report = yield
-    verdict = _verdict(item, report, call)
+    run = item.config.stash[RUN_KEY]
+    target = target_of(item)
+    entry = None
+    if target is not None and target.stack in run.inventory.stacks:
+        stack = run.inventory.stacks[target.stack]
+        entry = quarantine_of(stack, getattr(item, "originalname", item.name), target)
+    if entry is not None and (report.when == "call" or report.failed):
+        report = rewrite(report, entry)  # quarantined (skipped), or expired (failed)
+        verdict = Verdict.SKIPPED if report.skipped else Verdict.FAILED
+    else:
+        verdict = _verdict(item, report, call)
     # Each report carries the test's verdict so far (its worst phase): the teardown report,
     # the one JUnit reads properties from, then carries the test's verdict.
     worst = Verdict.worst([item.stash.get(VERDICT_KEY, verdict), verdict])
@@ -312,8 +323,6 @@ def pytest_runtest_makereport(
     if verdict in (Verdict.INCONCLUSIVE, Verdict.DEPLOY_FAILED) and call.excinfo is not None:
         # Facts about the infrastructure or the deploy, not bugs in the plugin: no traceback.
         report.longrepr = f"{verdict.label}: {call.excinfo.value}"
-    run = item.config.stash[RUN_KEY]
-    target = target_of(item)
     if (
         report.when == "call"
         and report.passed
@@ -327,11 +336,15 @@ def pytest_runtest_makereport(
         # A stack has many stack-level checks: name the one that failed.
         label = target.id + (f" {item.originalname}" if target.kind == "stack" else "")  # type: ignore[attr-defined]
         run.ledger.record_failure(target.stack, CheckFailure(label, verdict))
-    if report.failed or report.sections:
+    if report.failed or report.sections or entry is not None:
         masker = run.secrets()
-        text = str(report.longrepr) if report.longrepr is not None else ""
-        if text and masker(text) != text:
-            report.longrepr = masker(text)
+        if isinstance(report.longrepr, tuple):  # a skip's (path, line, reason)
+            path, line, reason = report.longrepr
+            report.longrepr = (path, line, masker(reason))
+        else:
+            text = str(report.longrepr) if report.longrepr is not None else ""
+            if text and masker(text) != text:
+                report.longrepr = masker(text)
         report.sections = [(title, masker(body)) for title, body in report.sections]
     return report
 

@@ -30,6 +30,8 @@ write), the database rows (all still there), and the password (in no output).
 | 19 | empty selection: nothing selected / all skipped  | 5 / 6 | nothing deployed        | v1   |
 | 20 | `up_timeout_s: .inf`                             | 4     | refused, nothing changed| v1   |
 | 21 | the default state dir inside a git checkout      | 4     | refused, nothing changed| -    |
+| 22 | `up` exits 0 having changed nothing (a pull that | 1     | rolled back, verified   | v1   |
+|    | failed inside Compose): old containers healthy   |       |                         |      |
 
 Each test asserts the history lines too: a failed deploy line then a rollback line, a
 refusal's one failed line, a held deploy's inconclusive line, or nothing new.
@@ -38,7 +40,7 @@ rolls it back to v1, verified, then deploys and proves v2 (the one verified reco
 ** 5: the rollback cannot reach the host either, so it fails and says how to finish it;
 the link comes back and `deployproof rollback --last-good` does.
 
-21 kinds, 23 test cases (17 has two policies, 19 two selections). ** 4: the killed run
+22 kinds, 24 test cases (17 has two policies, 19 two selections). ** 4: the killed run
 exits -9; the next run exits 0 after it recorded and undid the killed one, then deployed.
 Elsewhere: torn lines and short writes appended by a size-limited process
 (tests/test_durable_state.py); leases across PID namespaces and reused pids
@@ -85,6 +87,15 @@ SLOW_UP = """#!/bin/sh
 # Compose, with `up` held back a few seconds so that a fault lands while it runs.
 case " $* " in
   *" up "*) touch "{mark}"; sleep 5 ;;
+esac
+exec {compose} "$@"
+"""
+
+NO_OP_UP = """#!/bin/sh
+# Compose whose `up` exits 0 having changed nothing, as Compose 2.40 does when its own pull
+# fails ("unknown blob"): the previous containers stay up and healthy.
+case " $* " in
+  *" up "*) exit 0 ;;
 esac
 exec {compose} "$@"
 """
@@ -586,6 +597,31 @@ def test_health_failing_after_up_rolls_back(case: Case, bad_image: str) -> None:
     assert _last(case, 2) == [("deploy", bad_image, "fail"), ("rollback", "v1.0.0", "success")]
     case.assert_nothing_lost(output, tag="v1.0.0")
     assert container(case.app)["image"].endswith(":v1.0.0")
+
+
+def test_an_up_that_changed_nothing_is_not_verified_but_rolled_back(case: Case) -> None:
+    """Running and healthy is not the new version: the containers must run the image the
+    stack's files now name."""
+    wrapper = case.pytester.path / "no-op-up-compose"
+    wrapper.write_text(NO_OP_UP.format(compose=compose_binary()))
+    wrapper.chmod(0o755)
+    path = case.inventory()
+    path.write_text(
+        path.read_text().replace(
+            "hosts: {here: {spec: 'local://'}}",
+            f"hosts: {{here: {{spec: 'local://', compose: '{wrapper}'}}}}",
+        )
+    )
+    before = container(case.app)["id"]
+    code, output = case.deploy("v2.0.0")
+
+    assert code == pytest.ExitCode.TESTS_FAILED, output
+    assert "app: v2.0.0 failed (" in output
+    assert ":v1.0.0, not deployproof-demo/busybox:v2.0.0" in output
+    assert "rolled back to v1.0.0, verified" in output
+    assert _last(case, 2) == ROLLED_BACK
+    case.assert_nothing_lost(output, tag="v1.0.0")
+    assert container(case.app)["id"] == before  # nothing was ever recreated
 
 
 def test_a_failed_migration_rolls_back_and_keeps_the_rows(case: Case) -> None:

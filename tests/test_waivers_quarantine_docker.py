@@ -1,5 +1,7 @@
-"""Waivers on a real stack: a waived gate neither passes nor fails and does not hold a
-deploy; an expired one fails with its reason and does."""
+"""Waivers and quarantine on a real stack. A waived gate neither passes nor fails and does
+not hold a deploy; an expired one fails with its reason and does. A quarantined check runs
+and says what happened, but is never green (no evidence for a deploy) and never fails the
+run; an expired quarantine fails with its reason."""
 
 from __future__ import annotations
 
@@ -78,3 +80,57 @@ def test_an_expired_waiver_fails_the_gate_and_holds_the_deploy(
          f"*deploy of {name} v2.0.0 refused, nothing changed: preflight failed*"]
     )  # fmt: skip
     assert (run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"
+
+
+QUARANTINED_USER_CHECK = """
+def test_flaps(stack):
+    assert False, "the CDN answered 502 again"
+"""
+
+
+def _quarantine(pytester: pytest.Pytester, stack: tuple[str, Path, int], entries: str) -> None:
+    name, run_dir, port = stack
+    plain_inventory(pytester, run_dir, port, f"    quarantine: [{entries}]\n", stack=name)
+
+
+def test_a_quarantined_check_runs_is_shown_and_neither_passes_nor_fails(
+    pytester: pytest.Pytester, no_limits_stack: tuple[str, Path, int]
+) -> None:
+    name, _, _ = no_limits_stack
+    _quarantine(
+        pytester,
+        no_limits_stack,
+        "{check: flaps, reason: 'CDN flaps, ticket OPS-7', until: 2099-12-31}, "
+        "{check: test_service_running, target: 'w*', reason: 'watching it', until: 2099-12-31}",
+    )
+    pytester.makepyfile(test_smoke=SUITES["test_smoke"], test_mine=QUARANTINED_USER_CHECK)
+    result = pytester.runpytest_subprocess("--env", "prod", "-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(passed=1, skipped=2)  # the endpoint passes; two quarantined
+    assert result.ret == 0  # a failing quarantined check does not fail the run
+    result.stdout.fnmatch_lines_random(
+        [
+            "SKIPPED * quarantined: CDN flaps, ticket OPS-7 (until 2099-12-31); it failed: "
+            "*the CDN answered 502 again*",
+            "SKIPPED * quarantined: watching it (until 2099-12-31); it passed",
+        ]
+    )
+    # Never green: a deploy whose only check of the stack is quarantined is not verified.
+    pytester.makepyfile(test_smoke="", test_mine=QUARANTINED_USER_CHECK)
+    held = deploy_only_selected(pytester, "v2.0.0", "not nothing")
+    assert held.ret == 6, held.stdout.str()
+    held.stdout.fnmatch_lines([f"*{name}: v2.0.0 HELD, not verified*"])
+
+
+def test_an_expired_quarantine_fails_with_its_reason_even_when_the_check_passes(
+    pytester: pytest.Pytester, no_limits_stack: tuple[str, Path, int]
+) -> None:
+    _quarantine(
+        pytester, no_limits_stack,
+        "{check: service_running, reason: 'watching it', until: 2020-01-31}",
+    )  # fmt: skip
+    pytester.makepyfile(test_smoke=SUITES["test_smoke"])
+    result = pytester.runpytest_subprocess("--env", "prod", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*quarantine expired on 2020-01-31: watching it (renew or remove it); the check passed*"]
+    )

@@ -24,8 +24,8 @@ from ..ledger import Outcome
 from ..observe.drift import record_deployed
 from ..observe.probes import probe_all
 from ..observe.rollout import RolloutFigures
-from ..observe.stackfiles import env_value, set_env_value
-from ..orchestrators.containers import service_problems
+from ..observe.stackfiles import env_value, render_config, set_env_value
+from ..orchestrators.containers import ContainerState, ServiceState, service_problems
 from ..reach.hosts import HostAccess
 from .history import History
 from .locks import LockHeldError, StackLock
@@ -247,6 +247,17 @@ class StackAction:
                 f"{self.orchestrator.apply_command} of {self.stack.name} "
                 f"{self.deployment.version} did not become healthy: {self.masker(problem)}"
             )
+        if self.stack.target == "compose":  # a swarm's convergence already compared images
+            self.orchestrator.refresh()
+            probes = self.run.inventory.probes
+            states = {name: self.orchestrator.service(self.stack, name, probes)
+                      for name in self.stack.services}  # fmt: skip
+            wrong = self._images_not_as_configured(states)
+            if wrong:
+                raise DeployError(
+                    f"{self.orchestrator.apply_command} of {self.stack.name} "
+                    f"{self.deployment.version} exited 0 but left " + self.masker("; ".join(wrong))
+                )
         # What is now running, for the drift checks (DRF-1): the files' hash, Compose's hashes.
         env_text = self.access.read(self.stack.env_path) or ""
         self._record_deployed(env_value(env_text, self.tag_var), env_text)
@@ -271,6 +282,31 @@ class StackAction:
     def current_version(self) -> str | None:
         return env_value(self.access.read(self.stack.env_path) or "", self.tag_var)
 
+    def _images_not_as_configured(self, states: dict[str, ServiceState]) -> list[str]:
+        """Containers running another image than the stack's files now name. Running and
+        healthy is not enough: Compose can exit 0 from ``up --wait`` having created nothing
+        (a pull that fails mid-way, "unknown blob"), leaving the previous version up and
+        healthy, which would then be recorded as the new one verified."""
+        config, problem = render_config(self.stack, self.access, self.masker, env_file=True)
+        if config is None:
+            return [problem or "docker compose config gave nothing"]
+        wrong = []
+        for name, state in states.items():
+            expected = str(((config.get("services") or {}).get(name) or {}).get("image") or "")
+            if not expected:
+                continue
+            for container in state.containers:
+                if container.image != expected and not self._is_image(container, expected):
+                    wrong.append(f"{container.describe()}: runs {container.image}, not {expected}")
+        return wrong
+
+    def _is_image(self, container: ContainerState, image: str) -> bool:
+        """A container listed by image id, not name (the engine does so once the tag it was
+        created from has moved on) runs ``image`` when that is what the tag names now. A
+        container listed by another *name* was not recreated, whatever its content."""
+        listed_by_id = container.image.startswith("sha256:")
+        return listed_by_id and container.image_id in self.engine.identity(image)
+
     def verify(self) -> str:
         """The smoke observations of the stack, judged: '' when every service is up and
         every endpoint answers."""
@@ -281,9 +317,12 @@ class StackAction:
         log.info("%s: verifying %s (services, endpoints)", self.stack.name, version)
         problems: list[str] = []
         self.orchestrator.refresh()
+        states = {}
         for name, service in self.stack.services.items():
-            state = self.orchestrator.service(self.stack, name, self.run.inventory.probes)
-            problems += service_problems(service, state)
+            states[name] = self.orchestrator.service(self.stack, name, self.run.inventory.probes)
+            problems += service_problems(service, states[name])
+        if self.stack.target == "compose":  # a swarm's convergence already compared images
+            problems += self._images_not_as_configured(states)
         results = probe_all(((e.name, e) for e in self.stack.endpoints), self.run.inventory.probes)
         problems += [r.describe().splitlines()[0] for r in results.values() if not r.passed]
         if problems:

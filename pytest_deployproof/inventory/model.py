@@ -509,6 +509,35 @@ class Waiver(_Model):
     until: date = Field(description="The last day it holds (YYYY-MM-DD, UTC).")
 
 
+class Quarantine(_Model):
+    """A check of a stack that flaps, taken out of the verdict for a while: it still runs and
+    its outcome is shown, but as "quarantined", never green and never failing the run; past
+    ``until`` it fails with the reason."""
+
+    check: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$",
+        description="The check's test function, with or without its test_ prefix "
+        "(e.g. endpoint_answers, service_running, or one of your own).",
+    )
+    target: str = Field(
+        default="*",
+        max_length=100,
+        description="Which of the stack's targets (a service, endpoint or database name; a "
+        "glob); default: all of them.",
+    )
+    reason: str = Field(min_length=3, max_length=300, description="Why; shown in reports.")
+    until: date = Field(description="The last day it holds (YYYY-MM-DD, UTC).")
+
+    @field_validator("target")
+    @classmethod
+    def _check_target(cls, target: str) -> str:
+        return validate_glob(target)
+
+    @property
+    def test_name(self) -> str:
+        return self.check if self.check.startswith("test_") else f"test_{self.check}"
+
+
 #: the names ``docker compose`` looks for in its working directory, in its order
 COMPOSE_FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
@@ -578,6 +607,12 @@ class Stack(_Named):
         default=(),
         max_length=50,
         description="Preflight gates waived for a while, each with a reason and an end date.",
+    )
+    quarantine: tuple[Quarantine, ...] = Field(
+        default=(),
+        max_length=50,
+        description="Flapping checks reported as quarantined (neither green nor failing) for a "
+        "while, each with a reason and an end date.",
     )
 
     _check_paths = field_validator("paths")(_validate_globs)
