@@ -32,6 +32,7 @@ write), the database rows (all still there), and the password (in no output).
 | 21 | the default state dir inside a git checkout      | 4     | refused, nothing changed| -    |
 | 22 | `up` exits 0 having changed nothing (a pull that | 1     | rolled back, verified   | v1   |
 |    | failed inside Compose): old containers healthy   |       |                         |      |
+| 23 | the host's data disk below `min_free_percent`    | 1     | refused, nothing changed| v1   |
 
 Each test asserts the history lines too: a failed deploy line then a rollback line, a
 refusal's one failed line, a held deploy's inconclusive line, or nothing new.
@@ -40,7 +41,7 @@ rolls it back to v1, verified, then deploys and proves v2 (the one verified reco
 ** 5: the rollback cannot reach the host either, so it fails and says how to finish it;
 the link comes back and `deployproof rollback --last-good` does.
 
-22 kinds, 24 test cases (17 has two policies, 19 two selections). ** 4: the killed run
+23 kinds, 25 test cases (17 has two policies, 19 two selections). ** 4: the killed run
 exits -9; the next run exits 0 after it recorded and undid the killed one, then deployed.
 Elsewhere: torn lines and short writes appended by a size-limited process
 (tests/test_durable_state.py); leases across PID namespaces and reused pids
@@ -622,6 +623,34 @@ def test_an_up_that_changed_nothing_is_not_verified_but_rolled_back(case: Case) 
     assert _last(case, 2) == ROLLED_BACK
     case.assert_nothing_lost(output, tag="v1.0.0")
     assert container(case.app)["id"] == before  # nothing was ever recreated
+
+
+def test_a_nearly_full_data_disk_fails_its_gate_and_refuses_the_deploy(
+    case: Case, small_disk: SmallDisk
+) -> None:
+    """A real filesystem (tmpfs) as the host's data path, filled to under 20 % free."""
+    path = case.inventory()
+    path.write_text(
+        path.read_text().replace(
+            "hosts: {here: {spec: 'local://'}}",
+            f"hosts: {{here: {{spec: 'local://', data_path: '{small_disk.path}'}}}}",
+        )
+    )
+    small_disk.fill(leave=24 * 1024)  # ~9 % of 256 KiB
+    case.pytester.makepyfile(test_preflight=SUITES["test_preflight"])
+    gate = case.pytester.runpytest_subprocess(
+        "--env", "test", "-m", "preflight", "-k", "disk_free", "-p", "no:cacheprovider"
+    )  # fmt: skip
+    gate.assert_outcomes(failed=1)
+    gate.stdout.fnmatch_lines([f"*host here: {small_disk.path} (on *) has *% free (0 MiB), "
+                               "below the 20% threshold*"])  # fmt: skip
+    before = container(case.app)["id"]
+    code, output = case.deploy("v2.0.0", "-k", "test_up")
+
+    case.assert_refused(code, output, "v2.0.0", before)
+    assert f"host here: {small_disk.path} (on " in output
+    small_disk.make_room()
+    assert case.deploy("v2.0.0", "-k", "test_up")[0] == 0  # the same deploy, with room
 
 
 def test_a_failed_migration_rolls_back_and_keeps_the_rows(case: Case) -> None:
