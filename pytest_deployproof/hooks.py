@@ -307,10 +307,13 @@ def pytest_runtest_makereport(
     run = item.config.stash[RUN_KEY]
     target = target_of(item)
     entry = None
-    if target is not None and target.stack in run.inventory.stacks:
+    # A gate holds a deploy: only a waiver (per gate and service) may let it off, never a
+    # quarantine. And only what the check itself did is quarantined, not a setup error.
+    gate = item.get_closest_marker("preflight") is not None
+    if target is not None and target.stack in run.inventory.stacks and not gate:
         stack = run.inventory.stacks[target.stack]
         entry = quarantine_of(stack, getattr(item, "originalname", item.name), target)
-    if entry is not None and (report.when == "call" or report.failed):
+    if entry is not None and report.when == "call":
         report = rewrite(report, entry)  # quarantined (skipped), or expired (failed)
         verdict = Verdict.SKIPPED if report.skipped else Verdict.FAILED
     else:

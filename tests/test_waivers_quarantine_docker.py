@@ -134,3 +134,18 @@ def test_an_expired_quarantine_fails_with_its_reason_even_when_the_check_passes(
     result.stdout.fnmatch_lines(
         ["*quarantine expired on 2020-01-31: watching it (renew or remove it); the check passed*"]
     )
+
+
+def test_a_preflight_gate_cannot_be_quarantined_into_a_deploy(
+    pytester: pytest.Pytester, no_limits_stack: tuple[str, Path, int]
+) -> None:
+    """The stack has no limits: quarantining the gate must not let the deploy through."""
+    name, run_dir, _ = no_limits_stack
+    _quarantine(
+        pytester, no_limits_stack,
+        "{check: resource_limits, reason: 'flaky they say', until: 2099-12-31}",
+    )  # fmt: skip
+    pytester.makepyfile(test_preflight=SUITES["test_preflight"], test_smoke=SUITES["test_smoke"])
+    deployed = deploy_only_selected(pytester, "v2.0.0", "preflight or smoke")
+    deployed.stdout.fnmatch_lines([f"*deploy of {name} v2.0.0 refused, nothing changed*"])
+    assert (run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"

@@ -37,11 +37,10 @@ def quarantine_of(stack: Stack, test_name: str, target: Target) -> Quarantine | 
 def rewrite(
     report: pytest.TestReport, entry: Quarantine, today: date | None = None
 ) -> pytest.TestReport:
-    """The report as a quarantined check's: skipped (saying what really happened), or,
-    past its date, failed with the reason. Setup skips (blocked, deselected) stay."""
+    """The call report as a quarantined check's: skipped (saying what really happened), or,
+    past its date, failed with the reason. Preflight gates are never quarantined (a
+    waiver is the tool there), and setup errors stay errors (:mod:`..hooks`)."""
     today = today or datetime.now(UTC).date()
-    if report.when != "call" and not report.failed:
-        return report  # a passed setup: the call decides; a skipped one (blocked) stays
     happened = _what_happened(report)
     if today > entry.until:
         report.outcome = "failed"
