@@ -31,7 +31,8 @@ write), the database rows (all still there), and the password (in no output).
 | 20 | `up_timeout_s: .inf`                             | 4     | refused, nothing changed| v1   |
 | 21 | the default state dir inside a git checkout      | 4     | refused, nothing changed| -    |
 | 22 | `up` exits 0 having changed nothing (a pull that | 1     | rolled back, verified   | v1   |
-|    | failed inside Compose): old containers healthy   |       |                         |      |
+|    | failed inside Compose): old containers healthy;  |       |                         |      |
+|    | or changed only what the inventory lists         |       |                         |      |
 | 23 | the host's data disk below `min_free_percent`    | 1     | refused, nothing changed| v1   |
 
 Each test asserts the history lines too: a failed deploy line then a rollback line, a
@@ -41,8 +42,9 @@ rolls it back to v1, verified, then deploys and proves v2 (the one verified reco
 ** 5: the rollback cannot reach the host either, so it fails and says how to finish it;
 the link comes back and `deployproof rollback --last-good` does.
 
-23 kinds, 25 test cases (17 has two policies, 19 two selections). ** 4: the killed run
-exits -9; the next run exits 0 after it recorded and undid the killed one, then deployed.
+23 kinds, 26 test cases (17 has two policies, 19 two selections, 22 two variants).
+** 4: the killed run exits -9; the next run exits 0 after it recorded and undid the
+killed one, then deployed.
 Elsewhere: torn lines and short writes appended by a size-limited process
 (tests/test_durable_state.py); leases across PID namespaces and reused pids
 (tests/test_history_and_locks.py); two runner deploys at the same instant, 50 rounds
@@ -58,7 +60,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +99,15 @@ NO_OP_UP = """#!/bin/sh
 # fails ("unknown blob"): the previous containers stay up and healthy.
 case " $* " in
   *" up "*) exit 0 ;;
+esac
+exec {compose} "$@"
+"""
+
+ONLY_WEB_UP = """#!/bin/sh
+# Compose whose `up` recreates only `web`: the sidecar, which the inventory does not list,
+# stays on the previous image (a partial `up`, as when a service's own pull failed).
+case " $* " in
+  *" up "*) exec {compose} "$@" web ;;
 esac
 exec {compose} "$@"
 """
@@ -623,6 +634,42 @@ def test_an_up_that_changed_nothing_is_not_verified_but_rolled_back(case: Case) 
     assert _last(case, 2) == ROLLED_BACK
     case.assert_nothing_lost(output, tag="v1.0.0")
     assert container(case.app)["id"] == before  # nothing was ever recreated
+
+
+def test_a_service_the_inventory_does_not_list_is_checked_for_its_image_too(
+    pytester: pytest.Pytester, compose_stack: Callable[..., ComposeStack], tmp_path: Path
+) -> None:
+    """22, second variant: every container of the project must run what the files name,
+    not only the services the inventory lists. Here `up` recreates `web` alone; the
+    sidecar the inventory never mentions keeps v1.0.0, so v2.0.0 is not what runs."""
+    app = compose_stack("app", web={}, sidecar={})
+    app.up()
+    state = tmp_path / "state"
+    wrapper = pytester.path / "only-web-compose"
+    wrapper.write_text(ONLY_WEB_UP.format(compose=compose_binary()))
+    wrapper.chmod(0o755)
+    (pytester.path / "inventories").mkdir()
+    (pytester.path / "inventories" / "test.yml").write_text(
+        deploy_inventory(app, state).replace(
+            "hosts: {here: {spec: 'local://'}}",
+            f"hosts: {{here: {{spec: 'local://', compose: '{wrapper}'}}}}",
+        )
+    )
+    History(StateDir(state).history).record("app", "test", "deploy", "v1.0.0", "success")
+    pytester.makepyfile(test_up=PASSES)
+
+    result = pytester.runpytest_subprocess(
+        "--env", "test", "--deploy", "v2.0.0", "-p", "no:cacheprovider", "-rA"
+    )
+    output = result.stdout.str()
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, output
+    assert "app: v2.0.0 failed (" in output
+    assert f"{app.project}-sidecar-1" in output
+    assert ":v1.0.0, not deployproof-demo/busybox:v2.0.0" in output
+    assert "rolled back to v1.0.0, verified" in output
+    assert [line[:3] for line in history_lines(state)[-2:]] == ROLLED_BACK
+    assert not StateDir(state).verified("app").exists()
 
 
 def test_a_nearly_full_data_disk_fails_its_gate_and_refuses_the_deploy(

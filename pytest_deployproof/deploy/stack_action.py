@@ -25,7 +25,7 @@ from ..observe.drift import record_deployed
 from ..observe.probes import probe_all
 from ..observe.rollout import RolloutFigures
 from ..observe.stackfiles import env_value, render_config, set_env_value
-from ..orchestrators.containers import ContainerState, ServiceState, service_problems
+from ..orchestrators.containers import ContainerState, service_problems
 from ..reach.hosts import HostAccess
 from .history import History
 from .locks import LockHeldError, StackLock
@@ -249,10 +249,7 @@ class StackAction:
             )
         if self.stack.target == "compose":  # a swarm's convergence already compared images
             self.orchestrator.refresh()
-            probes = self.run.inventory.probes
-            states = {name: self.orchestrator.service(self.stack, name, probes)
-                      for name in self.stack.services}  # fmt: skip
-            wrong = self._images_not_as_configured(states)
+            wrong = self._images_not_as_configured()
             if wrong:
                 raise DeployError(
                     f"{self.orchestrator.apply_command} of {self.stack.name} "
@@ -282,23 +279,25 @@ class StackAction:
     def current_version(self) -> str | None:
         return env_value(self.access.read(self.stack.env_path) or "", self.tag_var)
 
-    def _images_not_as_configured(self, states: dict[str, ServiceState]) -> list[str]:
+    def _images_not_as_configured(self) -> list[str]:
         """Containers running another image than the stack's files now name. Running and
         healthy is not enough: Compose can exit 0 from ``up --wait`` having created nothing
         (a pull that fails mid-way, "unknown blob"), leaving the previous version up and
-        healthy, which would then be recorded as the new one verified."""
+        healthy, which would then be recorded as the new one verified. Every container of
+        the project is compared, not only the services the inventory lists: a sidecar the
+        inventory does not name is part of what was deployed too."""
         config, problem = render_config(self.stack, self.access, self.masker, env_file=True)
         if config is None:
             return [problem or "docker compose config gave nothing"]
+        services = config.get("services") or {}
         wrong = []
-        for name, state in states.items():
-            expected = str(((config.get("services") or {}).get(name) or {}).get("image") or "")
-            if not expected:
+        for container in self.orchestrator.containers(self.stack):
+            expected = str((services.get(container.service) or {}).get("image") or "")
+            if not expected:  # an orphan of a removed service, or one built, not pulled
                 continue
-            for container in state.containers:
-                if container.image != expected and not self._is_image(container, expected):
-                    wrong.append(f"{container.describe()}: runs {container.image}, not {expected}")
-        return wrong
+            if container.image != expected and not self._is_image(container, expected):
+                wrong.append(f"{container.describe()}: runs {container.image}, not {expected}")
+        return sorted(wrong)
 
     def _is_image(self, container: ContainerState, image: str) -> bool:
         """A container listed by image id, not name (the engine does so once the tag it was
@@ -322,7 +321,7 @@ class StackAction:
             states[name] = self.orchestrator.service(self.stack, name, self.run.inventory.probes)
             problems += service_problems(service, states[name])
         if self.stack.target == "compose":  # a swarm's convergence already compared images
-            problems += self._images_not_as_configured(states)
+            problems += self._images_not_as_configured()
         results = probe_all(((e.name, e) for e in self.stack.endpoints), self.run.inventory.probes)
         problems += [r.describe().splitlines()[0] for r in results.values() if not r.passed]
         if problems:
