@@ -98,10 +98,17 @@ def measure(argv: list[str], cwd: Path) -> tuple[float, float]:
     return float(elapsed), int(peak_kib) / 1024
 
 
+TARGET = 1.2
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="100,1000,5000")
+    parser.add_argument("--sizes", default="100,1000,4000")
+    parser.add_argument(
+        "--check", action="store_true", help=f"exit 1 when a ratio exceeds {TARGET}x"
+    )
     args = parser.parse_args()
+    missed = False
     pytest = PYTEST
     print(
         f"{'stacks':>7} {'tests':>6} | {'collect':>8} {'total':>7} {'RSS MiB':>8} | "
@@ -125,6 +132,10 @@ def main() -> None:
             f"{bare_collect:11.2f}s {bare_total:9.2f}s {bare_rss:8.0f} | "
             f"{total / bare_total:6.2f} {rss / bare_rss:5.2f}"
         )
+        missed = missed or total / bare_total > TARGET or rss / bare_rss > TARGET
+    print(f"target: time and RSS ratios <= {TARGET} (issue 22, at 4,000 stacks)")
+    if args.check and missed:
+        sys.exit("a target was missed")
 
 
 if __name__ == "__main__":
