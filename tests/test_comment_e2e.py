@@ -179,7 +179,8 @@ def test_apply_to_an_inventory_environment_then_revert_through_the_webhook_serve
         assert len(github.calls) == calls
         assert container(app)["id"] == running["id"]
 
-        revert = comment("/revert prod", 102)
+        # prod is protected: the revert names the head, approved, as the apply did.
+        revert = comment(f"/revert prod {head[:7]}", 102)
         assert server.deliver(revert, "d-2") == (202, "accepted")
         assert wait_for_reaction(github, server, 102) == "rocket", server.errors()
 

@@ -23,8 +23,9 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from pytest_deployproof.ops.commands import LAYERS, HelpNeeded, parse
-from pytest_deployproof.ops.comment_hook import HookSettings, handle
+from pytest_deployproof.ops.comment_hook import HookSettings, RevertError, handle
 from pytest_deployproof.ops.github import GitHub
+from pytest_deployproof.ops.hook_commands import _revert_inventory
 from pytest_deployproof.ops.webhook import WebhookServer
 from tests.support.compose import ComposeStack, inventory_yaml
 from tests.support.repo import SUITES
@@ -526,7 +527,7 @@ def test_apply_and_revert_name_the_inventory_environments(
     staging = parse("/apply staging", environments=envs)
     assert staging is not None
     assert (staging.environment, staging.needs_approval) == ("staging", False)
-    reverted = parse("/revert prod", environments=envs)
+    reverted = parse("/revert prod abcdef1", environments=envs)
     assert reverted is not None
     assert (reverted.name, reverted.environment, reverted.stage) == (
         "revert",
@@ -548,3 +549,126 @@ def test_apply_and_revert_name_the_inventory_environments(
     assert outcome.action == "refused"
     [reply] = github.comments
     assert reply["body"].startswith("`/apply prod abcdef1` needs an approving review: no approval")
+
+
+def revert_settings(
+    tmp_path: Path, environments: tuple[str, ...] = ("production", "staging")
+) -> tuple[HookSettings, list[str]]:
+    """Settings whose /revert only records the environment it was asked to roll back."""
+    reverted: list[str] = []
+
+    def revert(environment: str) -> int:
+        reverted.append(environment)
+        return 0
+
+    hook_settings = HookSettings(
+        inventory=tmp_path, bot_login=BOT, environments=environments, revert=revert
+    )
+    return hook_settings, reverted
+
+
+@pytest.mark.parametrize(
+    ("body", "reviews", "answer"),
+    [
+        ("/revert production abcdef1", [], "`/revert production abcdef1` needs an approving"),
+        (
+            "/revert production abcdef1",
+            [approve("alice")],
+            "the only approval of abcdef1 is the commenter's own",
+        ),
+        (
+            "/revert production 1234567",
+            [approve("bob")],
+            "`/revert production` names 1234567, but the head is `abcdef1`",
+        ),
+    ],
+    ids=["none", "self", "head-moved"],
+)
+def test_revert_of_a_protected_environment_needs_the_approval_an_apply_needs(
+    github: FakeGitHub,
+    httpserver: HTTPServer,
+    tmp_path: Path,
+    body: str,
+    reviews: list[dict[str, Any]],
+    answer: str,
+) -> None:
+    """Rolling production back changes production as much as an apply: the same approval of
+    the named head by another writer, or nothing is rolled back."""
+    github.reviews = reviews
+    hook_settings, reverted = revert_settings(tmp_path)
+    api = GitHub(REPO, token="t0ken", api=httpserver.url_for("").rstrip("/"))
+    outcome = handle(event(body), api, hook_settings, lambda args: pytest.fail("no checks"))
+    assert (outcome.action, reverted) == ("refused", [])
+    assert github.dashboards() == []
+    [reply] = github.comments
+    assert answer in reply["body"]
+    assert github.reactions == [(101, "-1")]
+
+
+def test_revert_of_a_protected_environment_names_the_head_and_runs_once_approved(
+    github: FakeGitHub, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    with pytest.raises(HelpNeeded, match=r"`/revert production <sha>`"):
+        parse("/revert production", environments=("production", "staging"))
+    staging = parse("/revert", environments=("production", "staging"))
+    assert staging is not None
+    assert (staging.environment, staging.needs_approval) == ("staging", False)
+
+    github.reviews = [approve("bob")]
+    hook_settings, reverted = revert_settings(tmp_path)
+    api = GitHub(REPO, token="t0ken", api=httpserver.url_for("").rstrip("/"))
+    outcome = handle(event("/revert production abcdef1"), api, hook_settings, lambda a: 1)
+    assert (outcome.action, reverted) == ("ran", ["production"])
+    assert f"GET /repos/{REPO}/pulls/7/reviews" in github.calls
+    [board] = github.dashboards()
+    assert "| Revert: production | ✅ | exit code 0 |" in board["body"]
+
+
+def comment_cli(
+    project: Path, httpserver: HTTPServer, body: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """``deployproof comment`` run as GitHub Actions runs it, on an event with ``body``."""
+    (project / "event.json").write_text(json.dumps(event(body)))
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "deployproof"), "comment", "--event", "event.json",
+         *extra],
+        cwd=project, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "GITHUB_API_URL": httpserver.url_for("").rstrip("/"),
+             "GITHUB_TOKEN": "t0ken", "DEPLOYPROOF_BOT_LOGIN": BOT},
+    )  # fmt: skip
+
+
+def test_revert_without_staging_in_the_inventory_names_the_environments_it_has(
+    github: FakeGitHub, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """`/revert` means staging; an inventory without one is answered, not a traceback."""
+    (tmp_path / "inventories").mkdir()
+    (tmp_path / "inventories" / "prod.yml").write_text("hosts: {}\n")
+    done = comment_cli(tmp_path, httpserver, "/revert")
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "deployproof comment: help:" in done.stdout
+    [reply] = github.comments
+    assert "`/revert` rolls back staging, which the inventory does not have" in reply["body"]
+    assert "(the inventory has prod)" in reply["body"]
+    assert github.dashboards() == []
+    assert github.reactions == [(101, "confused")]
+    # And should staging vanish after the command was read, the rollback says the same.
+    with pytest.raises(RevertError, match=r"has no environment 'staging': it has prod$"):
+        _revert_inventory(tmp_path / "inventories", "staging")
+
+
+def test_revert_of_an_environment_the_inventory_lacks_fails_its_stage_with_a_reply(
+    github: FakeGitHub, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """Without a readable inventory the hook still offers staging; the revert then fails its
+    dashboard row (never left "Running") and says why, naming what to fix."""
+    done = comment_cli(tmp_path, httpserver, "/revert", "--inventory", "nowhere")
+    assert "Traceback" not in done.stdout + done.stderr
+    assert done.returncode == 2, done.stdout + done.stderr
+    [board] = github.dashboards()
+    assert "| Revert | ❌ | not reverted: cannot read the inventory of 'staging'" in board["body"]
+    assert "Running" not in board["body"]
+    [reply] = [c for c in github.comments if c is not board]
+    assert reply["body"].startswith("`/revert` did not run: cannot read the inventory of")
+    assert "nowhere does not exist: pass --inventory FILE|DIR" in reply["body"]
+    assert github.reactions == [(101, "eyes"), (101, "-1")]

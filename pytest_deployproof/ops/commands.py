@@ -2,8 +2,9 @@
 
 A comment is untrusted input. Its first line, starting at column 0 (an indented
 line is a markdown code block, quoted, not said), must be exactly one command with
-at most one argument (``/apply <env>`` of an environment that needs an approval,
-every one but staging, also names the commit: ``/apply production <sha>``); a
+at most one argument (``/apply <env>`` and ``/revert <env>`` of an environment that
+needs an approval, every one but staging, also name the commit:
+``/apply production <sha>``, ``/revert production <sha>``); a
 comment holding two commands runs neither; the argument must be one of a fixed
 set of ASCII words (no normalisation: a look-alike letter is another word; the
 environments are the inventory's, ``inventories/<env>.yml``). What a command does
@@ -21,8 +22,9 @@ __all__ = ["HELP", "LAYERS", "Command", "HelpNeeded", "parse"]
 LAYERS = ("bootstrap", "platform", "data-staging", "data-prod", "all")
 CHECKS = ("smoke", "health", "preflight", "drift")
 ENVIRONMENTS = ("staging", "production")  # when the hook is not told the inventory's
-# The one environment `/apply` deploys to without an approval; every other one the
-# inventory names (production, prod, ...) is applied only with the head named and approved.
+# The one environment `/apply` deploys to (and `/revert` rolls back) without an approval;
+# every other one the inventory names (production, prod, ...) is changed only with the head
+# named and approved: a rollback of production changes production as much as an apply does.
 UNAPPROVED = "staging"
 MAX_BODY = 65_536
 ALIASES = {
@@ -47,7 +49,8 @@ HELP = """\
 | `/plan [layer]` | drift: does what runs match the repository? |
 | `/apply staging\\|<layer>` | deploys this commit to staging |
 | `/apply <env> <sha>` | deploys the head `<sha>` to production (any env but staging), approved |
-| `/revert [env]` | rolls an environment (staging) back to its last good version |
+| `/revert [staging]` | rolls staging back to its last good version |
+| `/revert <env> <sha>` | rolls `<env>` (any env but staging) back, the head `<sha>` approved |
 | `/help` | this list |
 
 Aliases: `atlantis plan`, `atlantis apply`, `infra dig`, `infra e2e`.
@@ -64,7 +67,7 @@ class Command:
     argument: str | None
     environment: str = "staging"
     pytest_args: tuple[str, ...] = field(default=())
-    sha: str | None = None  # the commit `/apply production <sha>` names
+    sha: str | None = None  # the commit `/apply production <sha>` (or `/revert`) names
 
     @property
     def deploys(self) -> bool:
@@ -72,8 +75,9 @@ class Command:
 
     @property
     def needs_approval(self) -> bool:
-        """An apply to any environment but staging: the named head, approved by another."""
-        return self.name == "apply" and self.environment != UNAPPROVED
+        """An apply or a revert of any environment but staging: the named head, approved by
+        another (a rollback of production changes production as much as an apply)."""
+        return self.deploys and self.environment != UNAPPROVED
 
     @property
     def stage(self) -> str:
@@ -124,7 +128,7 @@ def parse(
     approved_only = [env for env in environments if env != UNAPPROVED]
     if (
         len(words) == 3
-        and words[0] == "/apply"
+        and words[0] in ("/apply", "/revert")
         and words[1] in approved_only
         and _SHA.fullmatch(words[2])
     ):
@@ -142,7 +146,7 @@ def parse(
             )
         return Command("apply", argument, argument, ("-m", "smoke or health"), sha=sha)
     if name == "revert":
-        return _revert(argument, environments)
+        return _revert(argument, environments, sha)
     builders = {
         "e2e": _e2e,
         "health": _health,
@@ -195,12 +199,25 @@ def _apply(argument: str | None, suites: tuple[str, ...]) -> Command:
     return Command("apply", argument, "staging", ("-m", "smoke or health", *_layer_args(argument)))
 
 
-def _revert(argument: str | None, environments: tuple[str, ...]) -> Command:
+def _revert(argument: str | None, environments: tuple[str, ...], sha: str | None) -> Command:
+    """``/revert`` is staging's; another environment is named with the approved head, as
+    ``/apply`` names it, because the rollback changes that environment as much."""
+    known = ", ".join(environments) or "none"
     if argument is None:
+        if UNAPPROVED not in environments:
+            raise HelpNeeded(
+                f"`/revert` rolls back {UNAPPROVED}, which the inventory does not have: "
+                f"name the environment, `/revert <env> <sha>` (the inventory has {known})"
+            )
         return Command("revert", None)
     if argument not in environments:
-        raise HelpNeeded(f"`/revert` takes an environment: {', '.join(environments)}")
-    return Command("revert", argument, argument)
+        raise HelpNeeded(f"`/revert` takes an environment: {known}")
+    if argument != UNAPPROVED and sha is None:
+        raise HelpNeeded(
+            f"`/revert {argument}` names the approved commit: `/revert {argument} <sha>` "
+            "(the pull request's head, 7 to 40 hex digits)"
+        )
+    return Command("revert", argument, argument, sha=sha)
 
 
 def _help(argument: str | None, suites: tuple[str, ...]) -> Command:

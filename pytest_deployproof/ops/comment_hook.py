@@ -8,8 +8,8 @@ in this order, and stops at the first "no":
 2. a command (:mod:`.commands`; anything else that starts with ``/`` gets /help);
 3. an author whose ``author_association`` is allowed (from the configuration of
    the checked-out default branch, never from the pull request);
-4. ``/apply <env>`` to any environment but staging (production, prod...) only on an
-   approved pull request;
+4. ``/apply <env>`` and ``/revert <env>`` of any environment but staging (production,
+   prod...) only on an approved pull request;
 5. the pull request's head, resolved now and again just before a deploy: if it
    moved, nothing is applied.
 
@@ -36,11 +36,16 @@ from .github import GitHub, truncate
 
 COMMIT_VERSION = re.compile(r"[A-Za-z0-9._-]*\{sha7?\}[A-Za-z0-9._-]*")
 
-__all__ = ["COMMIT_VERSION", "HookSettings", "Outcome", "handle"]
+__all__ = ["COMMIT_VERSION", "HookSettings", "Outcome", "RevertError", "handle"]
 
 RunChecks = Callable[[list[str]], int]  # pytest arguments -> exit code
 # Repository permissions (roles) whose holders may run commands and approve production.
 DEFAULT_PERMISSIONS = frozenset({"admin", "maintain", "write"})
+
+
+class RevertError(Exception):
+    """``HookSettings.revert`` cannot roll back (the environment is not in the inventory, or
+    the inventory cannot be read); the message, naming what to fix, is the reply."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,8 @@ class HookSettings:
     # What `/apply` and `/revert` may name: the inventory's environments (inventories/<env>.yml).
     environments: tuple[str, ...] = ENVIRONMENTS
     report_url: str | None = None
-    revert: Callable[[str], int] | None = None  # environment -> exit code (/revert)
+    # environment -> exit code (/revert); RevertError when it cannot start
+    revert: Callable[[str], int] | None = None
     # The version `/apply` deploys for a head: its full SHA by default, because a short
     # one can be matched by a commit someone else pushes (7 hex digits are 28 bits).
     commit_version: str = "sha-{sha}"
@@ -142,21 +148,21 @@ def _refusal(
     github: GitHub,
     settings: HookSettings,
 ) -> str | None:
-    """Production (any environment but staging): the comment names the head it deploys,
-    and someone else with write access approved that exact commit (an approval of an
+    """Production (any environment but staging), applied or reverted: the comment names the
+    head, and someone else with write access approved that exact commit (an approval of an
     earlier push does not count)."""
     if not command.needs_approval:
         return None
-    env = command.environment
+    said = f"/{command.name} {command.environment}"
     if command.sha is None or not head.startswith(command.sha):
         named = command.sha or "no commit"
         return (
-            f"`/apply {env}` names {named}, but the head is `{head[:7]}`: review it, "
-            f"then comment `/apply {env} {head[:7]}`."
+            f"`{said}` names {named}, but the head is `{head[:7]}`: review it, "
+            f"then comment `{said} {head[:7]}`."
         )
     problem = github.approval_problem(number, head, login, settings.permissions)
     if problem is not None:
-        return f"`/apply {env} {command.sha}` needs an approving review: {problem}."
+        return f"`{said} {command.sha}` needs an approving review: {problem}."
     return None
 
 
@@ -196,7 +202,10 @@ def _run(
             return Outcome("refused", "head moved", args=args)
     rows: list[dashboard.Stage] = []
     if command.name == "revert":
-        code = settings.revert(command.environment) if settings.revert else 2
+        try:
+            code = settings.revert(command.environment) if settings.revert else 2
+        except RevertError as exc:
+            return _not_reverted(command, str(exc), board=board, comment_id=comment_id, args=args)
     else:
         with tempfile.TemporaryDirectory(prefix="deployproof-comment-") as scratch:
             summary = Path(scratch) / "dashboard.md"
@@ -214,6 +223,16 @@ def _run(
     board.publish(note)
     github.react(comment_id, "rocket" if code == 0 else "confused" if status == "held" else "-1")
     return Outcome("ran", command.stage, code, args)
+
+
+def _not_reverted(
+    command: Command, reason: str, *, board: Board, comment_id: int, args: list[str]
+) -> Outcome:
+    """Finish the stage as failed with why (never left "Running"), and say it in a reply."""
+    board.set(dashboard.Stage(command.stage, "failed", f"not reverted: {reason}", _now()))
+    board.github.create_comment(board.number, f"`/revert` did not run: {reason}.")
+    board.github.react(comment_id, "-1")
+    return Outcome("ran", reason, 2, args)  # what `deployproof rollback` exits with for it
 
 
 def _now() -> str:

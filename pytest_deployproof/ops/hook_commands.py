@@ -14,10 +14,18 @@ import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..inventory.load import InventoryError, discover, load_environment
+from ..inventory.load import (
+    InventoryError,
+    UnknownEnvironmentError,
+    discover,
+    load_environment,
+)
 from .serving import serve_until_stopped
+
+if TYPE_CHECKING:
+    from ..inventory.model import Inventory
 
 __all__ = ["add_parsers"]
 
@@ -70,7 +78,7 @@ def _hook_settings(args: argparse.Namespace, deployproof: Deployproof) -> Any:
         environments = ()
 
     def revert(env: str) -> int:
-        found = load_environment(inventory, env)
+        found = _revert_inventory(inventory, env)
         codes = [
             deployproof(
                 ["rollback", "--env", env, "--inventory", str(inventory), name, "--last-good"]
@@ -93,6 +101,22 @@ def _hook_settings(args: argparse.Namespace, deployproof: Deployproof) -> Any:
         commit_version=version,
         environments=environments or ENVIRONMENTS,
     )
+
+
+def _revert_inventory(inventory: Path, env: str) -> Inventory:
+    """The inventory ``/revert`` rolls back; a missing environment or an unreadable inventory
+    is a reply naming what the inventory has (the dashboard row ends failed), not a crash."""
+    from .comment_hook import RevertError  # noqa: PLC0415
+
+    try:
+        return load_environment(inventory, env)
+    except UnknownEnvironmentError as exc:
+        known = ", ".join(exc.known) or "none"
+        raise RevertError(
+            f"the inventory {inventory} has no environment {env!r}: it has {known}"
+        ) from None
+    except InventoryError as exc:
+        raise RevertError(f"cannot read the inventory of {env!r}: {exc}") from None
 
 
 def _run_checks(args: list[str]) -> int:
