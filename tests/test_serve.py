@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -36,6 +37,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pytest_deployproof.ops.serve.history import FlakyRule
+from pytest_deployproof.ops.serve.http import ServeServer
+from pytest_deployproof.ops.serve.runs import Pending, RunCommand, Runs
+from pytest_deployproof.secrets import Masker
 from tests.support.compose import ComposeStack, inventory_yaml
 from tests.support.need import need
 from tests.support.network import free_port
@@ -540,3 +545,191 @@ def test_a_flapping_endpoint_is_flaky_after_the_configured_runs(
     lines = trend.stdout.splitlines()
     assert len(lines) == 2, trend.stdout  # the stack's two checks
     assert all(line.endswith(" FLAKY") for line in lines), trend.stdout
+
+
+HELD_RUN = """
+import sys, time
+from pathlib import Path
+
+here = Path(sys.argv[1])
+with (here / "starts").open("a") as starts:
+    starts.write(f"{time.time()}\\n")
+while (here / "hold").exists():
+    time.sleep(0.02)
+"""
+
+
+class HeldCommand(RunCommand):
+    """A run that is a tiny script, not pytest: it notes when it started and lasts while
+    ``cwd/hold`` exists, so a test holds a run in flight without Docker or a suite."""
+
+    def argv(self, results: Path) -> list[str]:
+        return [sys.executable, "-c", HELD_RUN, str(self.cwd)]
+
+
+def starts(where: Path) -> list[float]:
+    path = where / "starts"
+    return [float(line) for line in path.read_text().split()] if path.exists() else []
+
+
+@pytest.fixture
+def held_runs(tmp_path: Path) -> Iterator[Callable[[], Runs]]:
+    """Make the ``Runs`` of a serve whose runs are :class:`HeldCommand`; stopped after."""
+    made: list[Runs] = []
+
+    def make() -> Runs:
+        runs = Runs(
+            HeldCommand("test", tmp_path / "inventories", cwd=tmp_path),
+            interval_s=3600,  # no scheduled run after the first: only those asked for
+            timeout_s=30,
+            history=None,
+            flaky_rule=FlakyRule(),
+            masker=Masker(),
+        )
+        made.append(runs)
+        return runs
+
+    yield make
+    for runs in made:
+        runs.stop()
+
+
+def test_a_requested_run_starts_after_the_request_not_the_one_in_flight(
+    tmp_path: Path, held_runs: Callable[[], Runs]
+) -> None:
+    """POST /run after a deploy must not be answered with a run begun before it: the run in
+    flight ends, then one more starts, shared by every request that came in meanwhile."""
+    (tmp_path / "hold").touch()
+    runs = held_runs()
+    runs.start()
+    wait_until("the first run in flight", lambda: runs.running and starts(tmp_path), 20)
+    asked = time.time()
+    pendings: list[Pending] = []
+    threads = [threading.Thread(target=lambda: pendings.append(runs.request())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(pending) for pending in pendings}) == 1  # coalesced onto one next run
+    assert not pendings[0].done.is_set()
+    (tmp_path / "hold").unlink()
+    result = pendings[0].wait(30)
+    assert result is not None
+    assert result.id == 2
+    assert result.started >= asked
+    assert len(starts(tmp_path)) == 2  # the one in flight, and the one asked for: no more
+
+
+def test_a_request_after_serve_stopped_is_answered_as_abandoned(
+    held_runs: Callable[[], Runs],
+) -> None:
+    runs = held_runs()
+    runs.stop()
+    pending = runs.request()
+    assert (pending.done.is_set(), pending.wait(0)) == (True, None)
+
+
+@pytest.fixture
+def served(held_runs: Callable[[], Runs]) -> Iterator[ServeServer]:
+    """A serve HTTP server (bearer token ``TOKEN``) over held runs, on a free loopback port."""
+    server = ServeServer(("127.0.0.1", 0), held_runs(), env="test", stacks=[], token=TOKEN,
+                         masker=Masker())  # fmt: skip
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def exchange(server: ServeServer, raw: bytes) -> tuple[list[bytes], bytes, bool]:
+    """Send ``raw`` (one or more requests) on one connection: the answers' status codes, the
+    bytes read, and whether the server closed the connection after them."""
+    port = server.server_address[1]
+    data, closed = b"", False
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(raw)
+        sock.settimeout(3)
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+            closed = True
+        except TimeoutError:
+            pass  # still open: keep-alive
+    return re.findall(rb"^HTTP/1\.1 (\d{3}) ", data, re.MULTILINE), data, closed
+
+
+AUTH = f"Authorization: Bearer {TOKEN}\r\n".encode()
+SMUGGLED = b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        + AUTH
+        + b"Content-Length: %d\r\n\r\n" % len(SMUGGLED)
+        + SMUGGLED,
+        b"POST /run HTTP/1.1\r\nHost: x\r\n"
+        + AUTH
+        + b"Content-Length: %d\r\n\r\n" % len(SMUGGLED)
+        + SMUGGLED,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        + AUTH
+        + b"Transfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n" % len(SMUGGLED)
+        + SMUGGLED
+        + b"\r\n0\r\n\r\n",
+    ],
+    ids=["get-with-body", "post-run-with-body", "chunked"],
+)
+def test_a_body_that_is_not_read_closes_the_connection(served: ServeServer, raw: bytes) -> None:
+    """Served, unread, the body would be parsed as the next request on the connection (here a
+    request of its own): answered once with ``Connection: close``, then closed."""
+    statuses, data, closed = exchange(served, raw)
+    assert len(statuses) == 1, data
+    assert b"\r\nConnection: close\r\n" in data.split(b"\r\n\r\n")[0] + b"\r\n"
+    assert closed
+    assert b"deployproof_" not in data  # the smuggled /metrics was never served
+
+
+@pytest.mark.parametrize("body", [b"", SMUGGLED], ids=["no-body", "body"])
+def test_a_401_closes_the_connection(served: ServeServer, body: bytes) -> None:
+    raw = b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    statuses, data, closed = exchange(served, raw + SMUGGLED)
+    assert statuses == [b"401"], data
+    assert b"\r\nConnection: close\r\n" in data
+    assert closed
+
+
+def test_requests_without_a_body_keep_the_connection_alive(served: ServeServer) -> None:
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n"
+    statuses, data, closed = exchange(served, request + SMUGGLED)
+    assert len(statuses) == 2, data
+    assert b"Connection: close" not in data
+    assert not closed
+
+
+def test_serve_with_a_state_dir_it_cannot_create_says_so_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """A usage error naming the path (exit 2, as an inventory that does not load), no
+    traceback, and no working directory left behind in $TMPDIR."""
+    (tmp_path / "blocker").write_text("a file where the state directory should go\n")
+    state = tmp_path / "blocker" / "state"
+    (tmp_path / "inventories").mkdir()
+    (tmp_path / "inventories" / "test.yml").write_text(
+        f"hosts: {{here: {{spec: 'local://'}}}}\nstate_dir: {state}\n"
+    )
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    done = subprocess.run(
+        [DEPLOYPROOF, "serve", "--env", "test", "--port", str(free_port())],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith(
+        f"error: cannot keep serve's runs in {state / 'serve-runs.sqlite3'}: "
+    ), done.stderr
+    assert "set state_dir in the inventory to a directory serve can create" in done.stderr
+    assert list(scratch.iterdir()) == []

@@ -12,9 +12,12 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..progress import add_verbosity
+
+if TYPE_CHECKING:
+    from .history import History
 
 __all__ = ["add_parsers", "parse_duration"]
 
@@ -168,11 +171,16 @@ def serve_command(args: argparse.Namespace) -> int:
     if inventory.secrets_prefix:
         prefix = inventory.secrets_prefix
         masker = masker.plus(*(v for k, v in os.environ.items() if k.startswith(prefix) and v))
+    history = History(inventory.state.serve_runs, args.keep_days * 86400)
+    problem = _unwritable(history)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     runs = Runs(
         RunCommand(args.env, inventory_path, args.marker, stacks, Path.cwd()),
         interval_s=args.interval,
         timeout_s=args.timeout or max(60.0, 2 * args.interval),
-        history=History(inventory.state.serve_runs, args.keep_days * 86400),
+        history=history,
         flaky_rule=args.flaky,
         masker=masker,
     )
@@ -186,9 +194,26 @@ def serve_command(args: argparse.Namespace) -> int:
             masker=masker,
         )
     except OSError as exc:
+        runs.stop()  # never started: this removes its working directory
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
     return serve_until_stopped(server, f"deployproof serve: {args.env} on {args.host}")
+
+
+def _unwritable(history: History) -> str | None:
+    """Why serve cannot keep its runs (the state directory cannot be created or written), or
+    ``None``: found before serving, as a usage error, not as a traceback from the first run."""
+    import sqlite3  # noqa: PLC0415
+
+    try:
+        history.next_id()  # creates the state directory and the database
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return (
+            f"cannot keep serve's runs in {history.path}: {reason}: set state_dir in the "
+            f"inventory to a directory serve can create and write"
+        )
+    return None
 
 
 def trend_command(args: argparse.Namespace) -> int:

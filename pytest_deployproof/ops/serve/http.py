@@ -3,9 +3,13 @@
 Stands on :class:`~pytest_deployproof.signed_http.BoundedServer`, like the webhook and
 the runner: socket timeouts, a whole-request deadline, a cap on connections, malformed
 requests answered 400 by the standard handler, never a traceback. Reads are served from
-the latest run held in memory (:mod:`.runs`); only ``POST /run`` asks for a run, and it
-joins the one in flight rather than starting another (single-flight), so scrapers and
-load balancers can poll as often as they like without running a check more often.
+the latest run held in memory (:mod:`.runs`); only ``POST /run`` asks for a run, one that
+starts after it asked (concurrent requests share it: single-flight), so scrapers and load
+balancers can poll as often as they like without running a check more often.
+
+No path takes a body, and none is read: a request that carries one is answered with
+``Connection: close`` and the connection closed, so its unread bytes are never parsed as
+the next request on a keep-alive connection. A 401 closes the connection too.
 
 With a token (``--token-env NAME``: read from the environment, never from the command
 line, where ``ps`` shows it) every path needs ``Authorization: Bearer <token>``,
@@ -150,6 +154,26 @@ class _Request(BaseHTTPRequestHandler):
     def _json(self, status: int, document: object) -> None:
         self._answer(status, json.dumps(document, indent=2) + "\n", "application/json")
 
+    _said_connection = False  # this answer already has a Connection header (send_error's)
+
+    def send_header(self, keyword: str, value: str) -> None:
+        self._said_connection |= keyword.lower() == "connection"
+        super().send_header(keyword, value)
+
+    def end_headers(self) -> None:
+        """Tell the client when the connection ends after this answer (see the module)."""
+        if self.close_connection and not self._said_connection:
+            self.send_header("Connection", "close")
+        self._said_connection = False
+        super().end_headers()
+
+    def _refuse_body(self) -> None:
+        """A body we do not read (no path takes one) must not be parsed as the next request:
+        answer this one, then close. Also a chunked body, or a length we cannot read."""
+        length = self.headers.get("Content-Length")
+        if length not in (None, "0") or self.headers.get("Transfer-Encoding") is not None:
+            self.close_connection = True
+
     def _authorised(self) -> bool:
         token = self.server.token
         if token is None:
@@ -157,6 +181,7 @@ class _Request(BaseHTTPRequestHandler):
         given = (self.headers.get("Authorization") or "").encode("utf-8", errors="replace")
         if hmac.compare_digest(given, b"Bearer " + token):
             return True
+        self.close_connection = True  # nothing more from a client that cannot authenticate
         self.send_response(401)
         self.send_header("WWW-Authenticate", 'Bearer realm="deployproof"')
         self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -167,6 +192,7 @@ class _Request(BaseHTTPRequestHandler):
         return False
 
     def do_GET(self) -> None:
+        self._refuse_body()
         if not self._authorised():
             return
         url = urlsplit(self.path)
@@ -198,15 +224,15 @@ class _Request(BaseHTTPRequestHandler):
             self._json(status, document)
 
     def do_POST(self) -> None:
-        """Run the checks now (or join the run in flight) and answer as /healthz does."""
+        """Run the checks (a run that starts after this request; concurrent requests share
+        it) and answer as /healthz does."""
+        self._refuse_body()
         if not self._authorised():
             return
         url = urlsplit(self.path)
         if url.path != "/run":
             self._answer(404, "not found: POST /run\n", "text/plain; charset=utf-8")
             return
-        if self.headers.get("Content-Length") not in (None, "0"):
-            self.close_connection = True  # a body we do not read must not be parsed next
         pending = self.server.runs.request()
         result = pending.wait(min(RUN_WAIT_S, self.server.runs.timeout_s + 10))
         if result is None and pending.done.is_set():

@@ -13,8 +13,10 @@ serve's terminal does not reach it unasked, and killing the group leaves no orph
 
 **Single-flight**: one worker thread performs every run, so two runs never overlap.
 Runs start every ``interval_s`` (measured start to start; a run longer than that is
-followed at once by the next) and on demand: :meth:`Runs.request` joins the run in
-flight, or the one already asked for, and only otherwise asks for a new one. However
+followed at once by the next) and on demand: :meth:`Runs.request` joins the run already
+asked for and not yet started, and only otherwise asks for a new one. Never the run in
+flight: it started before the request, so its results may predate what the caller asks
+about (a deploy it just made); the next run starts as soon as that one ends. However
 many requests arrive together, they share one run.
 """
 
@@ -111,8 +113,9 @@ class Runs:
         self._next: Pending | None = None
         self._running: Pending | None = None
         self._process: subprocess.Popen[bytes] | None = None
-        self._workdir = Path(tempfile.mkdtemp(prefix="deployproof-serve-"))
+        # What can fail (the state directory) first: nothing is made before it succeeds.
         self._next_id = history.next_id() if history is not None else 1
+        self._workdir = Path(tempfile.mkdtemp(prefix="deployproof-serve-"))
         self._worker = threading.Thread(target=self._loop, name="deployproof-serve-runs")
 
     # -- asking ------------------------------------------------------------
@@ -125,11 +128,14 @@ class Runs:
         return self._running is not None
 
     def request(self) -> Pending:
-        """The run in flight, else the one already asked for, else a new one: N concurrent
-        requests cause one run."""
+        """A run that starts after this call: the one already asked for and not yet started,
+        else a new one (queued behind the run in flight, if any). N concurrent requests cause
+        one run; none of them gets a run begun before it asked."""
         with self._cond:
-            if self._running is not None:
-                return self._running
+            if self._stopping.is_set():
+                abandoned = Pending()  # serve is stopping: no run will start
+                abandoned.done.set()
+                return abandoned
             if self._next is None:
                 self._next = Pending()
                 self._cond.notify_all()
