@@ -354,6 +354,16 @@ def test_usage_errors_exit_2_before_docker_is_asked(tmp_path: Path) -> None:
     assert (both.returncode, both.stderr.startswith("error: --output - prints")) == (2, True)
 
 
+@pytest.mark.parametrize("env", ["prod\n", "prod\nstaging", ".prod", "prod env"])
+def test_an_environment_name_is_matched_whole(tmp_path: Path, env: str) -> None:
+    """``$`` also matches before a final newline: only the whole value is a name (it becomes
+    a file name, ``inventories/<env>.yml``)."""
+    done = discover(tmp_path, "--env", env, "--output", "-", DOCKER_HOST="unix:///nonexistent")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "an environment name is letters, digits, '.', '_' and '-'" in done.stderr
+    assert not (tmp_path / "inventories").exists()
+
+
 # -- the rules, without an engine ------------------------------------------------------
 
 

@@ -3,10 +3,12 @@ suite and CI workflows that are pinned and least-privileged, and is never half-c
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -160,3 +162,92 @@ def test_init_with_discover_writes_the_running_stacks(tmp_path: Path, demo_image
         subprocess.run(
             [compose_binary(), "down", "-t", "1"], cwd=run_dir, capture_output=True, check=False
         )
+
+
+def _link_workflows(repo: Path, outside: Path) -> Path:
+    (repo / ".github").mkdir()
+    (repo / ".github/workflows").symlink_to(outside, target_is_directory=True)
+    return repo / ".github/workflows"
+
+
+def _link_github(repo: Path, outside: Path) -> Path:
+    (repo / ".github").symlink_to(outside, target_is_directory=True)
+    return repo / ".github"
+
+
+def _link_inventory(repo: Path, outside: Path) -> Path:
+    (outside / "qa.yml").write_text("# someone else's file\n")
+    (repo / "inventories").mkdir()
+    (repo / "inventories/qa.yml").symlink_to(outside / "qa.yml")
+    return repo / "inventories/qa.yml"
+
+
+def _dangling_schema(repo: Path, outside: Path) -> Path:
+    (repo / "inventory.schema.json").symlink_to(outside / "created-by-init.json")
+    return repo / "inventory.schema.json"
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [_link_workflows, _link_github, _link_inventory, _dangling_schema],
+    ids=["workflows-dir", "github-dir", "target-file", "dangling-target"],
+)
+@pytest.mark.parametrize("force", [False, True], ids=["plain", "forced"])
+def test_init_writes_through_no_symlink_out_of_the_repository(
+    tmp_path: Path, plant: Callable[[Path, Path], Path], force: bool
+) -> None:
+    """A cloned repository may hold links pointing anywhere the user can write: init
+    refuses (even with --force), names the link, and writes nothing anywhere."""
+    repo, outside = tmp_path / "repo", tmp_path / "outside"
+    repo.mkdir()
+    outside.mkdir()
+    link = plant(repo, outside)
+    before = files_in(outside)
+    done = deployproof("init", "--env", "qa", *(["--force"] if force else []), cwd=repo)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr == (
+        f"error: {link.relative_to(repo)} is a symbolic link and init writes through none: "
+        "remove it (or init another --dir); nothing was written\n"
+    )
+    assert files_in(outside) == before
+    assert not (repo / "inventories/qa.yml").exists() or link.name == "qa.yml"
+    assert not (repo / "suites").exists()
+
+
+def test_init_into_a_linked_directory_is_fine(tmp_path: Path) -> None:
+    """The repository itself may be reached through a link (--dir is the user's choice)."""
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "here").symlink_to(tmp_path / "repo", target_is_directory=True)
+    done = deployproof("init", "--env", "qa", "--dir", "here", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(files_in(tmp_path / "repo")) == WRITTEN
+
+
+def test_forced_init_replaces_each_file_whole(tmp_path: Path) -> None:
+    """Replaced by a rename: a file hard-linked from elsewhere is not written through, and no
+    temporary file is left behind."""
+    assert deployproof("init", "--env", "qa", cwd=tmp_path).returncode == 0
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere.yml"
+    elsewhere.write_text("# another file, hard-linked into the repository\n")
+    (tmp_path / "inventories/qa.yml").unlink()
+    os.link(elsewhere, tmp_path / "inventories/qa.yml")
+    try:
+        done = deployproof("init", "--env", "qa", "--force", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert elsewhere.read_text() == "# another file, hard-linked into the repository\n"
+    finally:
+        elsewhere.unlink()
+    assert sorted(files_in(tmp_path)) == WRITTEN  # no .qa.yml.XXXX left
+    assert (tmp_path / "inventories/qa.yml").stat().st_nlink == 1
+
+
+@pytest.mark.parametrize(
+    "state_dir", ["/srv/deploy: prod", "/srv/deploy #2", '/srv/it\'s "here"', "/srv/é/\U0001f600"]
+)
+def test_init_state_dir_is_written_as_one_yaml_string(tmp_path: Path, state_dir: str) -> None:
+    done = deployproof("init", "--env", "qa", "--state-dir", state_dir, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    inventory = yaml.safe_load((tmp_path / "inventories/qa.yml").read_text())
+    assert inventory["state_dir"] == state_dir
+    checked = deployproof("check", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

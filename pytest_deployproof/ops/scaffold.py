@@ -10,17 +10,24 @@ commit SHA, this package pinned to the running version, and ``permissions`` read
 unless a job must write.
 
 It never overwrites: when any file it would write exists, it writes none and says which
-(``--force`` replaces them), so a second run cannot half-change a repository.
+(``--force`` replaces them), so a second run cannot half-change a repository. It never
+writes outside the repository: a symbolic link on the way to a file it writes (a cloned
+repository's ``.github/workflows`` pointing elsewhere), or the file itself being one, is
+refused before anything is written; each file is replaced whole (a temporary file renamed).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
 from string import Template
+
+import yaml
 
 from .. import __version__
 from ..inventory.model import NAME_PATTERN
@@ -40,7 +47,7 @@ def planned_files(env: str, state_dir: str) -> dict[Path, str]:
     values = {
         "deployproof_env": env,
         "deployproof_version": __version__,
-        "deployproof_state_dir": state_dir,
+        "deployproof_state_dir": _yaml_string(state_dir),
     }
 
     def fill(name: str) -> str:
@@ -55,6 +62,13 @@ def planned_files(env: str, state_dir: str) -> dict[Path, str]:
         name = f"deployproof-{workflow}.yml"
         files[Path(".github/workflows") / name] = fill(f"workflows/{name}")
     return files
+
+
+def _yaml_string(text: str) -> str:
+    """``text`` as one double-quoted YAML scalar: a path holding `: `, ` #`, quotes or a
+    newline stays the one string it is, and the template's comment after it stays a comment."""
+    dumped = yaml.safe_dump(text, default_style='"', width=float("inf"), allow_unicode=True)
+    return dumped.rstrip("\n")
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -83,21 +97,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    if not re.fullmatch(NAME_PATTERN, args.env):
-        print(f"error: --env {args.env!r} is not a name (a-z, 0-9, _ and -)", file=sys.stderr)
-        return 2
     root = Path(args.dir)
-    if not root.is_dir():
-        print(f"error: --dir {root} is not a directory", file=sys.stderr)
+    problem = _bad_arguments(args.env, root)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     files = planned_files(args.env, args.state_dir or f"/var/lib/deployproof/{args.env}")
-    present = sorted(str(path) for path in files if (root / path).exists())
-    if present and not args.force:
-        print(
-            f"error: {', '.join(present)} already exist{'s' if len(present) == 1 else ''}; "
-            "nothing was written (--force replaces them)",
-            file=sys.stderr,
-        )
+    problem = _refused(root, files, force=args.force)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     inventory = Path("inventories") / f"{args.env}.yml"
     if args.discover:
@@ -107,15 +115,77 @@ def run(args: argparse.Namespace) -> int:
             return found  # discover said why; nothing else was written
         del files[inventory]
     for path, text in files.items():
-        target = root / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+        try:
+            _write(root / path, text)
+        except OSError as exc:
+            print(f"error: cannot write {root / path}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         print(f"wrote {path}")
     print(
         f"next: edit {inventory}, then `deployproof check` and "
         f'`pytest --env {args.env} -m "preflight or smoke"`'
     )
     return 0
+
+
+def _bad_arguments(env: str, root: Path) -> str | None:
+    """What is wrong with ``--env`` or ``--dir``, or ``None``."""
+    if not re.fullmatch(NAME_PATTERN, env):
+        return f"--env {env!r} is not a name (a-z, 0-9, _ and -)"
+    if not root.is_dir():
+        return f"--dir {root} is not a directory"
+    return None
+
+
+def _refused(root: Path, files: dict[Path, str], *, force: bool) -> str | None:
+    """Why nothing may be written: a path leading out of ``root``, or files that exist
+    (without ``force``); checked for every file before any is written."""
+    for path in files:
+        problem = _outside(root, path)
+        if problem is not None:
+            return f"{problem}; nothing was written"
+    present = sorted(str(path) for path in files if (root / path).exists())
+    if present and not force:
+        return (
+            f"{', '.join(present)} already exist{'s' if len(present) == 1 else ''}; "
+            "nothing was written (--force replaces them)"
+        )
+    return None
+
+
+def _outside(root: Path, relative: Path) -> str | None:
+    """Why writing ``relative`` under ``root`` could land elsewhere, or ``None``. No symbolic
+    link is followed, neither a directory on the way nor the file itself: a repository could
+    point one anywhere the user may write. What is left must then resolve under ``root``."""
+    path = root
+    for part in relative.parts:
+        path /= part
+        if path.is_symlink():
+            return (
+                f"{path} is a symbolic link and init writes through none: remove it "
+                "(or init another --dir)"
+            )
+        if path != root / relative and path.exists() and not path.is_dir():
+            return f"{path} is not a directory: init writes {relative} below it"
+    base = root.resolve()
+    if not (root / relative).resolve().is_relative_to(base):
+        return f"{root / relative} resolves outside {base}: init writes only inside --dir"
+    return None
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` whole or not at all: a temporary file beside it, renamed
+    over it (a rename replaces a link itself, never what it points to)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def _discover(host: str, env: str, output: Path) -> int:

@@ -75,7 +75,7 @@ def _host(spec: str) -> Host:
 
 
 def _env_name(value: str) -> str:
-    if not re.match(NAME_PATTERN, value):
+    if not re.fullmatch(NAME_PATTERN, value):
         raise argparse.ArgumentTypeError(
             f"{value!r}: an environment name is letters, digits, '.', '_' and '-'"
         )
