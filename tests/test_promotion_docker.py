@@ -26,7 +26,9 @@ MakeStack = Callable[..., ComposeStack]
 
 
 def docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr}"
+    return done.stdout
 
 
 def image_id(image: str) -> str:
@@ -143,4 +145,5 @@ def test_production_takes_only_what_staging_verified(
     result.stdout.fnmatch_lines(
         [f"*refused, nothing changed: v1.0.0 is not a git tag of {repo}: untagged *"]
     )
-    docker("rmi", f"{name}:v1.0.0", f"{name}:v2.0.0")
+    # Only the test's own tags (-f: production still runs one of them; the image stays).
+    docker("rmi", "-f", f"{name}:v1.0.0", f"{name}:v2.0.0")
