@@ -28,7 +28,7 @@ from .inventory.changes import (
     work_tree_of,
 )
 from .inventory.load import InventoryError, discover, load_environment
-from .inventory.model import Inventory
+from .inventory.model import Inventory, Quarantine
 from .inventory.selection import SelectionError, select
 from .ledger import Outcome
 from .reach import ssh
@@ -42,6 +42,7 @@ from .targets import (
     ONLY_MARK,
     PARAM_NAMES,
     TARGET_MARK,
+    Target,
     build_rows,
     deploy_order,
     target_of,
@@ -297,6 +298,28 @@ def _verdict(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo
     return Verdict.FAILED
 
 
+_GATE_KEY = pytest.StashKey[tuple[bool, "Quarantine | None"]]()
+
+
+def _gate_and_quarantine(
+    item: pytest.Item, run: Run, target: Target | None
+) -> tuple[bool, Quarantine | None]:
+    """Whether the test is a preflight gate, and its quarantine entry: looked up once per
+    test, not per report. A gate holds a deploy: only a waiver (per gate and service) may
+    let it off, never a quarantine."""
+    try:
+        return item.stash[_GATE_KEY]
+    except KeyError:
+        pass
+    entry = None
+    gate = item.get_closest_marker("preflight") is not None
+    if target is not None and target.stack in run.inventory.stacks and not gate:
+        stack = run.inventory.stacks[target.stack]
+        entry = quarantine_of(stack, getattr(item, "originalname", item.name), target)
+    item.stash[_GATE_KEY] = (gate, entry)
+    return gate, entry
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -306,13 +329,7 @@ def pytest_runtest_makereport(
     report = yield
     run = item.config.stash[RUN_KEY]
     target = target_of(item)
-    entry = None
-    # A gate holds a deploy: only a waiver (per gate and service) may let it off, never a
-    # quarantine. And only what the check itself did is quarantined, not a setup error.
-    gate = item.get_closest_marker("preflight") is not None
-    if target is not None and target.stack in run.inventory.stacks and not gate:
-        stack = run.inventory.stacks[target.stack]
-        entry = quarantine_of(stack, getattr(item, "originalname", item.name), target)
+    gate, entry = _gate_and_quarantine(item, run, target)
     if entry is not None and report.when == "call":
         report = rewrite(report, entry)  # quarantined (skipped), or expired (failed)
         verdict = Verdict.SKIPPED if report.skipped else Verdict.FAILED
@@ -331,7 +348,7 @@ def pytest_runtest_makereport(
         and report.passed
         and target is not None
         and target.stack
-        and not item.get_closest_marker("preflight")  # runs before the deploy: no evidence of it
+        and not gate  # a preflight check runs before the deploy: no evidence of it
     ):
         run.ledger.record_pass(target.stack)  # positive evidence for the deploy (TRU-1)
     if report.failed and target is not None and target.stack:

@@ -83,10 +83,12 @@ class Outcomes:
     tests: dict[str, _Test] = field(default_factory=dict)
 
     def add(self, report: pytest.TestReport) -> None:
-        properties = {str(k): str(v) for k, v in report.user_properties}
-        if "check" not in properties:
-            return  # not a deployproof check
-        test = self.tests.setdefault(report.nodeid, _Test(properties))
+        test = self.tests.get(report.nodeid)
+        if test is None:  # the test's properties are read once, from its first report
+            properties = {str(k): str(v) for k, v in report.user_properties}
+            if "check" not in properties:
+                return  # not a deployproof check
+            test = self.tests[report.nodeid] = _Test(properties)
         verdict = verdict_of(report)  # the test's verdict so far (see hooks.py)
         counts = report.when == "call" or verdict is not Verdict.PASSED
         if counts and verdict.rank >= test.verdict.rank:
