@@ -13,6 +13,7 @@ pytest runs and Prometheus.
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 import os
@@ -30,6 +31,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.client import HTTPConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pytest_deployproof.ops.serve.history import FlakyRule
 from pytest_deployproof.ops.serve.http import ServeServer
+from pytest_deployproof.ops.serve.metrics import Exposition
+from pytest_deployproof.ops.serve.results import Health, Status, judge
 from pytest_deployproof.ops.serve.runs import Pending, RunCommand, Runs
 from pytest_deployproof.secrets import Masker
 from tests.support.compose import ComposeStack, inventory_yaml
@@ -267,6 +271,9 @@ def test_serve_follows_a_real_stack_through_healthz_and_prometheus(
             15,
         )
         assert server.value('deployproof_healthy{env="test"}') == 1.0
+        # The latency histogram reaches Prometheus (gzipped, as it asks): a run per count.
+        probes = 'deployproof_check_latency_seconds_count{check="endpoint_answers/health"}'
+        assert (server.value(probes) or 0) >= 1
 
         # /metrics parses with prometheus_client's own parser: one verdict per check is 1.
         families = {
@@ -282,6 +289,7 @@ def test_serve_follows_a_real_stack_through_healthz_and_prometheus(
             "deployproof_check_attempts",
             "deployproof_check_elapsed_seconds",
             "deployproof_check_flaky",
+            "deployproof_check_latency_seconds",
             "deployproof_last_run_timestamp_seconds",
             "deployproof_last_run_duration_seconds",
             "deployproof_runs",
@@ -629,6 +637,228 @@ def test_a_request_after_serve_stopped_is_answered_as_abandoned(
     assert (pending.done.is_set(), pending.wait(0)) == (True, None)
 
 
+SCRIPTED_RUN = """
+import shutil, sys
+from pathlib import Path
+
+here = Path(sys.argv[1])
+shutil.copyfile(here / "next.jsonl", sys.argv[2])
+sys.exit(int((here / "next.code").read_text()))
+"""
+
+
+class ScriptedCommand(RunCommand):
+    """A run that is a tiny script, not pytest: it hands back ``cwd/next.jsonl`` as the
+    collector would have written it and exits with ``cwd/next.code``, so a test decides
+    each run's verdicts and probe times exactly, without Docker or a suite."""
+
+    def argv(self, results: Path) -> list[str]:
+        return [sys.executable, "-c", SCRIPTED_RUN, str(self.cwd), str(results)]
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One check of a scripted run: what it is (stack, kind, name) and what it concluded."""
+
+    stack: str
+    kind: str
+    check: str
+    verdict: str = "passed"
+    elapsed_s: float | None = None
+
+    def collected(self) -> dict[str, Any]:
+        return {"id": f"t.py::{self.stack}/{self.check}", "env": "test", "layer": "platform",
+                "stack": self.stack, "kind": self.kind, "check": self.check}  # fmt: skip
+
+    def reported(self) -> dict[str, Any]:
+        attempts = None if self.elapsed_s is None else 1
+        return {"check": self.collected(), "verdict": self.verdict, "message": "",
+                "attempts": attempts, "elapsed_s": self.elapsed_s}  # fmt: skip
+
+
+class Scripted:
+    """The ``Runs`` of a serve whose runs are :class:`ScriptedCommand`, and its /metrics."""
+
+    def __init__(self, where: Path) -> None:
+        self.where = where
+        self.runs = Runs(
+            ScriptedCommand("test", where / "inventories", cwd=where),
+            interval_s=3600,  # only the first run and those asked for
+            timeout_s=30,
+            history=None,
+            flaky_rule=FlakyRule(),
+            masker=Masker(),
+        )
+        self.healthy = True
+        self.metrics = Exposition("test", self.runs, self._health)
+
+    def _health(self, run: Any) -> Health:
+        return judge(run) if self.healthy else Health(Status.STALE, "pretend it aged")
+
+    def run(self, checks: list[Seen], code: int = 1) -> None:
+        """One run that reports ``checks`` and exits ``code`` (1: judged, some failed)."""
+        lines = [{"collected": [seen.collected() for seen in checks]}]
+        lines += [seen.reported() for seen in checks] + [{"exitstatus": code}]
+        (self.where / "next.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        (self.where / "next.code").write_text(str(code))
+        if self.runs.latest is None and not self.runs.running:
+            self.runs.start()  # its first run starts at once
+            wait_until("the first run", lambda: self.runs.latest, 20)
+            return
+        assert self.runs.request().wait(30) is not None
+
+    def families(self) -> dict[str, Any]:
+        text = self.metrics.body().decode()
+        return {family.name: family for family in text_string_to_metric_families(text)}
+
+    def samples(self, family: str, **labels: str) -> dict[tuple[str, ...], float]:
+        """``family``'s samples whose labels include ``labels``: (sample name, the other
+        labels' values...) -> value."""
+        found = {}
+        for sample in self.families()[family].samples:
+            if labels.items() <= sample.labels.items():
+                rest = tuple(v for k, v in sorted(sample.labels.items()) if k not in labels)
+                found[(sample.name, *rest)] = sample.value
+        return found
+
+
+@pytest.fixture
+def scripted(tmp_path: Path) -> Iterator[Scripted]:
+    made = Scripted(tmp_path)
+    yield made
+    made.runs.stop()
+
+
+LATENCY = "deployproof_check_latency_seconds"
+BOUNDS = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0"]
+
+
+def latency(scripted: Scripted, check: str) -> dict[str, float]:
+    """The histogram of ``check``: each bucket by its bound, then ``count`` and ``sum``."""
+    shown = {}
+    for sample in scripted.families()[LATENCY].samples:
+        if sample.labels["check"] == check:
+            name = sample.name.removeprefix(LATENCY + "_")
+            shown[sample.labels["le"] if name == "bucket" else name] = sample.value
+    return shown
+
+
+def buckets(*observed: float) -> dict[str, float]:
+    """What a histogram holding ``observed`` shows: cumulative bucket counts, count, sum."""
+    shown = {b: float(sum(1 for o in observed if o <= float(b))) for b in BOUNDS}
+    return {**shown, "+Inf": float(len(observed)), "count": float(len(observed)),
+            "sum": pytest.approx(sum(observed))}  # fmt: skip
+
+
+def test_latency_histograms_count_each_finished_run_once_however_often_scraped(
+    scripted: Scripted,
+) -> None:
+    """Each finished run adds one observation per probing check (its elapsed_s) to a
+    histogram that keeps growing over serve's lifetime; scrapes, many or none between
+    runs, add nothing; a check that does not probe has no histogram."""
+    fast, slow, container = "endpoint/fast", "endpoint/slow", "service_running/web"
+    times = [(0.003, 0.3), (0.02, 0.3), (0.07, 12.0)]  # the last slow one: past every bucket
+    for index, (a, b) in enumerate(times):
+        scripted.run([Seen("web", "health", fast, elapsed_s=a),
+                      Seen("web", "health", slow, elapsed_s=b, verdict="failed"),
+                      Seen("web", "smoke", container)])  # fmt: skip
+        for _ in range(3 if index else 0):  # no scrape after the first run, three after others
+            scripted.families()
+        assert latency(scripted, fast) == buckets(*(t[0] for t in times[: index + 1]))
+        assert latency(scripted, slow) == buckets(*(t[1] for t in times[: index + 1]))
+        assert scripted.samples(LATENCY, check=container) == {}
+    assert latency(scripted, fast)["0.005"] == 1.0  # only the first run's 3 ms
+    assert latency(scripted, fast)["0.1"] == 3.0
+    assert latency(scripted, slow)["10.0"] == 2.0  # 12 s is in +Inf only
+    assert latency(scripted, slow)["+Inf"] == 3.0
+
+    # A run that did not judge (pytest exited 3) still made its probes: they count.
+    scripted.run([Seen("web", "health", fast, elapsed_s=0.004)], code=3)
+    assert latency(scripted, fast)["count"] == 4.0
+    assert latency(scripted, fast)["0.005"] == 2.0
+    # A check gone from the selection keeps its series (cumulative, as Prometheus expects).
+    assert latency(scripted, slow)["count"] == 3.0
+
+
+def test_a_scrape_sees_one_run_whole(scripted: Scripted) -> None:
+    """Scrapes racing the runs: in every scrape the histogram's count is the number of runs
+    that scrape's counters show finished, and the last run's verdict gauges are there."""
+    check = Seen("web", "health", "endpoint/health", elapsed_s=0.01)
+    scripted.run([check])
+    mismatches: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def scrape() -> None:
+        while not done.is_set():
+            families = scripted.families()
+            runs = sum(s.value for s in families["deployproof_runs"].samples
+                       if s.name.endswith("_total"))  # fmt: skip
+            counts = [s.value for s in families[LATENCY].samples if s.name.endswith("_count")]
+            if counts != [runs]:
+                mismatches.append((runs, counts[0] if counts else -1))
+
+    scraper = threading.Thread(target=scrape)
+    scraper.start()
+    try:
+        for _ in range(5):
+            scripted.run([check])
+    finally:
+        done.set()
+        scraper.join()
+    assert mismatches == []
+    assert latency(scripted, "endpoint/health")["count"] == 6.0
+
+
+DRIFT = "deployproof_stack_drift"
+
+
+def drift(scripted: Scripted) -> dict[str, float]:
+    return {rest[-1]: value for (_, *rest), value in scripted.samples(DRIFT, env="test").items()}
+
+
+def test_the_drift_gauge_is_1_for_a_failure_0_when_in_sync_and_absent_when_unknown(
+    scripted: Scripted,
+) -> None:
+    """Per stack, from the last complete run: a failed drift check is 1, drift checks that
+    all passed (a skipped one does not count) are 0, and a stack whose drift checks did not
+    run or could not decide has no series at all, never 0."""
+    scripted.run([
+        Seen("drifted", "drift", "config_as_deployed", "failed"),
+        Seen("drifted", "drift", "containers_as_declared", "passed"),
+        Seen("synced", "drift", "config_as_deployed", "passed"),
+        Seen("synced", "drift", "parity", "skipped"),  # not applicable: does not count
+        Seen("unsure", "drift", "config_as_deployed", "passed"),
+        Seen("unsure", "drift", "containers_as_declared", "inconclusive"),
+        Seen("blocked", "drift", "containers_as_declared", "blocked"),
+        Seen("skipped", "drift", "config_as_deployed", "skipped"),
+        Seen("smoked", "smoke", "service_running/web", "failed"),  # no drift check at all
+        Seen("-", "drift", "layer_in_sync", "failed"),  # a layer's: not a stack's
+    ])  # fmt: skip
+    assert drift(scripted) == {"drifted": 1.0, "synced": 0.0}
+    assert scripted.families()[DRIFT].type == "gauge"
+
+    # Repaired: the next run decides, and the gauge follows it.
+    scripted.run([Seen("drifted", "drift", "config_as_deployed", "passed"),
+                  Seen("synced", "drift", "config_as_deployed", "failed")])  # fmt: skip
+    assert drift(scripted) == {"drifted": 0.0, "synced": 1.0}
+
+    # A run that did not judge (pytest exited 3): a failure it saw stands, a pass does not.
+    scripted.run([Seen("drifted", "drift", "config_as_deployed", "passed"),
+                  Seen("synced", "drift", "config_as_deployed", "failed")], code=3)  # fmt: skip
+    assert drift(scripted) == {"synced": 1.0}
+
+
+def test_the_rendered_metrics_follow_health_between_runs(scripted: Scripted) -> None:
+    """The body is rendered once per run and served again, but health ages without a run
+    (fresh, then stale): deployproof_healthy must follow it all the same."""
+    scripted.run([Seen("web", "health", "endpoint/health", elapsed_s=0.01)], code=0)
+    assert scripted.samples("deployproof_healthy") == {("deployproof_healthy", "test"): 1.0}
+    first = scripted.metrics.body()
+    assert scripted.metrics.body() is first  # served again, not rendered again
+    scripted.healthy = False
+    assert scripted.samples("deployproof_healthy") == {("deployproof_healthy", "test"): 0.0}
+
+
 @pytest.fixture
 def served(held_runs: Callable[[], Runs]) -> Iterator[ServeServer]:
     """A serve HTTP server (bearer token ``TOKEN``) over held runs, on a free loopback port."""
@@ -706,6 +936,32 @@ def test_requests_without_a_body_keep_the_connection_alive(served: ServeServer) 
     assert len(statuses) == 2, data
     assert b"Connection: close" not in data
     assert not closed
+
+
+@pytest.mark.parametrize(
+    ("accept", "zipped"),
+    [(None, False), ("gzip", True), ("deflate, gzip;q=0.5", True), ("gzip;q=0", False)],
+)
+def test_metrics_are_gzipped_for_a_scraper_that_accepts_it(
+    served: ServeServer, accept: str | None, zipped: bool
+) -> None:
+    """Prometheus asks for gzip: the same body, compressed (once per rendering)."""
+    wait_until("a run", lambda: served.runs.latest, 20)
+    connection = HTTPConnection("127.0.0.1", served.server_address[1], timeout=30)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    connection.request("GET", "/metrics", headers=headers)
+    plain = connection.getresponse().read()
+    connection.putrequest("GET", "/metrics", skip_accept_encoding=True)
+    for name, value in {**headers, **({"Accept-Encoding": accept} if accept else {})}.items():
+        connection.putheader(name, value)
+    connection.endheaders()
+    answer = connection.getresponse()
+    body = answer.read()
+    connection.close()
+    assert answer.getheader("Content-Encoding") == ("gzip" if zipped else None)
+    assert answer.getheader("Vary") == "Accept-Encoding"
+    assert (gzip.decompress(body) if zipped else body) == plain
+    assert b"deployproof_runs_total" in plain
 
 
 def test_serve_with_a_state_dir_it_cannot_create_says_so_and_leaves_nothing(

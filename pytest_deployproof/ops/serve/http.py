@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ...secrets import Masker
 from ...signed_http import BoundedServer, send
-from .metrics import CONTENT_TYPE, registry_for, render
+from .metrics import CONTENT_TYPE, Exposition
 from .results import Health, RunResult, Status, judge
 from .runs import Runs
 
@@ -56,7 +56,7 @@ class ServeServer(BoundedServer):
         self.runs, self.env, self.stacks = runs, env, tuple(stacks)
         self.token = token.encode() if token else None
         self.masker = masker.escaped()  # also as JSON writes the values
-        self.registry = registry_for(env, runs, self.health)
+        self.metrics = Exposition(env, runs, self.health_of)
         super().__init__(address, _Request)
         runs.start()
 
@@ -64,6 +64,10 @@ class ServeServer(BoundedServer):
     def max_age_s(self) -> float:
         """Older than two intervals is stale: one run missed is noise, two is news."""
         return 2 * self.runs.interval_s
+
+    def health_of(self, run: RunResult | None) -> Health:
+        """What /healthz says of ``run`` (``None``: no run yet) now."""
+        return judge(run, now=time.time(), max_age_s=self.max_age_s)
 
     def health(self, stack: str | None = None, run: RunResult | None = None) -> Health:
         run = run if run is not None else self.runs.latest
@@ -73,10 +77,11 @@ class ServeServer(BoundedServer):
         return judge(run, checks, now=time.time(), max_age_s=self.max_age_s)
 
     def document(self, stack: str | None, run: RunResult | None = None) -> dict[str, Any]:
-        """The /healthz JSON body."""
-        run = run if run is not None else self.runs.latest
+        """The /healthz JSON body, of one snapshot (its run and that run's flakiness)."""
+        snapshot = self.runs.snapshot
+        run = run if run is not None else snapshot.latest
         health = self.health(stack, run)
-        flaky = self.runs.flaky
+        flaky = snapshot.flaky
         return {
             "status": health.status.value,
             "env": self.env,
@@ -116,6 +121,20 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _accepts_gzip(header: str) -> bool:
+    """Whether ``Accept-Encoding`` lists gzip with a weight above 0 (``gzip;q=0`` refuses)."""
+    for part in header.split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip().lower() != "gzip":
+            continue
+        weight = params.strip().lower().removeprefix("q=")
+        try:
+            return not params.strip() or float(weight) > 0
+        except ValueError:
+            return False
+    return False
+
+
 def _text(document: dict[str, Any]) -> str:
     """``?format=text``: what a person at a terminal wants first, then each check."""
     where = document["env"] + (f"/{document['stack']}" if document["stack"] else "")
@@ -143,6 +162,9 @@ def _text(document: dict[str, Any]) -> str:
 class _Request(BaseHTTPRequestHandler):
     server: ServeServer
     protocol_version = "HTTP/1.1"  # keep-alive for scrapers; bounded by the server's timeouts
+    # Headers and body are two writes: with Nagle's algorithm a small body (gzipped
+    # /metrics, ~17 KiB) waits for the client's delayed ACK of the headers, 40 ms a scrape.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # scrapes every second would drown the log
@@ -198,7 +220,7 @@ class _Request(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         if url.path == "/metrics":
-            send(self, 200, render(self.server.registry), CONTENT_TYPE)
+            self._metrics()
             return
         if url.path == "/healthz" or url.path.startswith("/healthz/"):
             stack = unquote(url.path.removeprefix("/healthz").strip("/")) or None
@@ -206,6 +228,20 @@ class _Request(BaseHTTPRequestHandler):
             return
         self._answer(404, "not found: GET /healthz, /healthz/<stack>, /metrics; POST /run\n",
                      "text/plain; charset=utf-8")  # fmt: skip
+
+    def _metrics(self) -> None:
+        """The rendered body as it is kept (see metrics.py), gzipped when the scraper says
+        it accepts that, as Prometheus does."""
+        gzipped = _accepts_gzip(self.headers.get("Accept-Encoding") or "")
+        body = self.server.metrics.body(gzipped=gzipped)
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPE)
+        if gzipped:
+            self.send_header("Content-Encoding", "gzip")
+        self.send_header("Vary", "Accept-Encoding")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def _healthz(self, stack: str | None, form: str, run: RunResult | None = None) -> None:
         if stack is not None and stack not in self.server.stacks:

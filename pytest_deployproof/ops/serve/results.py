@@ -7,7 +7,8 @@ with an ``error``, never a list of green checks. :func:`judge` is the one place 
 says whether what we know is healthy, in the order an operator must hear it: nothing
 known yet, known but too old, the run itself broken, a check failed, a check could not
 look, nothing was checked at all; only then healthy (docs/requirements.md#byd-1:
-inconclusive and stale are never green).
+inconclusive and stale are never green). :func:`drift_by_stack` says the same of each
+stack's drift checks, for ``/metrics``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from typing import Any
 from ...secrets import Masker
 from ...verdicts import Verdict
 
-__all__ = ["CheckResult", "Health", "RunResult", "Status", "judge", "read_results"]
+__all__ = [
+    "CheckResult",
+    "Health",
+    "RunResult",
+    "Status",
+    "drift_by_stack",
+    "judge",
+    "read_results",
+]
 
 # pytest's exit codes after which the per-check verdicts are the whole story: all passed,
 # some failed, or held as inconclusive (verdicts.HELD_EXIT_CODE). Any other code means the
@@ -156,6 +165,31 @@ def judge(  # noqa: PLR0911 - one return per status, in the order they are told
             counts,
         )
     return Health(Status.HEALTHY, f"all {counts[Verdict.PASSED]} checks passed", chosen, counts)
+
+
+def drift_by_stack(run: RunResult | None) -> dict[str, bool]:
+    """Per stack, whether ``run`` saw it drift: True when one of its drift checks failed,
+    False when at least one ran and every one that ran passed. A stack is left out when
+    that cannot be said: no drift check of it ran (none selected, all skipped as not
+    applicable), or one could not decide (inconclusive, blocked), or the run itself did
+    not judge (then only a failure seen counts). Left out is not "in sync" (BYD-1).
+    Checks of no stack (a layer's) are not a stack's."""
+    if run is None:
+        return {}
+    seen: dict[str, set[Verdict]] = {}
+    for check in run.checks:
+        if check.kind == "drift" and check.stack != "-":
+            seen.setdefault(check.stack, set()).add(Verdict(check.verdict))
+    drift = {stack: _drifted(verdicts, judged=not run.error) for stack, verdicts in seen.items()}
+    return {stack: drifted for stack, drifted in drift.items() if drifted is not None}
+
+
+def _drifted(verdicts: set[Verdict], *, judged: bool) -> bool | None:
+    if verdicts & {Verdict.FAILED, Verdict.DEPLOY_FAILED}:
+        return True
+    if not judged or verdicts & {Verdict.INCONCLUSIVE, Verdict.BLOCKED}:
+        return None
+    return False if Verdict.PASSED in verdicts else None  # all skipped: none ran
 
 
 def read_results(

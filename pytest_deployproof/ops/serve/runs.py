@@ -18,6 +18,12 @@ asked for and not yet started, and only otherwise asks for a new one. Never the 
 flight: it started before the request, so its results may predate what the caller asks
 about (a deploy it just made); the next run starts as soon as that one ends. However
 many requests arrive together, they share one run.
+
+**One snapshot**: what the runs have produced (the latest result, flakiness, counts by
+outcome, the latency histograms) is one immutable :class:`Snapshot`, replaced whole when
+a run ends. A reader (/healthz, a scrape) takes it once and sees one run's state, never
+the verdicts of one run beside the counts of the next; readers take no lock, and the
+worker, the only writer, never waits for them.
 """
 
 from __future__ import annotations
@@ -32,17 +38,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ...secrets import Masker
 from .collector import RESULTS_OPTION
 from .history import Flaky, FlakyRule, History
+from .latency import Latencies
 from .results import RunResult, read_results
 
-__all__ = ["OUTCOMES", "Pending", "RunCommand", "Runs"]
+__all__ = ["OUTCOMES", "Pending", "RunCommand", "Runs", "Snapshot"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +82,23 @@ class RunCommand:
         return [*argv, "-p", "no:cacheprovider", "-q", "-rN", "--color=no"]
 
 
+@dataclass(frozen=True, eq=False)  # compared by identity: a new run, a new snapshot
+class Snapshot:
+    """What serve knows after its last finished run, as one value (see the module).
+
+    The mappings are never changed after the snapshot is made; the next run makes a
+    new snapshot."""
+
+    latest: RunResult | None = None
+    flaky: Mapping[str, Flaky] = field(default_factory=dict)
+    outcomes: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    latencies: Latencies = field(default_factory=Latencies)
+
+    def counted(self, outcome: str) -> dict[str, int]:
+        """The counts by outcome with one more ``outcome``."""
+        return {**self.outcomes, outcome: self.outcomes.get(outcome, 0) + 1}
+
+
 class Pending:
     """A run asked for: everyone who asked waits on the same one."""
 
@@ -105,9 +128,7 @@ class Runs:
         self.command, self.interval_s, self.timeout_s = command, interval_s, timeout_s
         self.history, self.flaky_rule, self.masker = history, flaky_rule, masker
         self.on_finished = on_finished
-        self.latest: RunResult | None = None
-        self.flaky: dict[str, Flaky] = {}
-        self.outcomes: Counter[str] = Counter(dict.fromkeys(OUTCOMES, 0))
+        self.snapshot = Snapshot()  # replaced whole, never changed (see the module)
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._next: Pending | None = None
@@ -122,6 +143,10 @@ class Runs:
 
     def start(self) -> None:
         self._worker.start()
+
+    @property
+    def latest(self) -> RunResult | None:
+        return self.snapshot.latest
 
     @property
     def running(self) -> bool:
@@ -172,7 +197,7 @@ class Runs:
             if result is not None:
                 self._record(result)
             else:
-                self.outcomes["abandoned"] += 1
+                self._publish(replace(self.snapshot, outcomes=self.snapshot.counted("abandoned")))
             with self._cond:
                 self._running = None
             pending.result = result
@@ -182,8 +207,15 @@ class Runs:
                 if left is not None:
                     left.done.set()  # those waiting learn it was abandoned (result None)
 
+    def _publish(self, snapshot: Snapshot) -> None:
+        with self._cond:  # one assignment is atomic already; the lock says who writes
+            self.snapshot = snapshot
+
     def _record(self, result: RunResult) -> None:
-        flaky = self.flaky
+        """Keep ``result`` (history, flakiness) and publish the snapshot that includes it:
+        its latencies are added here, once per run, not by whoever reads them."""
+        before = self.snapshot
+        flaky = before.flaky
         if self.history is not None:
             try:
                 self.history.append(result)
@@ -191,9 +223,9 @@ class Runs:
             except Exception as exc:  # a full disk must not stop the checks from being served
                 log.warning("serve: could not record run %d in %s: %s", result.id,
                             self.history.path, exc)  # fmt: skip
-        with self._cond:
-            self.latest, self.flaky = result, flaky
-            self.outcomes[result.outcome] += 1
+        self._publish(
+            Snapshot(result, flaky, before.counted(result.outcome), before.latencies.plus(result))
+        )
         log.info(
             "serve: run %d: %s in %.1f s (%d checks)",
             result.id, result.outcome, result.duration_s, len(result.checks),
