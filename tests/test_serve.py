@@ -39,11 +39,11 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pytest_deployproof.ops.serve.history import FlakyRule
 from pytest_deployproof.ops.serve.http import ServeServer
 from pytest_deployproof.ops.serve.metrics import Exposition
 from pytest_deployproof.ops.serve.results import Health, Status, judge
 from pytest_deployproof.ops.serve.runs import Pending, RunCommand, Runs
+from pytest_deployproof.report.run_history import FlakyRule
 from pytest_deployproof.secrets import Masker
 from tests.support.compose import ComposeStack, inventory_yaml
 from tests.support.need import need
@@ -553,6 +553,44 @@ def test_a_flapping_endpoint_is_flaky_after_the_configured_runs(
     lines = trend.stdout.splitlines()
     assert len(lines) == 2, trend.stdout  # the stack's two checks
     assert all(line.endswith(" FLAKY") for line in lines), trend.stdout
+
+    # A plain pytest run of the environment reads the same memory: the terminal, the
+    # dashboard and Allure name both checks flaky, and only those.
+    plain = subprocess.run(
+        [sys.executable, "-m", "pytest", "--env", "test", "-m", "health", "-p", "no:cacheprovider",
+         "--alluredir", "allure", "--dashboard", "dashboard.md"],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+        env={k: v for k, v in os.environ.items() if k != "DEPLOYPROOF_BUILTIN"},
+    )  # fmt: skip
+    section = plain.stdout.split("deployproof: flaky checks (memory of past runs)")[-1]
+    flagged = [line for line in section.splitlines() if line.startswith("test/")]
+    assert [line.split(": ")[0] for line in flagged] == [
+        "test/platform/flap/once",
+        "test/platform/flap/retried",
+    ], plain.stdout + plain.stderr
+    said = (
+        r"\S+: test_health_endpoint: (\d+) of the last (\d+) runs \(retried (\d+), flipped (\d+)\)"
+    )
+    seen = [re.fullmatch(said, line) for line in flagged]
+    assert all(seen), flagged
+    (_, _, _, once_flips), (_, _, retried, _) = (
+        tuple(int(n) for n in match.groups()) for match in seen if match
+    )
+    assert once_flips >= 3, flagged
+    assert retried >= 3, flagged
+    assert "**Flaky**" in (tmp_path / "dashboard.md").read_text()
+    tags = {
+        json.loads(path.read_text())["name"]: [
+            label["value"]
+            for label in json.loads(path.read_text())["labels"]
+            if label["name"] == "tag"
+        ]
+        for path in (tmp_path / "allure").glob("*-result.json")
+    }
+    assert {name for name, values in tags.items() if "flaky" in values} == {
+        "test_health_endpoint[test/platform/flap/once]",
+        "test_health_endpoint[test/platform/flap/retried]",
+    }, tags
 
 
 HELD_RUN = """

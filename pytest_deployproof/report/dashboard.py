@@ -21,7 +21,7 @@ Rendering is a pure function of the stages: what the snapshot tests pin.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -96,6 +96,14 @@ class Outcomes:
             if not report.passed:  # what was seen comes from the phase that went wrong
                 test.message = _first_line(report)
         test.finished = time.time()
+
+    def flaky(self) -> list[str]:
+        """``<target> <check>: <what the memory saw>`` of each test the reporter marked flaky."""
+        return sorted(
+            f"{t.properties.get('target', nodeid)}: {t.properties['flaky']}"
+            for nodeid, t in self.tests.items()
+            if "flaky" in t.properties
+        )
 
     def failures(self) -> list[tuple[str, str, str]]:
         """(target, verdict, message) of every test that did not pass or skip."""
@@ -209,8 +217,11 @@ def marker(sha: str) -> str:
     return f"<!-- deployproof-dashboard:{sha[:7]} -->"
 
 
-def render(sha: str, stages: list[Stage], *, next_text: str | None = None) -> str:
-    """The dashboard markdown for commit ``sha`` (first 7 characters shown)."""
+def render(
+    sha: str, stages: list[Stage], *, next_text: str | None = None, flaky: Sequence[str] = ()
+) -> str:
+    """The dashboard markdown for commit ``sha`` (first 7 characters shown); ``flaky``: lines
+    naming the checks of this run that the memory of past runs calls flaky."""
     sha7 = sha[:7]
     lines = [
         marker(sha),
@@ -223,6 +234,9 @@ def render(sha: str, stages: list[Stage], *, next_text: str | None = None) -> st
         f"| {_cell(s.name)} | {ICONS[s.status]} | {_cell(s.output) or '-'} | {s.time} |"
         for s in stages
     ]
+    if flaky:
+        lines += ["", "**Flaky** (passed only after retries, or flipped, in recent runs):"]
+        lines += [f"- {_cell(line)}" for line in flaky]
     lines += ["", "<!-- next-step -->", next_text or next_step(stages), "<!-- /next-step -->"]
     return "\n".join(lines) + "\n"
 

@@ -11,6 +11,7 @@ deploys have finished and every other plugin has written its files.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from ..stash import RUN_KEY
 from ..targets import target_of
 from ..verdicts import kind_of
 from . import allure_results, dashboard
+from .run_history import Flaky, FlakyRule, History, memory_key
 
 if TYPE_CHECKING:
     from ..run import Run
@@ -40,6 +42,7 @@ class Reporter:
         self.config = config
         self.outcomes = dashboard.Outcomes()
         self.annotations: list[str] = []  # GitHub Actions ::error lines, at the end
+        self.memory_problem: str | None = None
 
     @property
     def run(self) -> Run:
@@ -64,8 +67,36 @@ class Reporter:
             ]
             item.user_properties += [shared.setdefault(pair, pair) for pair in pairs]
             item.user_properties.append(("target", target.id))
-        if allure_results.alluredir(self.config) is not None:
+        allure = allure_results.alluredir(self.config) is not None
+        if allure:
             allure_results.add_labels(items, self.run)
+        self._mark_flaky(items, allure=allure)
+
+    def _mark_flaky(self, items: list[pytest.Item], *, allure: bool) -> None:
+        """Checks the memory of past runs (``deployproof serve``'s, in the state dir) calls
+        flaky carry it: a JUnit property, which the dashboard and the terminal summary read,
+        and an Allure tag. A flaky check still counts as what it is in this run."""
+        flaky = self._remembered_flaky() if items else {}
+        for item in items if flaky else ():
+            key = memory_key(item)
+            judged = flaky.get(key) if key is not None else None
+            if judged is None:
+                continue
+            seen = f"{judged.events} of the last {judged.runs} runs"
+            detail = f"retried {judged.retried}, flipped {judged.flips}"
+            name = getattr(item, "originalname", item.name)
+            item.user_properties.append(("flaky", f"{name}: {seen} ({detail})"))
+            if allure:
+                item.add_marker(pytest.mark.allure_label("flaky", label_type="tag"))
+
+    def _remembered_flaky(self) -> dict[tuple[str, str, str], Flaky]:
+        run = self.run
+        try:
+            memory = History(run.inventory.state.serve_runs)
+            return memory.flaky_checks(run.inventory.environment, FlakyRule())
+        except (OSError, ValueError, sqlite3.Error) as exc:  # never fails the run itself
+            self.memory_problem = f"the memory of past runs was not read: {exc}"
+            return {}
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_makereport(
@@ -118,7 +149,7 @@ class Reporter:
             mask_files([Path(xml)], masker)
         stages = self.outcomes.stages() + dashboard.deploy_stages(run.ledger.records)
         sha = allure_results.commit_of(run) or "0000000"
-        markdown = masker(dashboard.render(sha, stages))
+        markdown = masker(dashboard.render(sha, stages, flaky=self.outcomes.flaky()))
         target = self.config.getoption("deployproof_dashboard", None)
         if target:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
@@ -135,3 +166,12 @@ class Reporter:
         # Workflow commands must start a line: written here, by the terminal reporter.
         for line in self.annotations:
             terminalreporter.write_line(line)
+        if _is_worker(self.config):
+            return
+        flaky = self.outcomes.flaky()
+        if flaky:
+            terminalreporter.section("deployproof: flaky checks (memory of past runs)")
+            for line in flaky:
+                terminalreporter.write_line(line)
+        if self.memory_problem:
+            terminalreporter.write_line(f"deployproof: {self.memory_problem}", yellow=True)

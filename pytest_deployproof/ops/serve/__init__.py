@@ -9,7 +9,8 @@ that passes only after retries or flips between runs is called flaky.
 
 One concern per module: :mod:`.collector` (the pytest plugin inside each run),
 :mod:`.results` (a run's verdicts and what they add up to), :mod:`.runs` (scheduling,
-single-flight, the subprocess), :mod:`.history` (SQLite memory, flakiness, trends),
+single-flight, the subprocess), ``report.run_history`` (the SQLite memory, flakiness,
+trends: every pytest run reads it too),
 :mod:`.latency` (the probe latency histograms, run by run),
 :mod:`.metrics` (Prometheus), :mod:`.http` (the server), :mod:`.command` (the CLI).
 """

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import pytest
 
+from ...report.run_history import check_name
 from ...stash import RUN_KEY
 from ...targets import target_of
 from ...verdicts import Verdict, kind_of, verdict_of
@@ -48,8 +49,6 @@ def describe(item: pytest.Item) -> dict[str, Any]:
     """What a check is, in the names /healthz and /metrics use: its node id (the key),
     environment, layer, stack, check kind and a short name (``service_running/web``)."""
     target = target_of(item)
-    name = getattr(item, "originalname", item.name).removeprefix("test_")
-    child = None if target is None else (target.name or target.host)
     return {
         "id": item.nodeid,
         "env": None if target is None else target.environment,
@@ -57,7 +56,7 @@ def describe(item: pytest.Item) -> dict[str, Any]:
         "stack": None if target is None else target.stack,
         "host": None if target is None else target.host,
         "kind": kind_of(item) or "other",
-        "check": f"{name}/{child}" if child else name,
+        "check": check_name(item),
     }
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..progress import add_verbosity
 
 if TYPE_CHECKING:
-    from .history import History
+    from ...report.run_history import History
 
 __all__ = ["add_parsers", "parse_duration"]
 
@@ -63,7 +63,7 @@ def parse_duration(text: str) -> float:
 
 
 def _flaky_rule(text: str) -> Any:
-    from .history import FlakyRule  # noqa: PLC0415
+    from ...report.run_history import FlakyRule  # noqa: PLC0415
 
     try:
         return FlakyRule.parse(text)
@@ -146,9 +146,9 @@ def serve_command(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or Ctrl-C; exit 2 when the inventory, selection or token is wrong."""
     from ...inventory.load import InventoryError, load_environment  # noqa: PLC0415
     from ...inventory.selection import SelectionError, select  # noqa: PLC0415
+    from ...report.run_history import History  # noqa: PLC0415
     from ...secrets import Masker  # noqa: PLC0415
     from ..serving import serve_until_stopped  # noqa: PLC0415 - the servers' shared stop
-    from .history import History  # noqa: PLC0415
     from .http import ServeServer  # noqa: PLC0415
     from .runs import RunCommand, Runs  # noqa: PLC0415
 
@@ -221,7 +221,7 @@ def trend_command(args: argparse.Namespace) -> int:
     import json  # noqa: PLC0415
 
     from ...inventory.load import InventoryError, load_environment  # noqa: PLC0415
-    from .history import History  # noqa: PLC0415
+    from ...report.run_history import History  # noqa: PLC0415
 
     try:
         inventory = load_environment(Path(args.inventory), args.env)

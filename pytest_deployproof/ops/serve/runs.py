@@ -42,9 +42,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ...report.run_history import Flaky, FlakyRule, History
 from ...secrets import Masker
 from .collector import RESULTS_OPTION
-from .history import Flaky, FlakyRule, History
 from .latency import Latencies
 from .results import RunResult, read_results
 

@@ -1,4 +1,4 @@
-"""The memory of serve runs: every check's verdict, attempts and time, in SQLite.
+"""The memory of past runs: every check's verdict, attempts and time, in SQLite.
 
 A check that passes only on its second attempt, or fails every other run, is green in
 any single run and hidden by retries (BYD-3 makes the retries visible; this remembers
@@ -7,8 +7,13 @@ one file, written whole per transaction (TRU-2), readable by ``deployproof trend
 ``serve`` writes (WAL). Rows older than the retention are deleted after each run, so
 the file stays the size of the window, not of the server's uptime.
 
-Flaky, as the issue defines it: in at least ``n`` of the last ``m`` runs the check
-passed only after retries, or its pass/fail result changed from the run before.
+Flaky: in at least ``n`` of the last ``m`` runs the check passed only after retries, or
+its pass/fail result changed from the run before.
+
+``deployproof serve`` writes it (ops/serve); every pytest run of the environment reads it,
+so a check the memory calls flaky is said so in the terminal, the dashboard and Allure
+(:mod:`.reporter`). A check is known across the two by its stack, kind and name
+(:func:`check_name`), not by its node id, which depends on the directory pytest ran in.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ...verdicts import Verdict
-from .results import RunResult
+import pytest
 
-__all__ = ["Flaky", "FlakyRule", "History", "Trend"]
+from ..targets import target_of
+from ..verdicts import Verdict, kind_of
+
+__all__ = ["Flaky", "FlakyRule", "History", "RunRecord", "Trend", "check_name"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,65 @@ CREATE TABLE IF NOT EXISTS checks (
 CREATE INDEX IF NOT EXISTS checks_by_run ON checks (run);
 CREATE INDEX IF NOT EXISTS checks_by_stack ON checks (stack, run);
 """
+
+
+class CheckRecord(Protocol):
+    """One check of a recorded run (ops/serve/results.py's CheckResult)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def stack(self) -> str: ...
+    @property
+    def layer(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def check(self) -> str: ...
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def attempts(self) -> int | None: ...
+    @property
+    def elapsed_s(self) -> float | None: ...
+
+
+class RunRecord(Protocol):
+    """A finished run as the memory keeps it (ops/serve/results.py's RunResult)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def env(self) -> str: ...
+    @property
+    def started(self) -> float: ...
+    @property
+    def finished(self) -> float: ...
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def checks(self) -> Sequence[CheckRecord]: ...
+
+
+def check_name(item: pytest.Item) -> str:
+    """A check's short name, as the memory and /metrics know it: the test's name without
+    ``test_``, then its service, endpoint, database or host (``service_running/web``)."""
+    target = target_of(item)
+    name = getattr(item, "originalname", item.name).removeprefix("test_")
+    child = None if target is None else (target.name or target.host)
+    return f"{name}/{child}" if child else name
+
+
+def memory_key(item: pytest.Item) -> tuple[str, str, str] | None:
+    """``(stack, kind, name)``: how a check is found in the memory; ``None`` if the test
+    is not one of a stack's checks."""
+    target = target_of(item)
+    if target is None or not target.stack:
+        return None
+    return (target.stack, kind_of(item) or "other", check_name(item))
+
 
 # Results that say something about the deployment; a skip or an inconclusive run says
 # nothing about whether a check flaps.
@@ -168,7 +234,7 @@ class History:
             row = db.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()
         return int(row[0]) + 1
 
-    def append(self, run: RunResult) -> None:
+    def append(self, run: RunRecord) -> None:
         """Record ``run`` and forget runs older than the retention."""
         with self._db() as db:
             db.execute(
@@ -198,6 +264,23 @@ class History:
         for check, verdict, attempts in rows:
             sequences.setdefault(check, []).append((verdict, attempts))
         return {check: flakiness(seq, rule) for check, seq in sequences.items()}
+
+    def flaky_checks(self, env: str, rule: FlakyRule) -> dict[tuple[str, str, str], Flaky]:
+        """The checks the environment's last ``rule.m`` runs call flaky, by
+        ``(stack, kind, name)`` (see :func:`memory_key`); empty when nothing is remembered."""
+        if not self.path.is_file():
+            return {}
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT c.stack, c.kind, c.name, c.verdict, c.attempts FROM checks c WHERE c.run "
+                "IN (SELECT id FROM runs WHERE env = ? ORDER BY id DESC LIMIT ?) ORDER BY c.run",
+                (env, rule.m),
+            ).fetchall()
+        sequences: dict[tuple[str, str, str], list[tuple[str, int | None]]] = {}
+        for stack, kind, name, verdict, attempts in rows:
+            sequences.setdefault((stack, kind, name), []).append((verdict, attempts))
+        judged = {key: flakiness(seq, rule) for key, seq in sequences.items()}
+        return {key: flaky for key, flaky in judged.items() if flaky.flaky}
 
     def trend(self, env: str, stack: str, runs: int, rule: FlakyRule) -> list[Trend]:
         """Each of ``stack``'s checks over the environment's last ``runs`` runs."""
