@@ -1,7 +1,8 @@
 """Fixtures that make a user's end-to-end test a few lines (E2E-1), and ``--suite`` (E2E-2).
 
-A user's suite lives in ``suites/e2e/<name>/`` and runs with ``--suite <name>``
-(the ``/e2e <name>`` comment maps to it). Its tests take ``stack`` (one test per
+A user's suite lives in ``suites/e2e/<name>/`` (the folder is the ini key
+``deployproof_e2e_dir``) and runs with ``--suite <name>`` (the ``/e2e <name>`` comment
+maps to it). Its tests take ``stack`` (one test per
 selected stack) and any of:
 
 * ``stack_http``: an ``httpx.Client`` whose base URL is the stack's;
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ._e2e_dir import DEFAULT_E2E_DIR, E2E_DIR_KEY, E2EFolderError, folder_in
 from .errors import Inconclusive
 
 if TYPE_CHECKING:  # plugin.py imports this module in every pytest run: keep it light
@@ -34,6 +36,7 @@ if TYPE_CHECKING:  # plugin.py imports this module in every pytest run: keep it 
 
 __all__ = [
     "database_isolation",
+    "e2e_folder",
     "e2e_suites",
     "ignored_by_suites",
     "sigterm_stops",
@@ -45,29 +48,51 @@ __all__ = [
 ]
 
 
-def e2e_suites(root: Path) -> list[str]:
-    """The suites under ``suites/e2e/`` of the project."""
-    folder = root / "suites" / "e2e"
+_FOLDER_KEY = pytest.StashKey[Path]()
+
+
+def e2e_folder(config: pytest.Config) -> Path:
+    """The folder of the E2E suites (``deployproof_e2e_dir`` under the rootdir), checked
+    once per run: plugin.py asks first, so a folder leading out of the rootdir stops the
+    run with the fix before anything is collected from it."""
+    folder = config.stash.get(_FOLDER_KEY, None)
+    if folder is None:
+        value = str(config.getini(E2E_DIR_KEY)).strip()
+        if value in ("", DEFAULT_E2E_DIR):
+            # The convention's own folder, not a setting: pytest collects it as any other
+            # (a project whose suites/ links elsewhere must not find every run refused).
+            folder = config.rootpath / DEFAULT_E2E_DIR
+        else:
+            where = f"in {config.inipath}" if config.inipath else "ini"
+            try:
+                folder = folder_in(config.rootpath, value, where)
+            except E2EFolderError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        config.stash[_FOLDER_KEY] = folder
+    return folder
+
+
+def e2e_suites(folder: Path) -> list[str]:
+    """The suites in the project's E2E ``folder``: its sub-folders."""
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name[0] not in "._")
 
 
-def ignored_by_suites(path: Path, suites: tuple[str, ...]) -> bool:
+def ignored_by_suites(path: Path, suites: tuple[str, ...], folder: Path) -> bool:
     """Whether ``--suite`` leaves ``path`` out: an E2E suite not asked for, or, when one
     is asked for, every test file outside the E2E suites asked for."""
-    suite = suite_of(path)
+    suite = suite_of(path, folder)
     if suite is not None:
         return bool(suite) and "all" not in suites and suite not in suites
     return bool(suites) and path.suffix == ".py" and path.name.startswith("test_")
 
 
-def suite_of(path: Path) -> str | None:
-    """The E2E suite ``path`` belongs to (``suites/e2e/<suite>/...``); ``""`` for the
-    ``suites/e2e`` folder itself; ``None`` outside it."""
-    parts = path.parts
-    for index in range(len(parts) - 1, 0, -1):
-        if parts[index] == "e2e" and parts[index - 1] == "suites":
-            return parts[index + 1] if index + 1 < len(parts) else ""
-    return None
+def suite_of(path: Path, folder: Path) -> str | None:
+    """The E2E suite ``path`` belongs to (``<folder>/<suite>/...``); ``""`` for the
+    ``folder`` itself; ``None`` outside it."""
+    if not path.is_relative_to(folder):
+        return None
+    parts = path.relative_to(folder).parts
+    return parts[0] if parts else ""
 
 
 @pytest.fixture

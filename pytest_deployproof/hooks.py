@@ -158,8 +158,8 @@ def _check_suites(config: pytest.Config) -> None:
     asked = _suites(config)
     if not asked:
         return
-    folder = config.rootpath / "suites" / "e2e"
-    known = e2e_fixtures.e2e_suites(config.rootpath) if folder.is_dir() else []
+    folder = e2e_fixtures.e2e_folder(config)
+    known = e2e_fixtures.e2e_suites(folder) if folder.is_dir() else []
     unknown = [s for s in asked if s != "all" and s not in known]
     if unknown:
         raise pytest.UsageError(
@@ -169,7 +169,10 @@ def _check_suites(config: pytest.Config) -> None:
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    return True if e2e_fixtures.ignored_by_suites(collection_path, _suites(config)) else None
+    ignored = e2e_fixtures.ignored_by_suites(
+        collection_path, _suites(config), e2e_fixtures.e2e_folder(config)
+    )
+    return True if ignored else None
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

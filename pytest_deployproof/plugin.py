@@ -53,6 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {description}")
     config.pluginmanager.register(fixtures, "deployproof-fixtures")
     config.pluginmanager.register(e2e_fixtures, "deployproof-e2e")
+    e2e_fixtures.e2e_folder(config)  # a folder out of the rootdir is refused now, with the fix
     settings = resolve(config)
     config.stash[SETTINGS_KEY] = settings
     if settings.deploy.value is not None and not settings.active:
@@ -95,6 +96,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_itemcollected(item: pytest.Item) -> None:
-    # Before -m deselects: a test of suites/e2e/<name>/ is an e2e check.
-    if e2e_fixtures.suite_of(item.path) and not item.get_closest_marker("e2e"):
+    # Before -m deselects: a test of suites/e2e/<name>/ (deployproof_e2e_dir) is an e2e check.
+    suite = e2e_fixtures.suite_of(item.path, e2e_fixtures.e2e_folder(item.config))
+    if suite and not item.get_closest_marker("e2e"):
         item.add_marker(pytest.mark.e2e)

@@ -131,7 +131,8 @@ def add_options(parser: pytest.Parser) -> None:
         dest="deployproof_suites",
         action="append",
         metavar="NAME",
-        help="Run the E2E suite suites/e2e/NAME (repeatable, comma-separated; 'all': every "
+        help="Run the E2E suite NAME, the folder NAME in the E2E folder (ini "
+        "deployproof_e2e_dir, default suites/e2e) (repeatable, comma-separated; 'all': every "
         "one) instead of the other checks. E2E suites run only when named.",
     )
     group.addoption(
@@ -185,6 +186,13 @@ def add_options(parser: pytest.Parser) -> None:
         "deployproof_inventory",
         "Inventory file or directory, relative to the ini file.",
         type="string",
+    )
+    parser.addini(
+        "deployproof_e2e_dir",
+        "Folder of the E2E suites (--suite NAME runs its folder NAME), relative to the "
+        "rootdir and inside it (default suites/e2e).",
+        type="string",
+        default="suites/e2e",
     )
     parser.addini("deployproof_stacks", "Stack name globs (like --stack).", type="linelist")
     parser.addini("deployproof_layers", "Layer names (like --layer).", type="linelist")

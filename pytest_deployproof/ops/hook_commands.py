@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from ..inventory.model import Inventory
 
 __all__ = ["add_parsers"]
+
+log = logging.getLogger(__name__)
 
 Deployproof = Callable[[Sequence[str]], int]
 """The CLI's ``main``: ``/revert`` rolls back through it, as an operator would."""
@@ -59,7 +62,6 @@ def add_parsers(commands: Any, deployproof: Deployproof) -> None:
 
 def _hook_settings(args: argparse.Namespace, deployproof: Deployproof) -> Any:
     """The hook's configuration, from the checked-out (default) branch and its environment."""
-    from ..e2e_fixtures import e2e_suites  # noqa: PLC0415
     from .commands import ENVIRONMENTS  # noqa: PLC0415
     from .comment_hook import COMMIT_VERSION, DEFAULT_PERMISSIONS, HookSettings  # noqa: PLC0415
 
@@ -96,11 +98,26 @@ def _hook_settings(args: argparse.Namespace, deployproof: Deployproof) -> Any:
             else DEFAULT_PERMISSIONS
         ),
         bot_login=os.environ.get("DEPLOYPROOF_BOT_LOGIN", "github-actions[bot]"),
-        suites=tuple(e2e_suites(root)) if (root / "suites" / "e2e").is_dir() else (),
+        suites=_e2e_suites(root),
         revert=revert,
         commit_version=version,
         environments=environments or ENVIRONMENTS,
     )
+
+
+def _e2e_suites(root: Path) -> tuple[str, ...]:
+    """The suites ``/e2e <suite>`` may name: those of the repository's E2E folder, the ini
+    key ``deployproof_e2e_dir`` read as pytest would in ``root``. A folder out of the
+    repository (the branch may be hostile) offers none, and the log says why."""
+    from .._e2e_dir import E2EFolderError, repository_e2e_folder  # noqa: PLC0415
+    from ..e2e_fixtures import e2e_suites  # noqa: PLC0415
+
+    try:
+        folder = repository_e2e_folder(root)
+    except E2EFolderError as exc:
+        log.warning("no E2E suite can be named in a comment: %s", exc)
+        return ()
+    return tuple(e2e_suites(folder)) if folder.is_dir() else ()
 
 
 def _revert_inventory(inventory: Path, env: str) -> Inventory:
