@@ -116,8 +116,7 @@ def main() -> None:
         inventory = load_environment(root / "inventories", "bench")
         access = HostAccess(inventory.hosts["here"])
         for stack in inventory.stacks.values():
-            assert inventory.state_dir is not None
-            record_deployed(inventory.state_dir, stack, access, "v1.0.0", "TAG=v1.0.0\n")
+            record_deployed(inventory.state, stack, access, "v1.0.0", "TAG=v1.0.0\n")
 
         counter = Counter()
         counter.install()
