@@ -39,6 +39,10 @@ __all__ = [
 SOCKET_TIMEOUT_S = 10  # an idle or slow client is dropped after this long without a byte
 REQUEST_DEADLINE_S = 30  # a whole connection, however slowly its bytes come
 MAX_CONNECTIONS = 64  # connections handled at once; more get a 503
+# Slots kept for new connections: once fewer are free, a keep-alive server closes each
+# connection after its answer (see BoundedServer.crowded), so clients that keep theirs open
+# (64 scrapers) cannot leave a load balancer's health check with nothing but 503s.
+KEEPALIVE_RESERVE = 8
 
 
 def signature(secret: bytes, body: bytes) -> str:
@@ -153,6 +157,8 @@ class BoundedServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], handler: Any) -> None:
         self._slots = threading.BoundedSemaphore(self.max_connections)
+        self._active = 0  # connections holding a slot (the semaphore does not say)
+        self._active_lock = threading.Lock()
         self._deadlines: dict[socket.socket, float] = {}
         self._deadlines_lock = threading.Lock()
         self._watching = threading.Event()
@@ -170,8 +176,25 @@ class BoundedServer(ThreadingHTTPServer):
             for sock in late:
                 _cut(sock)
 
-    def process_request(self, request: Any, client_address: Any) -> None:
+    def crowded(self) -> bool:
+        """Fewer than KEEPALIVE_RESERVE slots are free: keep-alive connections should end
+        after their answer, so the slots they hold go to whoever connects next."""
+        return self._active > self.max_connections - KEEPALIVE_RESERVE
+
+    def _take_slot(self) -> bool:
         if not self._slots.acquire(blocking=False):
+            return False
+        with self._active_lock:
+            self._active += 1
+        return True
+
+    def _free_slot(self) -> None:
+        with self._active_lock:
+            self._active -= 1
+        self._slots.release()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._take_slot():
             with contextlib.suppress(OSError):
                 request.sendall(
                     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
@@ -183,7 +206,7 @@ class BoundedServer(ThreadingHTTPServer):
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            self._free_slot()
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
@@ -194,7 +217,7 @@ class BoundedServer(ThreadingHTTPServer):
         finally:
             with self._deadlines_lock:
                 self._deadlines.pop(request, None)
-            self._slots.release()
+            self._free_slot()
 
     def server_close(self) -> None:
         self._watching.set()

@@ -45,6 +45,7 @@ from pytest_deployproof.ops.serve.results import Health, Status, judge
 from pytest_deployproof.ops.serve.runs import Pending, RunCommand, Runs
 from pytest_deployproof.report.run_history import FlakyRule
 from pytest_deployproof.secrets import Masker
+from pytest_deployproof.signed_http import KEEPALIVE_RESERVE, MAX_CONNECTIONS
 from tests.support.compose import ComposeStack, inventory_yaml
 from tests.support.need import need
 from tests.support.network import free_port
@@ -974,6 +975,48 @@ def test_requests_without_a_body_keep_the_connection_alive(served: ServeServer) 
     assert len(statuses) == 2, data
     assert b"Connection: close" not in data
     assert not closed
+
+
+def _answer_head(sock: socket.socket) -> bytes:
+    """The status line and headers of one answer (the body is read by Content-Length)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def test_keep_alive_clients_cannot_take_the_last_slots(served: ServeServer) -> None:
+    """70 scrapers that keep their connections open: the first ones keep alive, but once
+    fewer than KEEPALIVE_RESERVE slots are free each answer closes its connection, so a
+    load balancer's new connection is still answered by /healthz, not refused by the cap."""
+    port = served.server_address[1]
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n"
+    held, closing = [], 0
+    try:
+        for _ in range(70):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            held.append(sock)
+            sock.sendall(request)
+            head = _answer_head(sock)
+            assert b"Content-Length: 0" not in head, head  # never the cap's empty 503
+            closing += b"Connection: close" in head
+        kept = 70 - closing
+        assert MAX_CONNECTIONS - KEEPALIVE_RESERVE <= kept <= MAX_CONNECTIONS - 1, closing
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as balancer:
+            balancer.sendall(request)
+            head = _answer_head(balancer)
+        assert head.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 503 ")), head
+        assert b"application/json" in head, head  # /healthz's own answer
+    finally:
+        for sock in held:
+            sock.close()
 
 
 @pytest.mark.parametrize(

@@ -183,7 +183,10 @@ class _Request(BaseHTTPRequestHandler):
         super().send_header(keyword, value)
 
     def end_headers(self) -> None:
-        """Tell the client when the connection ends after this answer (see the module)."""
+        """Tell the client when the connection ends after this answer (see the module); a
+        crowded server ends each connection after its answer (signed_http.KEEPALIVE_RESERVE)."""
+        if self.server.crowded():
+            self.close_connection = True
         if self.close_connection and not self._said_connection:
             self.send_header("Connection", "close")
         self._said_connection = False
