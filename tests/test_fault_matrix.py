@@ -32,7 +32,8 @@ write), the database rows (all still there), and the password (in no output).
 | 21 | the default state dir inside a git checkout      | 4     | refused, nothing changed| -    |
 | 22 | `up` exits 0 having changed nothing (a pull that | 1     | rolled back, verified   | v1   |
 |    | failed inside Compose): old containers healthy;  |       |                         |      |
-|    | or changed only what the inventory lists         |       |                         |      |
+|    | or changed only what the inventory lists; a     |       |                         |      |
+|    | one-off `compose run` container does not count  | 0     | deployed, verified      | v2   |
 | 23 | the host's data disk below `min_free_percent`    | 1     | refused, nothing changed| v1   |
 
 Each test asserts the history lines too: a failed deploy line then a rollback line, a
@@ -42,7 +43,7 @@ rolls it back to v1, verified, then deploys and proves v2 (the one verified reco
 ** 5: the rollback cannot reach the host either, so it fails and says how to finish it;
 the link comes back and `deployproof rollback --last-good` does.
 
-23 kinds, 26 test cases (17 has two policies, 19 two selections, 22 two variants).
+23 kinds, 27 test cases (17 has two policies, 19 two selections, 22 three variants).
 ** 4: the killed run exits -9; the next run exits 0 after it recorded and undid the
 killed one, then deployed.
 Elsewhere: torn lines and short writes appended by a size-limited process
@@ -670,6 +671,26 @@ def test_a_service_the_inventory_does_not_list_is_checked_for_its_image_too(
     assert "rolled back to v1.0.0, verified" in output
     assert [line[:3] for line in history_lines(state)[-2:]] == ROLLED_BACK
     assert not StateDir(state).verified("app").exists()
+
+
+def test_a_one_off_container_left_by_compose_run_does_not_hold_the_deploy_back(
+    pytester: pytest.Pytester, deploy_project: tuple[ComposeStack, Path]
+) -> None:
+    """Beside 22: a `docker compose run` without --rm (a migration, a debug shell) leaves a
+    one-off container on the old image. It is not what `up` deploys, so it neither fails
+    the image check nor makes every later deploy roll back."""
+    app, state = deploy_project
+    app.compose("run", "-d", "--name", f"{app.project}-debug", "web", "sleep", "120")
+    History(StateDir(state).history).record("app", "test", "deploy", "v1.0.0", "success")
+    pytester.makepyfile(test_up=PASSES)
+
+    result = pytester.runpytest_subprocess(
+        "--env", "test", "--deploy", "v2.0.0", "-p", "no:cacheprovider", "-rA"
+    )
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(["app: v2.0.0 deployed and verified"])
+    assert container(app)["image"].endswith(":v2.0.0")
 
 
 def test_a_nearly_full_data_disk_fails_its_gate_and_refuses_the_deploy(

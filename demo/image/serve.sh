@@ -22,12 +22,16 @@ printf 'Content-Type: application/json\r\n\r\n{"status": "ok", "version": "${VER
 EOF
 chmod +x /www/cgi-bin/health /www/cgi-bin/status
 echo "<h1>deployproof demo ${VERSION:-}</h1>" > /www/index.html
-sleep "${START_DELAY:-0}"
 # Not `exec httpd`: as PID 1, httpd would ignore SIGTERM (the kernel drops signals PID 1
 # has no handler for), so every `docker stop` and every recreate of a new version would
 # wait out the 10 s grace period and end in SIGKILL. The shell stops it and exits 0, as a
-# well-behaved service does (the shutdown suite, E2E-4, checks exactly this).
+# well-behaved service does (the shutdown suite, E2E-4, checks exactly this). The trap is
+# set first, and the start delay is waited for as a child too: SIGTERM ends it at once.
+server=
+trap 'kill -TERM $server 2>/dev/null || :; [ -z "$server" ] || wait "$server" || :; exit 0' TERM INT
+sleep "${START_DELAY:-0}" &
+server=$!
+wait "$server"
 httpd -f -p "${PORT:-8080}" -h /www &
 server=$!
-trap 'kill -TERM "$server" 2>/dev/null; wait "$server" || :; exit 0' TERM INT
 wait "$server"

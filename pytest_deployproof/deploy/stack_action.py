@@ -21,7 +21,7 @@ import allure
 
 from ..inventory.model import Stack
 from ..ledger import Outcome
-from ..observe.drift import record_deployed
+from ..observe.drift import ONEOFF_LABEL, record_deployed
 from ..observe.probes import probe_all
 from ..observe.rollout import RolloutFigures
 from ..observe.stackfiles import env_value, render_config, set_env_value
@@ -292,6 +292,8 @@ class StackAction:
         services = config.get("services") or {}
         wrong = []
         for container in self.orchestrator.containers(self.stack):
+            if container.labels.get(ONEOFF_LABEL) == "True":
+                continue  # a `compose run` left behind: not what `up` deploys
             expected = str((services.get(container.service) or {}).get("image") or "")
             if not expected:  # an orphan of a removed service, or one built, not pulled
                 continue
