@@ -88,11 +88,17 @@ def ignored_by_suites(path: Path, suites: tuple[str, ...], folder: Path) -> bool
 
 def suite_of(path: Path, folder: Path) -> str | None:
     """The E2E suite ``path`` belongs to (``<folder>/<suite>/...``); ``""`` for the
-    ``folder`` itself; ``None`` outside it."""
-    if not path.is_relative_to(folder):
-        return None
-    parts = path.relative_to(folder).parts
-    return parts[0] if parts else ""
+    ``folder`` itself; ``None`` outside it. With the default folder, ``suites/e2e``
+    anywhere in the path counts: pytest started inside it takes that as its rootdir."""
+    if path.is_relative_to(folder):
+        parts = path.relative_to(folder).parts
+        return parts[0] if parts else ""
+    if folder.parts[-2:] == tuple(DEFAULT_E2E_DIR.split("/")):
+        parts = path.parts
+        for index in range(len(parts) - 1, 0, -1):
+            if parts[index - 1 : index + 1] == ("suites", "e2e"):
+                return parts[index + 1] if index + 1 < len(parts) else ""
+    return None
 
 
 @pytest.fixture

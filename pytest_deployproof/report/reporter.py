@@ -168,6 +168,8 @@ class Reporter:
             terminalreporter.write_line(line)
         if _is_worker(self.config):
             return
+        if self.memory_problem is None and getattr(self.config.option, "numprocesses", None):
+            self._remembered_flaky()  # under xdist the workers read it: say a problem here too
         flaky = self.outcomes.flaky()
         if flaky:
             terminalreporter.section("deployproof: flaky checks (memory of past runs)")

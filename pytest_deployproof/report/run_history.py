@@ -270,12 +270,22 @@ class History:
         ``(stack, kind, name)`` (see :func:`memory_key`); empty when nothing is remembered."""
         if not self.path.is_file():
             return {}
-        with self._db() as db:
+        # Read-only and brief: a pytest run reads the memory, never writes or converts it
+        # (no schema, no journal mode), and a database held by another writer costs it half
+        # a second, not the writers' ten.
+        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=0.5)
+        try:
             rows = db.execute(
                 "SELECT c.stack, c.kind, c.name, c.verdict, c.attempts FROM checks c WHERE c.run "
                 "IN (SELECT id FROM runs WHERE env = ? ORDER BY id DESC LIMIT ?) ORDER BY c.run",
                 (env, rule.m),
             ).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return {}  # an empty file: nothing remembered yet
+            raise
+        finally:
+            db.close()
         sequences: dict[tuple[str, str, str], list[tuple[str, int | None]]] = {}
         for stack, kind, name, verdict, attempts in rows:
             sequences.setdefault((stack, kind, name), []).append((verdict, attempts))
