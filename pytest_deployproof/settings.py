@@ -194,6 +194,13 @@ def add_options(parser: pytest.Parser) -> None:
         type="string",
         default="suites/e2e",
     )
+    parser.addini(
+        "deployproof_flaky",
+        "N/M: a check is flaky when, in N of its last M remembered runs, it passed only after "
+        "retries or flipped between pass and fail (as `deployproof serve --flaky`).",
+        type="string",
+        default="3/10",
+    )
     parser.addini("deployproof_stacks", "Stack name globs (like --stack).", type="linelist")
     parser.addini("deployproof_layers", "Layer names (like --layer).", type="linelist")
     parser.addini("deployproof_hosts", "Inventory host names (like --host).", type="linelist")

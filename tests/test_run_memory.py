@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_deployproof.ops.serve.results import CheckResult, RunResult
 from pytest_deployproof.report.run_history import FlakyRule, History
 
 CHECK = "def test_stack_named(stack):\n    assert stack.name\n"
@@ -91,3 +92,39 @@ def test_reading_the_memory_writes_nothing_and_waits_briefly_for_a_writer(
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def _remember(memory: Path, verdicts: list[str]) -> None:
+    """Runs of the one check, oldest first, as serve would have recorded them."""
+    history = History(memory)
+    for index, verdict in enumerate(verdicts, start=1):
+        check = CheckResult(
+            id="test_checks.py::test_stack_named[qa/platform/app]", env="qa", layer="platform",
+            stack="app", kind="other", check="stack_named/here", verdict=verdict,
+        )  # fmt: skip
+        history.append(RunResult(index, "qa", time.time() - 60, time.time(), (check,)))
+
+
+@pytest.mark.parametrize(("rule", "named"), [(None, False), ("2/4", True)])
+def test_the_flaky_rule_of_a_run_is_the_ini_key(
+    pytester: pytest.Pytester, rule: str | None, named: bool
+) -> None:
+    """Two flips in the last four runs: not flaky by the default 3/10, flaky by 2/4."""
+    memory = _project(pytester)
+    _remember(memory, ["passed", "passed", "failed", "passed"])
+    if rule:
+        pytester.makeini(f"[pytest]\ndeployproof_flaky = {rule}\n")
+
+    result = _run(pytester)
+
+    result.assert_outcomes(passed=1)
+    line = "qa/platform/app: test_stack_named: 2 of the last 4 runs (retried 0, flipped 2)"
+    assert (line in result.stdout.str().splitlines()) is named, result.stdout.str()
+
+
+def test_a_flaky_rule_that_is_not_n_of_m_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    _project(pytester)
+    pytester.makeini("[pytest]\ndeployproof_flaky = 5/3\n")
+    result = _run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "deployproof_flaky = 5/3: '5/3': needs 1 <= N <= M" in result.stderr.str()

@@ -43,6 +43,11 @@ class Reporter:
         self.outcomes = dashboard.Outcomes()
         self.annotations: list[str] = []  # GitHub Actions ::error lines, at the end
         self.memory_problem: str | None = None
+        rule = str(config.getini("deployproof_flaky"))
+        try:
+            self.flaky_rule = FlakyRule.parse(rule)
+        except ValueError as exc:
+            raise pytest.UsageError(f"deployproof_flaky = {rule}: {exc}") from None
 
     @property
     def run(self) -> Run:
@@ -93,7 +98,7 @@ class Reporter:
         run = self.run
         try:
             memory = History(run.inventory.state.serve_runs)
-            return memory.flaky_checks(run.inventory.environment, FlakyRule())
+            return memory.flaky_checks(run.inventory.environment, self.flaky_rule)
         except (OSError, ValueError, sqlite3.Error) as exc:  # never fails the run itself
             self.memory_problem = f"the memory of past runs was not read: {exc}"
             return {}
