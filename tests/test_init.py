@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import sys
 import uuid
@@ -239,6 +240,30 @@ def test_forced_init_replaces_each_file_whole(tmp_path: Path) -> None:
         elsewhere.unlink()
     assert sorted(files_in(tmp_path)) == WRITTEN  # no .qa.yml.XXXX left
     assert (tmp_path / "inventories/qa.yml").stat().st_nlink == 1
+
+
+def test_forced_init_writes_every_file_or_none_and_keeps_their_modes(tmp_path: Path) -> None:
+    """A target that cannot be written (a directory where a workflow goes) stops init before
+    any file is replaced; files it replaces keep the mode their owner gave them."""
+    assert deployproof("init", "--env", "qa", cwd=tmp_path).returncode == 0
+    inventory = tmp_path / "inventories/qa.yml"
+    inventory.write_text("# the user's own inventory\n")
+    inventory.chmod(0o600)
+    workflow = tmp_path / ".github/workflows/deployproof-drift.yml"
+    workflow.unlink()
+    workflow.mkdir()
+
+    done = deployproof("init", "--env", "qa", "--force", cwd=tmp_path)
+
+    assert done.returncode == 2, done.stderr
+    assert "deployproof-drift.yml: a directory where init writes a file" in done.stderr
+    assert "nothing was written" in done.stderr
+    assert inventory.read_text() == "# the user's own inventory\n"  # not replaced
+    workflow.rmdir()
+    done = deployproof("init", "--env", "qa", "--force", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert inventory.read_text() != "# the user's own inventory\n"
+    assert stat.S_IMODE(inventory.stat().st_mode) == 0o600
 
 
 @pytest.mark.parametrize(

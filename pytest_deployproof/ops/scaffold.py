@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import stat
 import sys
 import tempfile
 from importlib import resources
@@ -114,12 +115,11 @@ def run(args: argparse.Namespace) -> int:
         if found != 0:
             return found  # discover said why; nothing else was written
         del files[inventory]
-    for path, text in files.items():
-        try:
-            _write(root / path, text)
-        except OSError as exc:
-            print(f"error: cannot write {root / path}: {exc.strerror or exc}", file=sys.stderr)
-            return 1
+    problem = _write_all(root, files)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    for path in files:
         print(f"wrote {path}")
     print(
         f"next: edit {inventory}, then `deployproof check` and "
@@ -144,6 +144,9 @@ def _refused(root: Path, files: dict[Path, str], *, force: bool) -> str | None:
         problem = _outside(root, path)
         if problem is not None:
             return f"{problem}; nothing was written"
+    folders = sorted(str(path) for path in files if (root / path).is_dir())
+    if folders:
+        return f"{', '.join(folders)}: a directory where init writes a file; nothing was written"
     present = sorted(str(path) for path in files if (root / path).exists())
     if present and not force:
         return (
@@ -173,19 +176,39 @@ def _outside(root: Path, relative: Path) -> str | None:
     return None
 
 
-def _write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` whole or not at all: a temporary file beside it, renamed
-    over it (a rename replaces a link itself, never what it points to)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+def _write_all(root: Path, files: dict[Path, str]) -> str | None:
+    """Write every file or none: each is staged as a temporary file beside its target
+    first, and only when all are staged are they renamed over their targets (a rename
+    replaces a link itself, never what it points to). Returns why nothing was written."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for relative, text in files.items():
+            target = root / relative
+            staged.append((_stage(target, text), target))
+    except OSError as exc:
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
+        return f"cannot write {root / relative}: {exc.strerror or exc}; no file was written"
+    for temporary, target in staged:
+        os.replace(temporary, target)
+    return None
+
+
+def _stage(target: Path, text: str) -> Path:
+    """``text`` in a temporary file beside ``target``, with the mode ``target`` has (a file
+    the user made executable or private stays so), else 0644."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(target.stat().st_mode) if target.is_file() else 0o644
+    descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    temporary = Path(name)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
             file.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
+        os.chmod(temporary, mode)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+    return temporary
 
 
 def _discover(host: str, env: str, output: Path) -> int:
