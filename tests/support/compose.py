@@ -134,15 +134,16 @@ def compose_stack(demo_image: str, tmp_path: Path) -> Iterator[Callable[..., Com
 
     yield make
     for stack in made:
-        stack.compose("down", "-v", "-t", "1", check=False)
         # Containers a test started by hand with the project's label (a `docker run`
-        # replacement) are not Compose's to remove.
+        # replacement, a `compose run` one-off) are not what `down` removes, and while one
+        # is attached the project's network stays: they go first.
         label = f"label=com.docker.compose.project={stack.project}"
         labelled = subprocess.run(
             ["docker", "ps", "-aq", "--filter", label], capture_output=True, text=True, check=False
         ).stdout.split()
         if labelled:
             subprocess.run(["docker", "rm", "-f", *labelled], capture_output=True, check=False)
+        stack.compose("down", "-v", "--remove-orphans", "-t", "1", check=False)
         for network in stack.networks_made:
             subprocess.run(["docker", "network", "rm", network], capture_output=True, check=False)
 
