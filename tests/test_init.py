@@ -91,9 +91,16 @@ def test_every_workflow_is_pinned_and_least_privileged(tmp_path: Path, name: str
     installs = [step["run"] for step in steps if "pip install" in step.get("run", "")]
     assert installs == [f'pip install "pytest-deployproof=={__version__}"'] * len(installs)
     assert installs
-    for job in workflow["jobs"].values():
-        checkout = next(step for step in job["steps"] if "checkout" in step.get("uses", ""))
-        assert checkout.get("with", {}).get("persist-credentials") is False
+    for job_name, job in workflow["jobs"].items():
+        # a job's own permissions replace the workflow's: they too write only what is allowed
+        own = job.get("permissions", {"contents": "read"})
+        assert own["contents"] == "read"
+        assert {key for key, value in own.items() if value == "write"} <= allowed
+        checkouts = [step for step in job["steps"] if "checkout" in step.get("uses", "")]
+        # only the Allure report job works on artifacts alone, without the repository
+        assert len(checkouts) == (0 if job_name == "report" else 1), job_name
+        for checkout in checkouts:
+            assert checkout.get("with", {}).get("persist-credentials") is False
         # the environment's own runner, or GitHub's where no host is needed
         assert job["runs-on"] in (["self-hosted", "qa"], "ubuntu-latest")
 
