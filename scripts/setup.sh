@@ -49,9 +49,12 @@ if ! docker info >/dev/null 2>&1; then
   # Many small address pools: the tests and benchmarks make dozens of Compose projects,
   # each with its own network, and the default pools hold only about 30. In a session of
   # its own (setsid): a job runner that ends this script's process group (a CI step's
-  # cleanup, a killed terminal) must not take the engine down with it.
+  # cleanup, a killed terminal) must not take the engine down with it. The registry mirror on
+  # loopback is where tests/test_short_image_names.py serves a Docker Hub stand-in, to show
+  # short names (nginx:1.27) looked up and pulled as the engine resolves them; when nothing
+  # listens there, the engine goes on to Docker Hub as it would without a mirror.
   setsid nohup dockerd --storage-driver=vfs --default-address-pool base=10.213.0.0/16,size=24 \
-    >"$log" 2>&1 < /dev/null &
+    --registry-mirror=http://127.0.0.1:5099 >"$log" 2>&1 < /dev/null &
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   docker info >/dev/null 2>&1 || { echo "dockerd did not start; last lines of $log:" >&2; tail -20 "$log" >&2; exit 1; }
 fi

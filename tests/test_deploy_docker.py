@@ -238,7 +238,8 @@ def test_manual_rollback_by_list_last_good_and_version(
             "v9.9.9",
             "fail",
             "deployproof-demo/busybox:v9.9.9 is not on host here (a name without a registry host "
-            "is not looked up in Docker Hub; write docker.io/... to allow it)",
+            "is not looked up in Docker Hub; write docker.io/... or set the host's "
+            "short_image_names: docker.io to allow it)",
         ),
         ("rollback", "v2.0.0", "success", "by hand"),
     ]

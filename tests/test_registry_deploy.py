@@ -8,10 +8,8 @@ verified versions stay as they were, and one line names the image and the regist
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,10 +17,9 @@ import pytest
 
 from tests.support.compose import ComposeStack
 from tests.support.deploying import container, deploy, deploy_inventory, history_lines
-from tests.support.registry import serve_registry
+from tests.support.need import need
+from tests.support.registry import Publish, serve_registry
 from tests.support.repo import SUITES
-
-Publish = Callable[[str], str]
 
 
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -31,43 +28,6 @@ def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def on_host(image: str) -> bool:
     return docker("image", "inspect", image, check=False).returncode == 0
-
-
-@pytest.fixture
-def publish(demo_image: str, tmp_path: Path) -> Iterator[Publish]:
-    """``publish(registry)`` pushes v1.0.0 and v2.0.0 of a new repository
-    ``<registry>/app-<id>`` and removes them from the host: only the registry has them.
-    Each release adds a layer of its own (``/release`` names it), so the host holds
-    none of its content and a pull must fetch it. (Request this before
-    ``compose_stack``: the images are removed after the stacks that run them.)"""
-    made: list[str] = []
-
-    def push(registry: str) -> str:
-        repository = f"{registry}/app-{uuid.uuid4().hex[:8]}"
-        made.append(repository)
-        for version in ("v1.0.0", "v2.0.0"):
-            context = tmp_path / f"build-{len(made)}-{version}"
-            context.mkdir()
-            (context / "release").write_text(f"{repository}:{version}\n")
-            (context / "Dockerfile").write_text(
-                f"FROM {demo_image}:{version}\nCOPY release /release\n"
-            )
-            image = f"{repository}:{version}"
-            subprocess.run(
-                ["docker", "build", "-q", "-t", image, str(context)],
-                check=True,
-                capture_output=True,
-                env={**os.environ, "DOCKER_BUILDKIT": "0"},
-            )
-            docker("push", image)
-            docker("rmi", image)
-        return repository
-
-    yield push
-    for repository in made:
-        images = docker("images", "-q", repository, check=False).stdout.split()
-        if images:
-            docker("rmi", "-f", *set(images), check=False)
 
 
 def pulled_stack(
@@ -190,3 +150,95 @@ def test_a_registry_that_lost_a_layer_or_is_down_changes_nothing(
     )  # fmt: skip
     assert_nothing_changed(app, env_before, running, state)
     assert [line[:3] for line in history_lines(state)] == [("deploy", "v2.0.0", "fail")] * 2
+
+
+HUB_MIRROR = "127.0.0.1:5099"  # scripts/setup.sh: dockerd --registry-mirror=http://127.0.0.1:5099
+
+
+@pytest.fixture
+def hub_mirror(docker_engine: object, tmp_path: Path) -> Iterator[str]:
+    """A stand-in for Docker Hub where the engine looks for it: the registry mirror its
+    daemon is configured with, a real docker-registry on that address. A name without a
+    registry host (``app-1234:v2.0.0``) is pulled from here as ``library/app-1234``."""
+    mirrors = docker("info", "--format", "{{json .RegistryConfig.Mirrors}}").stdout
+    if f"http://{HUB_MIRROR}/" not in json.loads(mirrors):
+        need(
+            f"the Docker engine's registry mirror {HUB_MIRROR}",
+            f"its mirrors are {mirrors.strip()} (start dockerd with scripts/setup.sh)",
+        )
+    (tmp_path / "hub").mkdir()
+    with serve_registry(tmp_path / "hub", port=int(HUB_MIRROR.rpartition(":")[2])) as address:
+        yield address
+
+
+@pytest.fixture
+def short_named(publish: Publish, hub_mirror: str) -> Iterator[tuple[str, str]]:
+    """(short name, where it was pushed) of two releases only the Docker Hub stand-in holds;
+    the images pulled by their short names go when the stacks that run them have gone
+    (request this before ``compose_stack``)."""
+    pushed = publish(f"{hub_mirror}/library")
+    short = pushed.rpartition("/")[2]
+    yield short, pushed
+    images = docker("images", "-q", short, check=False).stdout.split()
+    if images:
+        docker("rmi", "-f", *set(images), check=False)
+
+
+def test_short_image_names_are_a_setting_of_the_host_and_looked_up_through_its_mirror(
+    short_named: tuple[str, str],
+    compose_stack: Callable[..., ComposeStack],
+    pytester: pytest.Pytester,
+    tmp_path: Path,
+) -> None:
+    """``app-1234:v2.0.0`` means Docker Hub to the engine, which asks its registry mirror
+    first. By default a short name is refused, with the setting that allows it named; with
+    ``short_image_names: docker.io`` the lookup goes through the engine (so through its
+    mirror, as the pull will) and says so; a tag Docker Hub lacks changes nothing."""
+    short, pushed = short_named
+    state = tmp_path / "state"
+    app = pulled_stack(compose_stack, short, pytester, state)  # Compose pulled v1.0.0
+    assert release_in(app) == f"{pushed}:v1.0.0"
+    assert not on_host(f"{short}:v2.0.0")
+    env_before, running = (app.run_dir / ".env").read_bytes(), container(app)
+
+    result = deploy(pytester, "v2.0.0")
+
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [f"DEPLOY FAILED: deploy of app v2.0.0 refused, nothing changed: {short}:v2.0.0 is not "
+         "on host here (a name without a registry host is not looked up in Docker Hub; write "
+         "docker.io/... or set the host's short_image_names: docker.io to allow it)"]
+    )  # fmt: skip
+    assert_nothing_changed(app, env_before, running, state)
+    assert not on_host(f"{short}:v2.0.0")
+
+    inventory = pytester.path / "inventories" / "test.yml"
+    inventory.write_text(
+        inventory.read_text().replace(
+            "{spec: 'local://'}", "{spec: 'local://', short_image_names: docker.io}", 1
+        )
+    )
+    via = f"registry docker.io (through the engine's mirror http://{HUB_MIRROR}/)"
+    result = pytester.runpytest_subprocess(
+        "--env", "test", "--deploy", "v2.0.0", "-m", "smoke", "-p", "no:cacheprovider",
+        "--log-cli-level=INFO",
+    )  # fmt: skip
+
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines([f"*image {short}:v2.0.0: found in {via}*"])
+    result.stdout.fnmatch_lines(["app: v2.0.0 deployed and verified"])
+    running = container(app)
+    assert running["image"] == f"{short}:v2.0.0"
+    assert release_in(app) == f"{pushed}:v2.0.0"  # the release layer pushed to the stand-in
+    digests = json.loads(docker("image", "inspect", running["image"]).stdout)[0]["RepoDigests"]
+    assert [d.partition("@")[0] for d in digests] == [short]  # a Docker Hub name, pulled
+
+    env_before = (app.run_dir / ".env").read_bytes()
+    result = deploy(pytester, "v3.0.0")
+
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [f"DEPLOY FAILED: deploy of app v3.0.0 refused, nothing changed: {short}:v3.0.0 is not "
+         f"on host here, nor in {via}: *"]
+    )  # fmt: skip
+    assert_nothing_changed(app, env_before, running, state)

@@ -199,6 +199,12 @@ class Host(_Named):
         description="Groups the host belongs to (also read from an Ansible inventory); "
         "--host accepts group names.",
     )
+    short_image_names: Literal["refuse", "docker.io"] = Field(
+        default="refuse",
+        description="What an image name without a registry host (nginx:1.27) means here: "
+        "refuse (never looked up; write docker.io/library/nginx:1.27), or docker.io: looked up "
+        "in Docker Hub through this host's engine, so through its registry-mirrors.",
+    )
 
     @field_validator("spec")
     @classmethod

@@ -4,8 +4,11 @@ Networks are listed once per host. An image is looked for on the host first;
 if it is missing and its name says which registry holds it
 (``ghcr.io/o/www:sha-...``, ``127.0.0.1:5000/app:v1``), the registry is asked
 through the engine (``docker manifest``-style distribution inspect), which is
-what a pull would use. A name without a registry host would mean Docker Hub;
-it is never looked up implicitly: write ``docker.io/...`` to opt in.
+what a pull would use. A name without a registry host (``nginx:1.27``) means Docker
+Hub to the engine; it is looked up only where the host's ``short_image_names`` says
+``docker.io``, and then through the engine, which asks its ``registry-mirrors`` first,
+exactly as its pull will: the lookup names the mirrors it went through. Otherwise it is
+refused with the spelling that opts in (``docker.io/library/nginx:1.27``).
 """
 
 from __future__ import annotations
@@ -70,7 +73,9 @@ class HostEngine:
     def image(self, image: str) -> ImageLookup:
         with self._lock:
             if image not in self._images:
-                self._images[image] = self._lookup(image)
+                found = self._images[image] = self._lookup(image)
+                if found.found:  # where it was found is what a pull will fetch from
+                    log.info("image %s: found in %s", image, found.where)
             return self._images[image]
 
     def missing(self, images: Iterable[str]) -> dict[str, str]:
@@ -121,7 +126,7 @@ class HostEngine:
             raise Inconclusive(
                 f"cannot inspect {image} on host {self.host.name!r}: {exc}"
             ) from None
-        if registry_of(image) is None:
+        if self._registry(image) is None:
             return []
         try:
             digest = api.inspect_distribution(image)["Descriptor"]["digest"]
@@ -159,6 +164,27 @@ class HostEngine:
             api.remove_container(container, force=True)
         return int(state.get("ExitCode", -1)) if not state.get("Running") else -1
 
+    def _registry(self, image: str) -> str | None:
+        """The registry a lookup of ``image`` asks: the one it names, Docker Hub for a short
+        name where the host's setting says so, else ``None`` (not looked up)."""
+        named = registry_of(image)
+        if named is None and self.host.short_image_names == "docker.io":
+            return "docker.io"
+        return named
+
+    def _registry_label(self, registry: str, api: Any) -> str:
+        """``registry docker.io (through mirror http://...)``: where a short name was looked
+        for, as the engine resolves it (its registry-mirrors serve Docker Hub names)."""
+        if registry != "docker.io":
+            return f"registry {registry}"
+        try:
+            mirrors = (api.info().get("RegistryConfig") or {}).get("Mirrors") or []
+        except Exception:  # the mirrors only explain; the lookup's own answer decides
+            mirrors = []
+        if not mirrors:
+            return "registry docker.io"
+        return f"registry docker.io (through the engine's mirror {', '.join(mirrors)})"
+
     def _lookup(self, image: str) -> ImageLookup:
         import docker  # noqa: PLC0415
 
@@ -170,19 +196,21 @@ class HostEngine:
             pass
         except docker.errors.DockerException as exc:
             raise Inconclusive(f"cannot inspect images on host {self.host.name!r}: {exc}") from None
-        registry = registry_of(image)
+        registry = self._registry(image)
         if registry is None:
             return ImageLookup(
                 image,
                 False,
                 f"not on host {self.host.name} (a name without a registry host is not looked up "
-                "in Docker Hub; write docker.io/... to allow it)",
+                "in Docker Hub; write docker.io/... or set the host's short_image_names: "
+                "docker.io to allow it)",
             )
         try:
             api.inspect_distribution(image)
-            return ImageLookup(image, True, f"registry {registry}")
+            return ImageLookup(image, True, self._registry_label(registry, api))
         except docker.errors.APIError as exc:
             reason = exc.explanation or str(exc)
+            where = self._registry_label(registry, api)
             return ImageLookup(
-                image, False, f"not on host {self.host.name}, nor in registry {registry}: {reason}"
+                image, False, f"not on host {self.host.name}, nor in {where}: {reason}"
             )
