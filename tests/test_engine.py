@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +14,8 @@ import pytest
 
 from pytest_deployproof.errors import Inconclusive
 from pytest_deployproof.inventory.model import Host
-from pytest_deployproof.observe.docker_engine import HostEngine, registry_of
+from pytest_deployproof.observe.docker_engine import HostEngine, registry_of, repository_of
+from pytest_deployproof.reach import docker_client
 from tests.support.compose import ComposeStack, inventory_yaml
 from tests.support.repo import SUITES
 
@@ -63,6 +67,60 @@ def test_an_implicit_docker_hub_name_is_never_looked_up(demo_image: str) -> None
 )
 def test_registry_of(image: str, registry: str | None) -> None:
     assert registry_of(image) == registry
+
+
+@pytest.mark.parametrize(
+    ("image", "repository"),
+    [
+        ("127.0.0.1:5000/app:v1", "127.0.0.1:5000/app"),
+        ("127.0.0.1:5000/app", "127.0.0.1:5000/app"),  # a port is not a tag
+        ("nginx@sha256:" + "a" * 64, "nginx"),
+        ("nginx:1.27@sha256:" + "a" * 64, "nginx"),
+        ("ghcr.io/o/www:sha-d75f3637", "ghcr.io/o/www"),
+    ],
+)
+def test_repository_of(image: str, repository: str) -> None:
+    assert repository_of(image) == repository
+
+
+def test_an_image_pinned_by_digest_is_pulled_by_that_digest(demo_image: str, registry: str) -> None:
+    """``app@sha256:...`` is a digest, not a tag: split at the last colon, the pull asked the
+    registry for a tag named after the digest's hex and failed (a deploy refused)."""
+    name = f"{registry}/app-{uuid.uuid4().hex[:8]}"
+    docker("tag", f"{demo_image}:v1.0.0", f"{name}:v1.0.0")
+    docker("push", f"{name}:v1.0.0")
+    docker("rmi", f"{name}:v1.0.0")
+    engine = HostEngine(LOCAL)
+    [pinned] = engine.identity(f"{name}:v1.0.0")  # only the registry has it: its digest
+    assert pinned.startswith(f"{name}@sha256:")
+    try:
+        assert engine.image(pinned).found
+        engine.pull(pinned)
+        inspected = subprocess.run(
+            ["docker", "image", "inspect", pinned], capture_output=True, text=True, check=True
+        )
+        assert pinned in json.loads(inspected.stdout)[0]["RepoDigests"]
+    finally:
+        subprocess.run(["docker", "rmi", "-f", pinned], capture_output=True, check=False)
+
+
+def test_a_registry_that_never_answers_makes_the_lookup_inconclusive_not_a_traceback(
+    docker_engine: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registry behind a firewall that drops packets keeps the engine waiting past the
+    client's timeout; docker-py then raises requests' ReadTimeout, not a DockerException.
+    Injected: a loopback listener that accepts and never answers, the client's timeout 1 s."""
+    monkeypatch.setattr(docker_client, "API_TIMEOUT_S", 1)
+    monkeypatch.setattr(docker_client, "_local", threading.local())  # a client with that timeout
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        image = f"127.0.0.1:{silent.getsockname()[1]}/app:v1"
+        with pytest.raises(Inconclusive, match=r"cannot look up .*/app:v1 in registry 127\.0\."):
+            HostEngine(LOCAL).image(image)
+        with pytest.raises(Exception) as pulled:
+            HostEngine(LOCAL).pull(image)
+        assert "failed" in str(pulled.value)  # PullError: the deploy is refused, not crashed
 
 
 def test_networks_are_listed_once_per_host(docker_engine: object) -> None:

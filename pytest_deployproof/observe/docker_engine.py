@@ -23,7 +23,7 @@ from ..errors import Inconclusive
 from ..inventory.model import Host
 from ..reach.docker_client import client_for
 
-__all__ = ["HostEngine", "ImageLookup", "PullError", "registry_of"]
+__all__ = ["HostEngine", "ImageLookup", "PullError", "registry_of", "repository_of"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,21 @@ def registry_of(image: str) -> str | None:
     return None
 
 
+def _bounded(text: str, limit: int = 300) -> str:
+    """A registry's or engine's error text as one bounded line (it goes into history notes)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def repository_of(image: str) -> str:
+    """The repository of a reference, without its tag and digest: ``host:5000/app`` of
+    ``host:5000/app:v1``, ``nginx`` of ``nginx:1.27@sha256:...`` (a port is not a tag)."""
+    from docker.utils import parse_repository_tag  # noqa: PLC0415
+
+    repository, _ = parse_repository_tag(image.split("@", 1)[0])
+    return str(repository)
+
+
 class HostEngine:
     """Cached engine facts of one host."""
 
@@ -55,6 +70,7 @@ class HostEngine:
         self._lock = threading.Lock()
         self._networks: set[str] | None = None
         self._images: dict[str, ImageLookup] = {}
+        self._mirrors: list[str] | None = None  # the engine's registry-mirrors, once asked
 
     def networks(self) -> set[str]:
         import docker  # noqa: PLC0415
@@ -74,8 +90,10 @@ class HostEngine:
         with self._lock:
             if image not in self._images:
                 found = self._images[image] = self._lookup(image)
-                if found.found:  # where it was found is what a pull will fetch from
-                    log.info("image %s: found in %s", image, found.where)
+                if found.found:  # a registry it was found in is what a pull will fetch from
+                    local = found.where == f"host {self.host.name}"
+                    log.log(logging.DEBUG if local else logging.INFO, "image %s: found in %s",
+                            image, found.where)  # fmt: skip
             return self._images[image]
 
     def missing(self, images: Iterable[str]) -> dict[str, str]:
@@ -87,6 +105,7 @@ class HostEngine:
     def pull(self, image: str) -> None:
         """Pull ``image`` unless the host has it; a failure changes nothing on the host."""
         import docker  # noqa: PLC0415
+        import requests  # noqa: PLC0415  (docker-py's transport)
 
         with self._lock:
             self._images.pop(image, None)
@@ -99,22 +118,24 @@ class HostEngine:
             pass
         # waiting: the CLI counts the seconds on a terminal (ops/progress.py)
         log.info("host %s: pulling %s", self.host.name, image, extra={"waiting": True})
-        name, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
         # The engine answers 200 and reports a failure met mid-pull (a layer the registry
-        # lost: "unknown blob") only in its progress stream: read it to the end.
+        # lost: "unknown blob") only in its progress stream: read it to the end. The whole
+        # reference goes to docker-py, which splits off a tag or a digest (app@sha256:...)
+        # as the engine expects; splitting at the last colon would make a digest a tag.
         failed = ""
         try:
-            for event in api.pull(name, tag=tag or None, stream=True, decode=True):
+            for event in api.pull(image, stream=True, decode=True):
                 failed = failed or str(event.get("error") or "")
-        except docker.errors.DockerException as exc:
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             failed = str(exc)
         if failed:
-            raise PullError(f"pulling {image} on host {self.host.name} failed: {failed}")
+            raise PullError(f"pulling {image} on host {self.host.name} failed: {_bounded(failed)}")
 
     def identity(self, image: str) -> list[str]:
         """What the image IS, not what it is called: the engine's image id and the registry
         digests it knows; in the registry only, its manifest digest. Empty when unknown."""
         import docker  # noqa: PLC0415
+        import requests  # noqa: PLC0415  (docker-py's transport)
 
         api = client_for(self.host).api
         try:
@@ -130,9 +151,9 @@ class HostEngine:
             return []
         try:
             digest = api.inspect_distribution(image)["Descriptor"]["digest"]
-        except docker.errors.APIError:
-            return []
-        return [f"{image.rsplit(':', 1)[0]}@{digest}"]
+        except (docker.errors.APIError, requests.exceptions.RequestException):
+            return []  # unknown: what it is is then not recorded, never guessed
+        return [f"{repository_of(image)}@{digest}"]
 
     def inspect(self, container: Any) -> dict[str, Any]:
         """A container's full attributes (one API call): only for a container that drifted."""
@@ -177,16 +198,20 @@ class HostEngine:
         for, as the engine resolves it (its registry-mirrors serve Docker Hub names)."""
         if registry != "docker.io":
             return f"registry {registry}"
-        try:
-            mirrors = (api.info().get("RegistryConfig") or {}).get("Mirrors") or []
-        except Exception:  # the mirrors only explain; the lookup's own answer decides
-            mirrors = []
+        if self._mirrors is None:
+            try:
+                found = (api.info().get("RegistryConfig") or {}).get("Mirrors") or []
+                self._mirrors = [str(mirror)[:200] for mirror in found[:5]]
+            except Exception:  # the mirrors only explain; the lookup's own answer decides
+                self._mirrors = []
+        mirrors = self._mirrors
         if not mirrors:
             return "registry docker.io"
         return f"registry docker.io (through the engine's mirror {', '.join(mirrors)})"
 
     def _lookup(self, image: str) -> ImageLookup:
         import docker  # noqa: PLC0415
+        import requests  # noqa: PLC0415  (docker-py's transport)
 
         api = client_for(self.host).api
         try:
@@ -194,7 +219,7 @@ class HostEngine:
             return ImageLookup(image, True, f"host {self.host.name}")
         except docker.errors.ImageNotFound:
             pass
-        except docker.errors.DockerException as exc:
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise Inconclusive(f"cannot inspect images on host {self.host.name!r}: {exc}") from None
         registry = self._registry(image)
         if registry is None:
@@ -205,12 +230,19 @@ class HostEngine:
                 "in Docker Hub; write docker.io/... or set the host's short_image_names: "
                 "docker.io to allow it)",
             )
+        where = self._registry_label(registry, api)
         try:
             api.inspect_distribution(image)
-            return ImageLookup(image, True, self._registry_label(registry, api))
+            return ImageLookup(image, True, where)
         except docker.errors.APIError as exc:
-            reason = exc.explanation or str(exc)
-            where = self._registry_label(registry, api)
+            reason = _bounded(exc.explanation or str(exc))
             return ImageLookup(
                 image, False, f"not on host {self.host.name}, nor in {where}: {reason}"
             )
+        except requests.exceptions.RequestException as exc:
+            # the engine did not answer in time (a registry that drops packets outlasts the
+            # client's timeout): not an answer either way
+            raise Inconclusive(
+                f"cannot look up {image} in {where} from host {self.host.name!r}: "
+                f"{_bounded(str(exc))}"
+            ) from None
