@@ -50,7 +50,7 @@ if ! docker info >/dev/null 2>&1; then
   # each with its own network, and the default pools hold only about 30. In a session of
   # its own (setsid): a job runner that ends this script's process group (a CI step's
   # cleanup, a killed terminal) must not take the engine down with it. The registry mirror on
-  # loopback is where tests/test_short_image_names.py serves a Docker Hub stand-in, to show
+  # loopback is where tests/test_registry_deploy.py serves a Docker Hub stand-in, to show
   # short names (nginx:1.27) looked up and pulled as the engine resolves them; when nothing
   # listens there, the engine goes on to Docker Hub as it would without a mirror.
   setsid nohup dockerd --storage-driver=vfs --default-address-pool base=10.213.0.0/16,size=24 \
@@ -73,6 +73,6 @@ allure_cli=.tools/allure/node_modules/.bin/allure
 if [[ ! -x $allure_cli ]]; then
   say "installing the Allure command line (npm allure-commandline) into .tools/allure"
   mkdir -p .tools/allure
-  npm install --prefix .tools/allure --no-audit --no-fund --silent allure-commandline@2 >/dev/null
+  npm install --prefix .tools/allure --no-audit --no-fund --silent allure-commandline@2.46.1 >/dev/null
 fi
 export PATH="$root/.venv/bin:$root/.tools/allure/node_modules/.bin:$PATH"

@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -51,6 +52,9 @@ def serve_registry(root: Path, port: int | None = None) -> Iterator[str]:
     )
     try:
         wait_for_port(port, "docker-registry")
+        time.sleep(0.2)  # a registry that cannot bind exits at once; another one may answer
+        if process.poll() is not None:
+            pytest.fail(f"docker-registry could not serve 127.0.0.1:{port} (is it taken?)")
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()
