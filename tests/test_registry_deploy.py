@@ -49,14 +49,23 @@ def release_in(app: ComposeStack) -> str:
     return docker("exec", app.container("web"), "cat", "/release").stdout.strip()
 
 
-def assert_nothing_changed(
-    app: ComposeStack, env_before: bytes, running: dict[str, str], state: Path
+def assert_refused(
+    pytester: pytest.Pytester, app: ComposeStack, state: Path, version: str, why: str
 ) -> None:
+    """``--deploy version`` is refused with ``why`` (an fnmatch pattern) and changes nothing:
+    the env file, the container (id, image, health) and the verified versions in history."""
     __tracebackhide__ = True
+    env_before, running = (app.run_dir / ".env").read_bytes(), container(app)
+    result = deploy(pytester, version)
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [f"DEPLOY FAILED: deploy of app {version} refused, nothing changed: {why}"]
+    )
     assert (app.run_dir / ".env").read_bytes() == env_before
     assert container(app) == running  # the same container id, image and health
     deployed = [line for line in history_lines(state) if line[2] == "success"]
     assert [line[:3] for line in deployed] == [("deploy", "v2.0.0", "success")][: len(deployed)]
+    assert history_lines(state)[-1][:3] == ("deploy", version, "fail")
 
 
 def test_deploy_pulls_the_release_from_the_registry_and_a_missing_tag_changes_nothing(
@@ -86,16 +95,10 @@ def test_deploy_pulls_the_release_from_the_registry_and_a_missing_tag_changes_no
     assert [line[:3] for line in history_lines(state)] == [("deploy", "v2.0.0", "success")]
 
     # (a) A tag the registry does not have: refused before anything is touched.
-    env_before = (app.run_dir / ".env").read_bytes()
-    result = deploy(pytester, "v3.0.0")
-
-    result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines(
-        [f"DEPLOY FAILED: deploy of app v3.0.0 refused, nothing changed: {repository}:v3.0.0 "
-         f"is not on host here, nor in registry {registry}: *"]
+    assert_refused(
+        pytester, app, state, "v3.0.0",
+        f"{repository}:v3.0.0 is not on host here, nor in registry {registry}: *",
     )  # fmt: skip
-    assert_nothing_changed(app, env_before, running, state)
-    assert history_lines(state)[-1][:3] == ("deploy", "v3.0.0", "fail")
 
 
 def layer_blob(root: Path, repository: str, tag: str) -> Path:
@@ -125,30 +128,21 @@ def test_a_registry_that_lost_a_layer_or_is_down_changes_nothing(
     with serve_registry(root) as registry:
         repository = publish(registry)
         app = pulled_stack(compose_stack, repository, pytester, state)
-        env_before = (app.run_dir / ".env").read_bytes()
-        running = container(app)
 
         # (c) The manifest is there (preflight finds the image), a layer is not: the pull
         # itself fails, after the preflight and the backup, before the env file is written.
         layer_blob(root, repository, "v2.0.0").unlink()
-        result = deploy(pytester, "v2.0.0")
-        result.assert_outcomes(errors=2)
-        result.stdout.fnmatch_lines(
-            [f"DEPLOY FAILED: deploy of app v2.0.0 refused, nothing changed: pulling "
-             f"{repository}:v2.0.0 on host here failed: *"]
+        assert_refused(
+            pytester, app, state, "v2.0.0",
+            f"pulling {repository}:v2.0.0 on host here failed: *",
         )  # fmt: skip
-        assert_nothing_changed(app, env_before, running, state)
         assert not on_host(f"{repository}:v2.0.0")
 
     # (b) The registry is down (stopped): refused at preflight, naming image and registry.
-    result = deploy(pytester, "v2.0.0")
-
-    result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines(
-        [f"DEPLOY FAILED: deploy of app v2.0.0 refused, nothing changed: {repository}:v2.0.0 "
-         f"is not on host here, nor in registry {registry}: *"]
+    assert_refused(
+        pytester, app, state, "v2.0.0",
+        f"{repository}:v2.0.0 is not on host here, nor in registry {registry}: *",
     )  # fmt: skip
-    assert_nothing_changed(app, env_before, running, state)
     assert [line[:3] for line in history_lines(state)] == [("deploy", "v2.0.0", "fail")] * 2
 
 
@@ -199,17 +193,13 @@ def test_short_image_names_are_a_setting_of_the_host_and_looked_up_through_its_m
     app = pulled_stack(compose_stack, short, pytester, state)  # Compose pulled v1.0.0
     assert release_in(app) == f"{pushed}:v1.0.0"
     assert not on_host(f"{short}:v2.0.0")
-    env_before, running = (app.run_dir / ".env").read_bytes(), container(app)
 
-    result = deploy(pytester, "v2.0.0")
-
-    result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines(
-        [f"DEPLOY FAILED: deploy of app v2.0.0 refused, nothing changed: {short}:v2.0.0 is not "
-         "on host here (a name without a registry host is not looked up in Docker Hub; write "
-         "docker.io/... or set the host's short_image_names: docker.io to allow it)"]
+    assert_refused(
+        pytester, app, state, "v2.0.0",
+        f"{short}:v2.0.0 is not on host here (a name without a registry host is not looked up "
+        "in Docker Hub; write docker.io/... or set the host's short_image_names: docker.io to "
+        "allow it)",
     )  # fmt: skip
-    assert_nothing_changed(app, env_before, running, state)
     assert not on_host(f"{short}:v2.0.0")
 
     inventory = pytester.path / "inventories" / "test.yml"
@@ -233,12 +223,6 @@ def test_short_image_names_are_a_setting_of_the_host_and_looked_up_through_its_m
     digests = json.loads(docker("image", "inspect", running["image"]).stdout)[0]["RepoDigests"]
     assert [d.partition("@")[0] for d in digests] == [short]  # a Docker Hub name, pulled
 
-    env_before = (app.run_dir / ".env").read_bytes()
-    result = deploy(pytester, "v3.0.0")
-
-    result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines(
-        [f"DEPLOY FAILED: deploy of app v3.0.0 refused, nothing changed: {short}:v3.0.0 is not "
-         f"on host here, nor in {via}: *"]
+    assert_refused(
+        pytester, app, state, "v3.0.0", f"{short}:v3.0.0 is not on host here, nor in {via}: *"
     )  # fmt: skip
-    assert_nothing_changed(app, env_before, running, state)
