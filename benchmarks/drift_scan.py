@@ -127,10 +127,11 @@ def main() -> None:
             counter.calls.clear()
             renders.clear()
             started = time.monotonic()
+            # hypothesis is our dev tool, not a user's plugin (benchmarks/common.py)
             code = pytest.main(
                 [str(root / "test_drift.py"), "--rootdir", str(root), "--env", "bench",
                  "--inventory", str(root / "inventories"), "-m", "drift", "-q",
-                 "-p", "no:cacheprovider", "-k", "not parity"]
+                 "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-k", "not parity"]
             )  # fmt: skip
             elapsed = time.monotonic() - started
             figures[label] = elapsed

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_deployproof.inventory.model import Host
+from pytest_deployproof.observe.drift import HASH_LABEL, computed_service_hash, proven_hashes
+from pytest_deployproof.orchestrators.containers import HostContainers
 from tests.support.compose import ComposeStack
 from tests.support.deploying import deploy, deploy_inventory
 from tests.support.repo import SUITES
@@ -163,3 +166,40 @@ def test_with_the_render_cache_warm_a_changed_input_is_still_drift(
     status, message = drift_run(pytester)[containers]
     assert status == "failure", message
     assert "environment GREETING differs from the declared value" in message
+
+
+def test_hashes_computed_from_the_rendering_are_composes_and_believed_only_where_proven(
+    compose_stack: MakeStack,
+) -> None:
+    """Issue 22: a cold drift scan computes each service's Compose hash from the rendering
+    it already has, instead of a second Compose process per stack, and believes it only
+    where a container's own label equals it. Shown with what Go's JSON writes unlike
+    Python's (<, >, &, U+2028, a float, a null) and what Compose leaves out of its hash
+    (depends_on, deploy.replicas, pull_policy)."""
+    app = compose_stack(
+        "app",
+        env_file="APP_IMAGE_TAG=v1.0.0\nGREETING=hi\n",
+        web={"NOTE": "a<b && c>d\u2028", "GREETING": "${GREETING}", "EMPTY": None},
+        worker={},
+        compose={
+            "web": {"depends_on": ["worker"], "labels": {"team": "ops"}},
+            "worker": {"pull_policy": "never", "deploy": {
+                "replicas": 1, "resources": {"limits": {"cpus": "0.5", "memory": "16M"}}}},
+        },
+    )  # fmt: skip
+    app.up()
+    rendered = json.loads(app.compose("config", "--format", "json").stdout)["services"]
+    composes = dict(
+        line.split() for line in app.compose("config", "--hash", "*").stdout.splitlines()
+    )
+    assert {name: computed_service_hash(service) for name, service in rendered.items()} == composes
+    containers = HostContainers(Host(name="here", spec="local://")).projects()[app.project]
+    assert {c.service: c.labels[HASH_LABEL] for c in containers} == composes
+    assert proven_hashes(rendered, containers) == composes
+
+    # The env file changed and nothing was recreated: web's label no longer proves what is
+    # computed, so nothing computed is believed (Compose is asked, and tells the drift).
+    (app.run_dir / ".env").write_text("APP_IMAGE_TAG=v1.0.0\nGREETING=ho\n")
+    changed = json.loads(app.compose("config", "--format", "json").stdout)["services"]
+    assert computed_service_hash(changed["web"]) != composes["web"]
+    assert proven_hashes(changed, containers) is None

@@ -54,6 +54,7 @@ __all__ = [
     "config_hash",
     "container_drift",
     "plan_layer",
+    "proven_hashes",
     "record_deployed",
     "service_hashes",
     "spec_drift",
@@ -80,6 +81,49 @@ def service_hashes(access: HostAccess, stack: Stack) -> dict[str, str]:
         raise Inconclusive(f"docker compose config --hash failed for {stack.name}: {done.stderr}")
     pairs = (line.split() for line in done.stdout.splitlines())
     return {pair[0]: pair[1] for pair in pairs if len(pair) == 2}
+
+
+# What Compose's ServiceHash leaves out of a service before hashing it (compose v2
+# pkg/compose/hash.go): none of them changes the container.
+_UNHASHED = ("build", "pull_policy", "scale", "depends_on", "profiles")
+# Go's encoding/json escapes these; Python's does not.
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+               "\u2029": "\\u2029"}  # fmt: skip
+
+
+def computed_service_hash(service: dict[str, Any]) -> str:
+    """Compose's config hash of one service, computed from its rendering (``config
+    --format json``) as Compose computes it: SHA-256 of the service's JSON, compact, in
+    Compose's field order, less what :data:`_UNHASHED` names and ``deploy.replicas``.
+    It saves a Compose process per stack, and it is only ever believed where it equals a
+    container's own ``config-hash`` label: equal SHA-256 means the same bytes, so the same
+    service config; where it differs, Compose is asked (``config --hash``), which tells
+    real drift from a computation that went wrong."""
+    kept = {key: value for key, value in service.items() if key not in _UNHASHED}
+    if isinstance(kept.get("deploy"), dict):
+        kept["deploy"] = {k: v for k, v in kept["deploy"].items() if k != "replicas"}
+    text = json.dumps(kept, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in _GO_ESCAPES.items():
+        text = text.replace(char, escaped)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def proven_hashes(
+    services: dict[str, Any], containers: list[ContainerState]
+) -> dict[str, str] | None:
+    """Each service's computed hash when every container of the stack (one-off runs
+    aside) carries exactly it, else ``None``: then only Compose can say which is right."""
+    computed = {
+        name: computed_service_hash(service)
+        for name, service in services.items()
+        if isinstance(service, dict)
+    }
+    for container in containers:
+        if container.labels.get(ONEOFF_LABEL) == "True":
+            continue
+        if container.labels.get(HASH_LABEL) != computed.get(container.service):
+            return None
+    return computed
 
 
 @dataclass(frozen=True)

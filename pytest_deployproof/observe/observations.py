@@ -43,6 +43,7 @@ from .drift import (
     ParitySeen,
     ServicesSeen,
     config_hash,
+    proven_hashes,
     scan_layers,
     service_hashes,
 )
@@ -249,6 +250,12 @@ class Observations:
                 known = self._hashes.setdefault(stack.name, known)
         return known
 
+    def _hashes_for(self, stack: Stack, files: StackFiles) -> dict[str, str]:
+        """Each service's Compose hash: computed from the rendering in hand where every
+        container's own label proves it (:func:`.drift.proven_hashes`), else Compose's."""
+        proven = proven_hashes(files.services, self.stack_containers(stack))
+        return proven if proven is not None else self.service_hashes(stack)
+
     def _render_key(self, stack: Stack, files: StackFiles) -> str | None:
         if files.compose_text is None:
             return None
@@ -275,7 +282,7 @@ class Observations:
             if key and load_rendered(self.inventory.state, stack.name, key) is not None:
                 return
             if files.config is not None:
-                hashes = self.service_hashes(stack)
+                hashes = self._hashes_for(stack, files)
                 if key:
                     store_rendered(self.inventory.state, stack.name, key, files.services, hashes)
 
@@ -321,7 +328,7 @@ class Observations:
         if files.config is None:
             return ContainersSeen({}, files.problem or "compose refused the files", [], {},
                                   lambda container: {})  # fmt: skip
-        hashes = self.service_hashes(stack)
+        hashes = self._hashes_for(stack, files)
         if key:
             store_rendered(state, stack.name, key, files.services, hashes)
         return ContainersSeen(files.services, None, containers, hashes, inspect)
