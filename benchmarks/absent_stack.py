@@ -1,7 +1,7 @@
 """A stack in the inventory that is not up, among six that are (issue 22's fifth row).
 
-Seven Compose stacks of two busybox services (web with a healthcheck, a smoke endpoint and a
-health endpoint; worker); six run, the seventh was never started (no container of its project
+Seven Compose stacks of two busybox services with healthchecks (web with a smoke endpoint and
+a health endpoint; worker); six run, the seventh was never started (no container of its project
 exists). `pytest --env bench -m "smoke or health"` with the bundled checks and the inventory's
 default probe settings (3 tries, 30 s deadline). Before issue 22, each service check of the
 absent stack waited out its deadline and its health check waited again: 60 s of a 96 s run.
@@ -29,21 +29,8 @@ import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import CHILD_ENV, PYTEST, compose_binary
+from common import CHILD_ENV, PYTEST, TWO_SERVICES, compose_binary
 
-COMPOSE = """\
-services:
-  web:
-    image: deployproof-demo/busybox:${{APP_IMAGE_TAG}}
-    ports: ["127.0.0.1:{port}:8080"]
-    healthcheck:
-      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
-      interval: 1s
-      timeout: 2s
-      retries: 3
-  worker:
-    image: deployproof-demo/busybox:${{APP_IMAGE_TAG}}
-"""
 STACKS = [f"ab{n}" for n in range(7)]
 ABSENT = STACKS[-1]
 
@@ -70,7 +57,7 @@ def main() -> None:
              f"state_dir: {work / 'state'}", "stacks:"]  # fmt: skip
     for name, port in zip(STACKS, _free_ports(len(STACKS)), strict=True):
         (work / name).mkdir()
-        (work / name / "compose.yaml").write_text(COMPOSE.format(port=port))
+        (work / name / "compose.yaml").write_text(TWO_SERVICES.format(port=port))
         (work / name / ".env").write_text("APP_IMAGE_TAG=v1.0.0\n")
         lines.append(
             f"  {name}: {{layer: apps, host: here, run_dir: {work / name}, project: {name}, "

