@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from pytest_deployproof.inventory.model import Host
-from pytest_deployproof.observe.drift import HASH_LABEL, computed_service_hash, proven_hashes
+from pytest_deployproof.observe.docker_engine import HostEngine
+from pytest_deployproof.observe.drift import (
+    HASH_LABEL,
+    ONEOFF_LABEL,
+    computed_service_hash,
+    container_drift,
+    proven_hashes,
+)
 from pytest_deployproof.orchestrators.containers import HostContainers
 from tests.support.compose import ComposeStack
 from tests.support.deploying import deploy, deploy_inventory
@@ -174,32 +181,83 @@ def test_hashes_computed_from_the_rendering_are_composes_and_believed_only_where
     """Issue 22: a cold drift scan computes each service's Compose hash from the rendering
     it already has, instead of a second Compose process per stack, and believes it only
     where a container's own label equals it. Shown with what Go's JSON writes unlike
-    Python's (<, >, &, U+2028, a float, a null) and what Compose leaves out of its hash
-    (depends_on, deploy.replicas, pull_policy)."""
+    Python's (<, >, &, U+2028, a float, a null), a literal $ (the rendering writes $$), what
+    Compose leaves out of its hash (depends_on, deploy.replicas, pull_policy), a one-off
+    container, and env_file: (`config --hash` counts it, `up` and the rendering read it in:
+    there the computed hash is the label and `config --hash` is not)."""
     app = compose_stack(
         "app",
         env_file="APP_IMAGE_TAG=v1.0.0\nGREETING=hi\n",
-        web={"NOTE": "a<b && c>d\u2028", "GREETING": "${GREETING}", "EMPTY": None},
+        web={"NOTE": "a<b && c>d\u2028", "GREETING": "${GREETING}", "EMPTY": None,
+             "PRICE": "5$$ a $$$$b"},
         worker={},
+        side={},
         compose={
-            "web": {"depends_on": ["worker"], "labels": {"team": "ops"}},
+            "web": {"depends_on": ["worker"], "labels": {"team": "ops$$1"}},
             "worker": {"pull_policy": "never", "deploy": {
                 "replicas": 1, "resources": {"limits": {"cpus": "0.5", "memory": "16M"}}}},
+            "side": {"env_file": ["side.env"]},
         },
     )  # fmt: skip
+    (app.run_dir / "side.env").write_text("SIDE=1\n")
     app.up()
+    app.compose("run", "-d", "--no-deps", "worker", "sleep", "60")  # a one-off container
     rendered = json.loads(app.compose("config", "--format", "json").stdout)["services"]
-    composes = dict(
-        line.split() for line in app.compose("config", "--hash", "*").stdout.splitlines()
-    )
-    assert {name: computed_service_hash(service) for name, service in rendered.items()} == composes
+
+    def composes_hashes() -> dict[str, str]:
+        lines = app.compose("config", "--hash", "*").stdout.splitlines()
+        return dict(line.split() for line in lines)
+
+    composes = composes_hashes()
+    computed = {name: computed_service_hash(service) for name, service in rendered.items()}
+    assert computed["web"] == composes["web"]
+    assert computed["worker"] == composes["worker"]
+    assert computed["side"] != composes["side"]  # config --hash counts env_file: itself
     containers = HostContainers(Host(name="here", spec="local://")).projects()[app.project]
-    assert {c.service: c.labels[HASH_LABEL] for c in containers} == composes
-    assert proven_hashes(rendered, containers) == composes
+    assert [c.labels.get(ONEOFF_LABEL) for c in containers].count("True") == 1
+    labels = {c.service: c.labels[HASH_LABEL] for c in containers if ONEOFF_LABEL not in c.labels
+              or c.labels[ONEOFF_LABEL] != "True"}  # fmt: skip
+    assert labels == {**composes, "side": computed["side"]}  # what `up` wrote
+    assert proven_hashes(rendered, containers) == labels
+    without_side = [c for c in containers if c.service != "side"]
+    assert proven_hashes(rendered, without_side) == {  # a service with no container: none
+        "web": composes["web"], "worker": composes["worker"]}  # fmt: skip
 
     # The env file changed and nothing was recreated: web's label no longer proves what is
-    # computed, so nothing computed is believed (Compose is asked, and tells the drift).
+    # computed, so nothing computed is believed; Compose's hashes tell the drift, and the
+    # environment compared names GREETING only: PRICE's $ is the same on both sides.
     (app.run_dir / ".env").write_text("APP_IMAGE_TAG=v1.0.0\nGREETING=ho\n")
     changed = json.loads(app.compose("config", "--format", "json").stdout)["services"]
     assert computed_service_hash(changed["web"]) != composes["web"]
-    assert proven_hashes(changed, containers) is None
+    assert proven_hashes(changed, without_side) is None
+    inspect = HostEngine(Host(name="here", spec="local://")).inspect
+    lines = container_drift(changed, containers, composes_hashes(), inspect)
+    assert lines == [f"{app.project}-web-1: environment GREETING differs from the declared value"]
+
+
+def test_a_service_with_an_env_file_is_in_sync_after_a_deploy_and_its_change_is_drift(
+    pytester: pytest.Pytester, compose_stack: MakeStack, tmp_path: Path
+) -> None:
+    """Compose's `config --hash` counts a service's env_file: itself, while `up` writes the
+    hash of the service with those variables read in: recorded from `config --hash`, every
+    such service read as "recreated by hand" right after a deploy. Recorded from the labels
+    `up` wrote, it is in sync; a change of that file applied by hand is still drift."""
+    app = compose_stack("app", compose={"web": {"env_file": ["web.env"]}})
+    (app.run_dir / "web.env").write_text("COLOUR=blue\n")
+    app.up()
+    state = tmp_path / "state"
+    pytester.mkdir("inventories")
+    (pytester.path / "inventories" / "test.yml").write_text(deploy_inventory(app, state, ""))
+    pytester.makepyfile(test_smoke=SUITES["test_smoke"], test_drift=SUITES["test_drift"])
+    deploy(pytester, "v2.0.0").assert_outcomes(passed=2)
+    config, containers = "test_config_as_deployed", "test_containers_as_declared"
+    seen = drift_run(pytester)
+    assert seen[config] == ("passed", ""), seen[config]
+    assert seen[containers] == ("passed", ""), seen[containers]
+
+    (app.run_dir / "web.env").write_text("COLOUR=red\n")
+    app.compose("up", "-d", "--wait")
+    status, message = drift_run(pytester)[config]
+    assert status == "failure", message
+    assert f"- {app.container('web')}: config-hash " in message
+    assert "recreated by hand" in message

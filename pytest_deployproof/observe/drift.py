@@ -74,9 +74,10 @@ def config_hash(compose_text: str, env: dict[str, str | None]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def service_hashes(access: HostAccess, stack: Stack) -> dict[str, str]:
-    """Compose's own config hash of each service (``docker compose config --hash '*'``)."""
-    done = access.compose(stack, "config", "--hash", "*")
+def service_hashes(access: HostAccess, stack: Stack, env_file: bool = True) -> dict[str, str]:
+    """Compose's own config hash of each service (``docker compose config --hash '*'``),
+    with the env file unless ``env_file`` is false (rendered so when there is none)."""
+    done = access.compose(stack, "config", "--hash", "*", env_file=env_file)
     if done.rc != 0:
         raise Inconclusive(f"docker compose config --hash failed for {stack.name}: {done.stderr}")
     pairs = (line.split() for line in done.stdout.splitlines())
@@ -91,15 +92,33 @@ _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u202
                "\u2029": "\\u2029"}  # fmt: skip
 
 
+def unescaped(value: Any) -> Any:
+    """``value`` from ``docker compose config`` output as Compose holds it: the output
+    writes every literal ``$`` as ``$$`` (so that it reads back uninterpolated)."""
+    if isinstance(value, str):
+        return value.replace("$$", "$")
+    if isinstance(value, dict):
+        return {key: unescaped(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unescaped(item) for item in value]
+    return value
+
+
 def computed_service_hash(service: dict[str, Any]) -> str:
     """Compose's config hash of one service, computed from its rendering (``config
-    --format json``) as Compose computes it: SHA-256 of the service's JSON, compact, in
-    Compose's field order, less what :data:`_UNHASHED` names and ``deploy.replicas``.
-    It saves a Compose process per stack, and it is only ever believed where it equals a
-    container's own ``config-hash`` label: equal SHA-256 means the same bytes, so the same
-    service config; where it differs, Compose is asked (``config --hash``), which tells
-    real drift from a computation that went wrong."""
-    kept = {key: value for key, value in service.items() if key not in _UNHASHED}
+    --format json``) as Compose computes it: SHA-256 of the service's JSON as Compose holds
+    it (``$$`` read back as ``$``), compact, in Compose's field order, less what
+    :data:`_UNHASHED` names and ``deploy.replicas``. It saves a Compose process per stack.
+
+    It is believed only where it equals a container's own ``config-hash`` label: then the
+    bytes Compose hashed when it made the container are the bytes computed from today's
+    rendering, and everything the container drift check would otherwise inspect (the
+    environment) is in them. Where it differs, Compose is asked (``config --hash``): real
+    drift, or something this computation does not reproduce. (For a service with
+    ``env_file:`` it agrees with the label where ``config --hash`` does not: that counts
+    the ``env_file:`` entry itself, while ``up`` hashes the service with the file's
+    variables read in, as the rendering shows them.)"""
+    kept = {key: value for key, value in unescaped(service).items() if key not in _UNHASHED}
     if isinstance(kept.get("deploy"), dict):
         kept["deploy"] = {k: v for k, v in kept["deploy"].items() if k != "replicas"}
     text = json.dumps(kept, separators=(",", ":"), ensure_ascii=False)
@@ -111,19 +130,24 @@ def computed_service_hash(service: dict[str, Any]) -> str:
 def proven_hashes(
     services: dict[str, Any], containers: list[ContainerState]
 ) -> dict[str, str] | None:
-    """Each service's computed hash when every container of the stack (one-off runs
-    aside) carries exactly it, else ``None``: then only Compose can say which is right."""
+    """The computed hash of each service that has a container, when every container of
+    the stack (one-off runs aside) carries exactly its service's; else ``None``: then
+    only Compose can say which is right. A service with no container gets no hash: none
+    could prove it."""
     computed = {
         name: computed_service_hash(service)
         for name, service in services.items()
         if isinstance(service, dict)
     }
+    proven: dict[str, str] = {}
     for container in containers:
         if container.labels.get(ONEOFF_LABEL) == "True":
             continue
-        if container.labels.get(HASH_LABEL) != computed.get(container.service):
+        label = container.labels.get(HASH_LABEL)
+        if label is None or label != computed.get(container.service):
             return None
-    return computed
+        proven[container.service] = label
+    return proven
 
 
 @dataclass(frozen=True)
@@ -186,18 +210,35 @@ class ParitySeen:
 
 
 def record_deployed(
-    state_dir: StateDir, stack: Stack, access: HostAccess, version: str | None, env_text: str
+    state_dir: StateDir,
+    stack: Stack,
+    access: HostAccess,
+    version: str | None,
+    env_text: str,
+    *,
+    containers: list[ContainerState] | None = None,
 ) -> DeployedState:
-    """Record the stack as just brought up (after every deploy, rollback and restore)."""
+    """Record the stack as just brought up (after every deploy, rollback and restore).
+
+    Each service's hash is the one Compose wrote on its containers when it brought them
+    up (``containers``, listed after ``up``): what DRF-1 later finds on a container it did
+    not recreate. ``config --hash`` is asked only without them: it is not always what
+    ``up`` writes (a service with ``env_file:`` hashes differently)."""
     from .stackfiles import parse_env  # noqa: PLC0415
 
     compose_text = access.read(access.compose_file(stack)) or ""
+    hashes: dict[str, str] = {}
+    if stack.target != "compose":
+        pass  # a swarm's containers carry no Compose hash: its services are compared by spec
+    elif containers is None:
+        hashes = service_hashes(access, stack)
+    else:
+        for container in containers:
+            label = container.labels.get(HASH_LABEL)
+            if label and container.labels.get(ONEOFF_LABEL) != "True":
+                hashes.setdefault(container.service, label)
     state = DeployedState(
-        version,
-        config_hash(compose_text, parse_env(env_text)),
-        # Swarm's containers carry no Compose hash: its services are compared by spec.
-        service_hashes(access, stack) if stack.target == "compose" else {},
-        time.time(),
+        version, config_hash(compose_text, parse_env(env_text)), hashes, time.time()
     )
     path = state_dir.deployed(stack.name)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -293,7 +334,8 @@ def container_drift(
 def _environment_drift(
     container: ContainerState, declared: dict[str, Any], attrs: dict[str, Any]
 ) -> list[str]:
-    want = {k: "" if v is None else str(v) for k, v in (declared.get("environment") or {}).items()}
+    declared_env = unescaped(declared.get("environment") or {})
+    want = {k: "" if v is None else str(v) for k, v in declared_env.items()}
     have = dict(item.partition("=")[::2] for item in attrs.get("Config", {}).get("Env") or [])
     keys = sorted(k for k in set(want) | set(have) if k in want and want.get(k) != have.get(k))
     return [f"{container.name}: environment {key} differs from the declared value" for key in keys]
@@ -335,7 +377,8 @@ def _spec_lines(want: dict[str, Any], spec: dict[str, Any]) -> list[str]:
     declared_replicas = deploy.get("replicas", 1)
     if deploy.get("mode", "replicated") == "replicated" and replicas != declared_replicas:
         lines.append(f"{replicas} replicas, declared {declared_replicas}")
-    env = {k: "" if v is None else str(v) for k, v in (want.get("environment") or {}).items()}
+    declared_env = unescaped(want.get("environment") or {})
+    env = {k: "" if v is None else str(v) for k, v in declared_env.items()}
     have = dict(item.partition("=")[::2] for item in container.get("Env") or [])
     lines += [f"environment {key} differs from the declared value"
               for key in sorted(set(env) | set(have)) if env.get(key) != have.get(key)]  # fmt: skip

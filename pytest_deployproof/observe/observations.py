@@ -245,7 +245,8 @@ class Observations:
             known = self._hashes.get(stack.name)
             access = self.access(stack.host)
         if known is None:
-            known = service_hashes(access, stack)
+            # with the env file exactly when the rendering had it (no file: none named)
+            known = service_hashes(access, stack, self.stack_files(stack.name).env is not None)
             with self._lock:
                 known = self._hashes.setdefault(stack.name, known)
         return known

@@ -42,7 +42,7 @@ _KEPT = ("image", "ports")  # what the cached drift comparison reads besides the
 @dataclass(frozen=True)
 class Rendered:
     services: dict[str, dict[str, Any]]  # service -> image and ports, as Compose rendered them
-    hashes: dict[str, str]  # service -> Compose's config hash
+    hashes: dict[str, str]  # service -> its config hash: Compose's, or proven by a label
 
 
 def _reads_other_files(compose_text: str) -> bool:
