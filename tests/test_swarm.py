@@ -127,6 +127,9 @@ def test_a_whole_stack_deploys_and_any_failing_service_takes_every_service_back(
     assert "- service worker: 0 replicas, declared 1" in output
     assert "- service worker: environment DEBUG differs from the declared value" in output
     assert "FAILED test_smoke.py::test_service_running[test/platform/shop/worker]" in output
+    # Scaled to 0, nothing is starting: judged on the first look, not at the probe deadline.
+    assert "service worker: " in output
+    assert "(after 1 observation in " in output, output
 
 
 def test_a_deploy_killed_mid_convergence_is_rolled_back_by_the_next_run(

@@ -232,7 +232,9 @@ class HostSwarm:
             running = sum(1 for c in found if c.state == "running" and c.health != "starting")
             waited = time.monotonic() - started
             settled = bool(found) and running == len(found) and running >= (desired or 1)
-            absent = declared is None  # no such service in the stack: nothing is starting
+            # No such service in the stack, or it is scaled to 0: nothing is starting, so
+            # waiting out the deadline would only delay the same verdict.
+            absent = declared is None or desired == 0
             if settled or absent or waited + probes.interval_s > probes.deadline_s:
                 return ServiceState(
                     stack.name, namespace, service, found, attempts, waited, desired=desired
