@@ -158,6 +158,7 @@ class BoundedServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: Any) -> None:
         self._slots = threading.BoundedSemaphore(self.max_connections)
         self._active = 0  # connections holding a slot (the semaphore does not say)
+        self._holding: set[Any] = set()  # which: their sockets
         self._active_lock = threading.Lock()
         self._deadlines: dict[socket.socket, float] = {}
         self._deadlines_lock = threading.Lock()
@@ -181,20 +182,29 @@ class BoundedServer(ThreadingHTTPServer):
         after their answer, so the slots they hold go to whoever connects next."""
         return self._active > self.max_connections - KEEPALIVE_RESERVE
 
-    def _take_slot(self) -> bool:
+    def _take_slot(self, request: Any) -> bool:
         if not self._slots.acquire(blocking=False):
             return False
         with self._active_lock:
             self._active += 1
+            self._holding.add(request)
         return True
 
-    def _free_slot(self) -> None:
+    def _free_slot(self, request: Any) -> None:
+        """Give the connection's slot back, once: the connection's thread frees it when it
+        ends, and ``process_request`` when starting that thread was interrupted (SIGTERM
+        arrives as KeyboardInterrupt), which can happen after the thread began and freed it.
+        A second release raised ValueError, which replaced the interrupt, and the server
+        went on serving: a runner that outlived its SIGTERM."""
         with self._active_lock:
+            if request not in self._holding:
+                return
+            self._holding.discard(request)
             self._active -= 1
         self._slots.release()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._take_slot():
+        if not self._take_slot(request):
             with contextlib.suppress(OSError):
                 request.sendall(
                     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
@@ -206,7 +216,7 @@ class BoundedServer(ThreadingHTTPServer):
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._free_slot()
+            self._free_slot(request)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
@@ -217,7 +227,7 @@ class BoundedServer(ThreadingHTTPServer):
         finally:
             with self._deadlines_lock:
                 self._deadlines.pop(request, None)
-            self._free_slot()
+            self._free_slot(request)
 
     def server_close(self) -> None:
         self._watching.set()

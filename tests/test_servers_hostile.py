@@ -252,3 +252,49 @@ def test_stopping_waits_for_the_event_being_handled(tmp_path: Path) -> None:
     server.shutdown()
     server.server_close()
     assert finished.is_set()
+
+
+def test_sigterm_while_a_connection_starts_stops_the_server_and_frees_its_slot_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGTERM arrives as KeyboardInterrupt in the serving thread. When it lands while a
+    connection's thread is being started, after that thread already ran and gave its slot
+    back, the slot used to be given back twice: ValueError replaced the interrupt, was
+    printed as a failed request, and the server served on (CI: an idle runner outlived its
+    SIGTERM by 60 s). Injected: the thread started and finished, then the interrupt."""
+    import socketserver
+    from http.server import BaseHTTPRequestHandler
+
+    from pytest_deployproof.signed_http import BoundedServer
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    original = socketserver.ThreadingMixIn.process_request
+
+    def started_then_interrupted(self: Any, request: Any, client_address: Any) -> None:
+        before = set(threading.enumerate())
+        original(self, request, client_address)
+        for thread in set(threading.enumerate()) - before:
+            thread.join(5)  # the connection is served, its slot given back
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(socketserver.ThreadingMixIn, "process_request", started_then_interrupted)
+    server = BoundedServer(("127.0.0.1", 0), Answer)
+    try:
+        with socket.create_connection(server.server_address, timeout=5) as client:
+            client.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            with pytest.raises(KeyboardInterrupt):  # out to serve_forever's caller: it stops
+                server._handle_request_noblock()
+            assert client.recv(64).startswith(b"HTTP/1.0 204")
+        assert server._active == 0
+        for _ in range(MAX_CONNECTIONS):  # every slot is free, and no more than that
+            assert server._slots.acquire(blocking=False)
+        assert not server._slots.acquire(blocking=False)
+    finally:
+        server.server_close()
