@@ -141,10 +141,8 @@ class StackAction:
     def _record_deployed(self, version: str | None, env_text: str) -> None:
         """What now runs, for the drift checks (DRF-1); a state disk that refuses it is
         reported, and does not undo or stop what was brought up."""
-        containers = None
-        if self.stack.target == "compose":
-            self.orchestrator.refresh()  # the containers as `up` just left them
-            containers = self.orchestrator.containers(self.stack)
+        self.orchestrator.refresh()  # the containers as `up` just left them
+        containers = self.orchestrator.containers(self.stack)
         try:
             record_deployed(
                 self.run.inventory.state, self.stack, self.access, version, env_text,

@@ -227,13 +227,11 @@ def record_deployed(
     from .stackfiles import parse_env  # noqa: PLC0415
 
     compose_text = access.read(access.compose_file(stack)) or ""
-    hashes: dict[str, str] = {}
-    if stack.target != "compose":
-        pass  # a swarm's containers carry no Compose hash: its services are compared by spec
-    elif containers is None:
+    hashes: dict[str, str] = {}  # a swarm's: none (its services are compared by spec)
+    if stack.target == "compose" and containers is None:
         hashes = service_hashes(access, stack)
-    else:
-        for container in containers:
+    elif stack.target == "compose":
+        for container in containers or []:
             label = container.labels.get(HASH_LABEL)
             if label and container.labels.get(ONEOFF_LABEL) != "True":
                 hashes.setdefault(container.service, label)

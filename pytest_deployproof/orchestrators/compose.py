@@ -36,21 +36,19 @@ def compose_readiness(access: HostAccess) -> str | None:
     0 on an argument no Compose accepts would make a failed ``up`` read as a success (this
     shows only that argument errors come back; a wrapper could still lose others). Asked
     before a deploy, rollback or restore changes anything, and when the runner starts."""
-    done = access.run("timeout", _ASK_S, *access.compose_command(), "version", "--short")
+    argv, host = access.compose_command(), access.host.name
+    command = " ".join(argv)
+    done = access.run("timeout", _ASK_S, *argv, "version", "--short")
     found = _VERSION.search(done.stdout)
-    host = access.host.name
     if done.rc != 0 or found is None:
         why = (done.stderr or done.stdout).strip().splitlines()
-        return f"host {host}: `{' '.join(access.compose_command())} version` failed" + (
-            f": {why[-1]}" if why else ""
-        )
+        return f"host {host}: `{command} version` failed" + (f": {why[-1]}" if why else "")
     if int(found.group(1)) < 2:
         return (
             f"host {host} runs Compose {found.group(0)}: deployproof needs Compose v2 "
             "(`up --wait`); set `compose:` for the host to a v2 command"
         )
-    command = " ".join(access.compose_command())
-    probe = access.run("timeout", _ASK_S, *access.compose_command(), EXIT_CODE_PROBE).rc
+    probe = access.run("timeout", _ASK_S, *argv, EXIT_CODE_PROBE).rc
     if probe == 124:
         return f"host {host}: `{command} {EXIT_CODE_PROBE}` did not answer within {_ASK_S} s"
     if probe == 0:
